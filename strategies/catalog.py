@@ -1,0 +1,84 @@
+"""The names, defaults and one-line descriptions of every spot strategy.
+
+Lean on purpose (standard library only): the daemon validates config against
+this without importing numpy. The implementations live beside it and are
+registered under exactly these names (a test checks both lists agree).
+Defaults are REFERENCE section 4 and section 11 (edge70).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+Param = int | float
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    description: str
+    defaults: Mapping[str, Param]
+    needs_second_symbol: bool = False
+
+
+def _info(name: str, description: str, needs_second_symbol: bool = False, **defaults: Param) -> StrategyInfo:
+    return StrategyInfo(name, description, MappingProxyType(dict(defaults)), needs_second_symbol)
+
+
+CATALOG: Mapping[str, StrategyInfo] = MappingProxyType({
+    s.name: s for s in (
+        _info("sma_crossover", "SMA(fast) crosses above/below SMA(slow)", fast=20, slow=50),
+        _info("ema_crossover", "EMA(fast) crosses above/below EMA(slow)", fast=12, slow=26),
+        _info("rsi", "Wilder RSI crosses up through oversold / down through overbought",
+              period=14, oversold=30, overbought=70),
+        _info("bollinger_bands", "close crosses back above the lower / below the upper band",
+              period=20, num_std=2.0),
+        _info("macd", "MACD line crosses above/below its signal line", fast=12, slow=26, signal=9),
+        _info("mean_reversion", "z-score of close crosses up through -entry / down through +exit",
+              lookback=30, entry_z=1.5, exit_z=0.5),
+        _info("momentum", "ROC crosses above +threshold % / below -threshold %",
+              period=14, threshold_pct=5.0),
+        _info("volume_weighted", "close crosses SMA with volume above a multiple of its SMA",
+              period=20, volume_mult=1.5),
+        _info("triple_ema", "EMA(fast) > EMA(mid) > EMA(slow) begins / ends", fast=8, mid=21, slow=55),
+        _info("rsi_macd_combo", "MACD cross confirmed by RSI below oversold / above overbought",
+              rsi_period=14, oversold=35, overbought=65, fast=12, slow=26, signal=9),
+        _info("pairs_spread", "z-score of close/close_b crosses up through -entry / down through +exit",
+              needs_second_symbol=True, lookback=30, entry_z=2.0, exit_z=0.5),
+        _info("edge70", "daily Donchian breakout: long above the 59-day high, short below the 21-day low",
+              long_lookback=59, short_lookback=21, seed_bars=200, stop_pct=15.0),
+    )
+})
+
+
+def validate_params(name: str, overrides: Mapping[str, object] | None) -> dict[str, Param]:
+    """Defaults of ``name`` merged with ``overrides``; ValueError naming each bad key.
+
+    Integer defaults take integers, float defaults take any finite number.
+    """
+    if name not in CATALOG:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(CATALOG))}")
+    info = CATALOG[name]
+    params: dict[str, Param] = dict(info.defaults)
+    problems = []
+    for key, value in (overrides or {}).items():
+        if key not in info.defaults:
+            problems.append(f"unknown parameter {key!r} for {name} (known: {', '.join(info.defaults)})")
+            continue
+        want_int = isinstance(info.defaults[key], int)
+        ok = isinstance(value, int) and not isinstance(value, bool) if want_int else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            and value not in (float("inf"), float("-inf"))
+        )
+        if not ok:
+            problems.append(f"parameter {key!r} of {name} must be {'an integer' if want_int else 'a finite number'}, got {value!r}")
+            continue
+        if value <= 0 and not key.startswith("exit"):  # type: ignore[operator]
+            problems.append(f"parameter {key!r} of {name} must be > 0, got {value!r}")
+            continue
+        params[key] = value  # type: ignore[assignment]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return params
