@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Spot checker: one strategy, one symbol, one timeframe -> one JSON signal.
+
+    python3 checkers/check_strategy.py sma_crossover BTC/USDT 1h
+    python3 checkers/check_strategy.py pairs_spread BTC/USDT 1d ETH/USDT --config config.demo.json
+
+Prints {strategy, symbol, timeframe, signal, price, indicators, timestamp, ...}
+where price is the close of the last CLOSED candle and timestamp its close
+time. On failure it prints the same document with "error" and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+from checkers import common  # noqa: E402
+
+
+def _candles(symbol: str, timeframe: str, now_ms: int, args: argparse.Namespace, source_box: list):
+    from market.cache import read_candles
+
+    folder = common.cache_dir()
+    candles = read_candles(folder, symbol, timeframe) if folder else None
+    if candles is None:
+        if not source_box:
+            from market.sources import open_source
+
+            source_box.append(open_source(common.market_spec(args)))
+        candles = source_box[0].fetch_candles(symbol, timeframe, now_ms=now_ms, limit=common.candles_limit())
+    return candles.closed_at(now_ms)  # never the forming candle, whatever the source
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("strategy")
+    parser.add_argument("symbol")
+    parser.add_argument("timeframe")
+    parser.add_argument("symbol_b", nargs="?")
+    parser.add_argument("--params", default="{}", help="JSON object of parameter overrides")
+    common.add_context_args(parser)
+    args = parser.parse_args(argv)
+    doc = {"strategy": args.strategy, "symbol": args.symbol, "timeframe": args.timeframe, "signal": 0}
+    if args.symbol_b:
+        doc["symbol_b"] = args.symbol_b
+    source_box: list = []
+    try:
+        import strategies
+        from market.base import check_fresh
+        from strategies.catalog import validate_params
+
+        now_ms = common.now_ms(args)
+        params = validate_params(args.strategy, json.loads(args.params))
+        candles = _candles(args.symbol, args.timeframe, now_ms, args, source_box)
+        check_fresh(candles, now_ms)
+        candles_b = _candles(args.symbol_b, args.timeframe, now_ms, args, source_box) if args.symbol_b else None
+        result = strategies.evaluate(args.strategy, candles, params, candles_b)
+        stop = result.indicators.get("stop_price") if result.signal == 1 else None
+        doc.update({
+            "signal": int(result.signal), "price": float(candles.close[-1]), "indicators": result.indicators,
+            "timestamp": common.iso_ms(candles.close_time_ms()), "source": candles.source, "bars": len(candles),
+        })
+        if isinstance(stop, (int, float)):
+            doc["stop_price"] = float(stop)
+    except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
+        common.fail(doc, e)
+    finally:
+        for source in source_box:
+            source.close()
+    common.emit(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

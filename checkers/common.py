@@ -1,0 +1,95 @@
+"""What every checker shares: where market data comes from, the decision
+time, and printing exactly one JSON document.
+
+Run by the scheduler, a checker gets its context from the environment:
+``GO_TRADER_NOW_MS`` (the decision time), ``GO_TRADER_MARKET`` (the config's
+market section as JSON) and ``GO_TRADER_CACHE_DIR`` (this cycle's market
+cache, see market.cache). Run by hand, it uses the wall clock and the market
+of ``--config FILE`` (default: live Binance through ccxt) and fetches for
+itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+from scheduler.errors import GoTraderError, TransientExchangeError
+
+ENV_NOW = "GO_TRADER_NOW_MS"
+ENV_MARKET = "GO_TRADER_MARKET"
+ENV_CACHE = "GO_TRADER_CACHE_DIR"
+ENV_LIMIT = "GO_TRADER_CANDLES_LIMIT"
+DEFAULT_MARKET = {"source": "ccxt", "exchange": "binance"}
+
+
+def add_context_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="take the market section from this config file "
+                        "(default: live Binance through ccxt)")
+    parser.add_argument("--now-ms", type=int, help="decision time in UTC milliseconds (default: now)")
+
+
+def now_ms(args: argparse.Namespace) -> int:
+    if args.now_ms is not None:
+        return int(args.now_ms)
+    env = os.environ.get(ENV_NOW)
+    return int(env) if env else int(time.time() * 1000)
+
+
+def market_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.config is not None:
+        try:
+            doc = json.loads(args.config.read_text())
+        except (OSError, ValueError) as e:
+            raise GoTraderError(f"cannot read market section of {args.config}: {e}") from e
+        market = doc.get("market", DEFAULT_MARKET) if isinstance(doc, dict) else DEFAULT_MARKET
+        if market.get("source") == "files" and not Path(market["root"]).is_absolute():
+            market = {**market, "root": str(args.config.resolve().parent / market["root"])}
+        return market
+    env = os.environ.get(ENV_MARKET)
+    return json.loads(env) if env else dict(DEFAULT_MARKET)
+
+
+def cache_dir() -> Path | None:
+    env = os.environ.get(ENV_CACHE)
+    return Path(env) if env else None
+
+
+def candles_limit() -> int:
+    return int(os.environ.get(ENV_LIMIT, "500"))
+
+
+def iso_ms(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def emit(doc: dict[str, Any]) -> None:
+    """Print the one JSON document (non-finite numbers become null)."""
+    sys.stdout.write(json.dumps(_clean(doc), separators=(",", ":"), allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(doc: dict[str, Any], error: BaseException) -> NoReturn:
+    """Print the document with an error and exit non-zero (never 0 on a failure)."""
+    transient = isinstance(error, TransientExchangeError)
+    print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+    emit({**doc, "error": f"{type(error).__name__}: {error}",
+          "error_class": "transient" if transient else "permanent"})
+    sys.exit(75 if transient else 1)  # 75 = EX_TEMPFAIL

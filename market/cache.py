@@ -1,0 +1,77 @@
+"""The per-cycle market cache: the fetch step writes it, checkers read it.
+
+One folder per cycle. The scheduler's fetch step fetches each (symbol,
+timeframe) once and the ticker batch once, and writes them here; every
+checker of that cycle reads from it instead of calling the exchange, so API
+calls per cycle do not grow with the number of strategies and checkers stay
+stateless. A checker run by hand has no cache and fetches for itself.
+
+Files are JSON (exact float round-trip), written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from market.base import Candles, MarketRules
+
+MANIFEST = "manifest.json"
+
+
+def _name(symbol: str, timeframe: str) -> str:
+    return f"{symbol.replace('/', '_')}-{timeframe}.json"
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` via a temp file and rename (no torn files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, separators=(",", ":"), allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_candles(cache_dir: Path, candles: Candles) -> None:
+    write_json_atomic(cache_dir / _name(candles.symbol, candles.timeframe), {
+        "symbol": candles.symbol, "timeframe": candles.timeframe, "source": candles.source,
+        "gaps": [list(g) for g in candles.gaps],
+        "ts_ms": candles.ts_ms.tolist(), "open": candles.open.tolist(), "high": candles.high.tolist(),
+        "low": candles.low.tolist(), "close": candles.close.tolist(), "volume": candles.volume.tolist(),
+    })
+
+
+def read_candles(cache_dir: Path, symbol: str, timeframe: str) -> Candles | None:
+    """The cached candles, or None when this cycle's cache does not hold them."""
+    try:
+        doc = json.loads((cache_dir / _name(symbol, timeframe)).read_text())
+    except FileNotFoundError:
+        return None
+    f64 = np.float64
+    return Candles(
+        doc["symbol"], doc["timeframe"], np.asarray(doc["ts_ms"], dtype=np.int64),
+        np.asarray(doc["open"], f64), np.asarray(doc["high"], f64), np.asarray(doc["low"], f64),
+        np.asarray(doc["close"], f64), np.asarray(doc["volume"], f64), doc["source"],
+        tuple((int(a), int(b)) for a, b in doc["gaps"]),
+    )
+
+
+def read_manifest(cache_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((cache_dir / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def rules_from_json(doc: dict[str, Any]) -> MarketRules:
+    return MarketRules(str(doc["symbol"]), float(doc["amount_step"]), float(doc["min_amount"]),
+                       float(doc["min_notional_usd"]))

@@ -1,0 +1,27 @@
+"""Open the market source a config names. Imports each source lazily, so the
+synthetic and files sources never pay for importing ccxt."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from market.base import MarketSource
+from scheduler.errors import ConfigError
+
+
+def open_source(spec: Mapping[str, Any]) -> MarketSource:
+    """A MarketSource for ``spec`` (the config's ``market`` section, as a dict)."""
+    kind = spec.get("source")
+    if kind == "synthetic":
+        from market.synthetic import SyntheticSource
+
+        return SyntheticSource.from_spec(dict(spec))
+    if kind == "files":
+        from market.files_source import FilesSource
+
+        return FilesSource.from_spec(dict(spec))
+    if kind == "ccxt":
+        from market.ccxt_source import CcxtSource
+
+        return CcxtSource.from_spec(dict(spec))
+    raise ConfigError([f"market.source: unknown source {kind!r}; use 'ccxt', 'files' or 'synthetic'"])

@@ -1,0 +1,138 @@
+"""The project's own seeded market: SYNTHETIC prices for demos and tests.
+
+Nothing here is real market data, and every candle says so (source
+"synthetic"). The market is a pure function of (seed, symbol, time): the
+candle that opened at T is the same whatever ``now_ms`` a caller passes, so
+a checker run by hand and the daemon see the same history, and higher
+timeframes are exact aggregates of the same 5-minute path (prices agree
+across timeframes).
+
+Model: 5-minute log returns with a daily volatility regime that follows an
+AR(1) process in log-vol (volatility clustering), plus rare jumps; volume
+scales with the regime. Base resolution is 5 minutes, so 1m/3m candles are
+not offered.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from market.base import Candles, MarketRules
+from market.timeframes import last_closed_open_ms, timeframe_ms
+from scheduler.errors import PermanentExchangeError
+
+ORIGIN_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic market's first candle
+BASE_MS = 300_000  # 5 minutes
+_DAY_MS = 86_400_000
+_BLOCK = 8192  # base candles per independently seeded noise block
+_YEAR_MS = 365.25 * _DAY_MS
+
+# symbol -> (start price, 5m base volume, amount step, annual vol)
+_PROFILES: dict[str, tuple[float, float, float, float]] = {
+    "BTC": (60_000.0, 40.0, 1e-5, 0.55),
+    "ETH": (3_000.0, 600.0, 1e-4, 0.70),
+    "SOL": (150.0, 9_000.0, 1e-3, 0.90),
+}
+_DEFAULT_PROFILE = (100.0, 10_000.0, 1e-3, 0.80)
+MIN_NOTIONAL_USD = 5.0
+
+
+def _profile(symbol: str) -> tuple[float, float, float, float]:
+    return _PROFILES.get(symbol.split("/")[0], _DEFAULT_PROFILE)
+
+
+def _rng(seed: int, symbol: str, stream: str, block: int) -> np.random.Generator:
+    key = [seed, zlib.crc32(symbol.encode()), zlib.crc32(stream.encode()), block]
+    return np.random.default_rng(np.random.SeedSequence(key))
+
+
+@lru_cache(maxsize=16)
+def _base_path(seed: int, symbol: str, n: int) -> tuple[np.ndarray, ...]:
+    """The first ``n`` 5-minute candles (o, h, l, c, v) of ``symbol`` since ORIGIN_MS."""
+    price0, vol0, _, annual_vol = _profile(symbol)
+    n_blocks = -(-n // _BLOCK)
+    z = np.concatenate([_rng(seed, symbol, "z", b).standard_normal((_BLOCK, 5)) for b in range(n_blocks)])[:n]
+    jumps_u = np.concatenate([_rng(seed, symbol, "j", b).random(_BLOCK) for b in range(n_blocks)])[:n]
+
+    # Daily volatility regime: log-vol multiplier following AR(1) (phi 0.94), one value per UTC day.
+    n_days = n * BASE_MS // _DAY_MS + 1
+    shocks = _rng(seed, symbol, "regime", 0).standard_normal(n_days + 1) * 0.08
+    regime = np.empty(n_days)
+    level = 0.0
+    for d in range(n_days):  # a few thousand steps at most; a loop keeps it causal and exact
+        level = 0.94 * level + shocks[d]
+        regime[d] = level
+    day_of = (np.arange(n) * BASE_MS) // _DAY_MS
+    vol_mult = np.exp(regime[day_of])
+
+    sigma = annual_vol * np.sqrt(BASE_MS / _YEAR_MS) * vol_mult
+    jumps = np.where(jumps_u < 0.0004, z[:, 4] * 0.02, 0.0)
+    log_ret = sigma * z[:, 0] - 0.5 * sigma**2 + jumps
+    close = price0 * np.exp(np.cumsum(log_ret))
+    open_ = np.concatenate(([price0], close[:-1]))
+    body_hi = np.maximum(open_, close)
+    body_lo = np.minimum(open_, close)
+    high = body_hi * np.exp(np.abs(z[:, 1]) * sigma * 0.6)
+    low = body_lo * np.exp(-np.abs(z[:, 2]) * sigma * 0.6)
+    volume = vol0 * vol_mult * np.exp(0.4 * z[:, 3])
+    for arr in (open_, high, low, close, volume):
+        arr.setflags(write=False)
+    return open_, high, low, close, volume
+
+
+class SyntheticSource:
+    """MarketSource over the synthetic market. Deterministic for a given seed."""
+
+    name = "synthetic"
+
+    def __init__(self, seed: int = 42) -> None:
+        self.seed = int(seed)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "SyntheticSource":
+        return cls(seed=int(spec.get("seed", 42)))
+
+    def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Candles:
+        tf = timeframe_ms(timeframe)
+        if tf < BASE_MS or tf % BASE_MS:
+            raise PermanentExchangeError(
+                f"the synthetic market has no {timeframe} candles (smallest is 5m); use 5m or larger"
+            )
+        last_open = last_closed_open_ms(timeframe, now_ms)
+        first_open = max(ORIGIN_MS, last_open - (limit - 1) * tf)
+        first_open = -(-(first_open - ORIGIN_MS) // tf) * tf + ORIGIN_MS  # first aligned candle
+        if last_open < first_open:
+            return Candles.from_rows(symbol, timeframe, [], "synthetic")
+        n_base = (last_open + tf - ORIGIN_MS) // BASE_MS
+        o, h, l, c, v = _base_path(self.seed, symbol, int(n_base))
+        per = tf // BASE_MS
+        start = (first_open - ORIGIN_MS) // BASE_MS
+        k = (n_base - start) // per
+        sl = slice(int(start), int(start + k * per))
+
+        def group(a: np.ndarray) -> np.ndarray:
+            return a[sl].reshape(int(k), int(per))
+
+        ts = first_open + np.arange(k, dtype=np.int64) * tf
+        return Candles(
+            symbol, timeframe, ts, group(o)[:, 0].copy(), group(h).max(axis=1), group(l).min(axis=1),
+            group(c)[:, -1].copy(), group(v).sum(axis=1), "synthetic",
+        )
+
+    def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
+        """Last price = close of the last closed 5-minute candle."""
+        out: dict[str, float | None] = {}
+        for sym in symbols:
+            candles = self.fetch_candles(sym, "5m", now_ms=now_ms, limit=1)
+            out[sym] = float(candles.close[-1]) if len(candles) else None
+        return out
+
+    def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        return {s: MarketRules(s, _profile(s)[2], _profile(s)[2], MIN_NOTIONAL_USD) for s in symbols}
+
+    def close(self) -> None:
+        pass

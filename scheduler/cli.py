@@ -1,0 +1,149 @@
+"""The ``go-trader`` command.
+
+    go-trader --config config.json              run forever (the systemd service)
+    go-trader --config config.json --once       one cycle of every strategy, then exit
+    go-trader validate-config --config FILE     check a config, run nothing
+    go-trader status --config FILE              print /status from the saved state (no daemon needed)
+    go-trader list-strategies                   names, defaults, descriptions
+    go-trader download-data ...                 fetch candles into the files layout
+
+Exit status: 0 success, 2 configuration error, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from scheduler.errors import ConfigError, GoTraderError
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=Path("config.json"), help="config file (default: config.json)")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="go-trader", description="Paper-trading scheduler. Subcommands: "
+                                "validate-config, status, list-strategies, download-data.")
+    _config_arg(p)
+    p.add_argument("--once", action="store_true", help="run one cycle of every strategy, save, and exit")
+    p.add_argument("--state-file", type=Path, help="override the config's state_file")
+    p.add_argument("--log-dir", type=Path, help="override the config's log_dir")
+    p.add_argument("--no-status-server", action="store_true", help="do not serve /status and /health")
+    return p
+
+
+def _paths(args: argparse.Namespace, config):  # type: ignore[no-untyped-def]
+    from scheduler.config import resolve_path
+
+    state = args.state_file or resolve_path(args.config, config.state_file)
+    logs = args.log_dir or resolve_path(args.config, config.log_dir)
+    return Path(state).resolve(), Path(logs).resolve()
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    from scheduler.clock import SystemClock
+    from scheduler.config import load_config
+    from scheduler.daemon import Daemon, install_signal_handlers
+
+    args = _run_parser().parse_args(argv)
+    config = load_config(args.config)
+    state_path, log_dir = _paths(args, config)
+    daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path, log_dir=log_dir)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    daemon.open()
+    try:
+        if args.once:
+            report = daemon.run_cycle(force=True, stop=stop)
+            return EXIT_OK if report is not None else EXIT_FAILURE
+        if not args.no_status_server:
+            daemon.start_status_server()
+        daemon.serve_forever(stop)
+        return EXIT_OK if not daemon.halted else EXIT_FAILURE
+    finally:
+        daemon.close()
+
+
+def cmd_validate(argv: Sequence[str]) -> int:
+    from scheduler.config import load_config
+
+    p = argparse.ArgumentParser(prog="go-trader validate-config", description="Check a config file; run nothing.")
+    _config_arg(p)
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    kinds = {k: sum(s.type == k for s in config.strategies) for k in ("spot", "options")}
+    print(f"{args.config}: OK ({kinds['spot']} spot and {kinds['options']} options strategies, "
+          f"market {config.market.source}, every {config.interval_seconds}s)")
+    return EXIT_OK
+
+
+def cmd_status(argv: Sequence[str]) -> int:
+    from datetime import datetime, timezone
+
+    from scheduler.config import load_config
+    from scheduler.engine.models import State
+    from scheduler.state_store import load_state
+    from scheduler.status import build_status
+
+    p = argparse.ArgumentParser(prog="go-trader status", description="Print the /status document from the saved "
+                                "state (reads state.json; needs no running daemon).")
+    _config_arg(p)
+    p.add_argument("--state-file", type=Path)
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    state_path, _ = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config), config)
+    state = load_state(state_path) or State()
+    doc = build_status(state, config, {}, started_at=datetime.now(timezone.utc), halted=None)
+    print(json.dumps(doc, indent=2))
+    return EXIT_OK
+
+
+def cmd_list_strategies(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="go-trader list-strategies", description="List the spot strategies.").parse_args(argv)
+    try:
+        import strategies
+
+        print(strategies.describe())
+    except (ImportError, AttributeError):
+        from strategies.catalog import CATALOG
+
+        for info in CATALOG.values():
+            print(f"{info.name:16} {', '.join(f'{k}={v}' for k, v in info.defaults.items()):60} {info.description}")
+    return EXIT_OK
+
+
+def cmd_download(argv: Sequence[str]) -> int:
+    from market.download import main as download_main
+
+    return int(download_main(list(argv)))
+
+
+COMMANDS = {"validate-config": cmd_validate, "status": cmd_status, "list-strategies": cmd_list_strategies,
+            "download-data": cmd_download}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return command(argv[1:]) if command else cmd_run(argv)
+    except ConfigError as e:
+        print(f"go-trader: configuration error ({len(e.problems)} problem{'s' * (len(e.problems) != 1)}):",
+              file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except GoTraderError as e:
+        print(f"go-trader: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,484 @@
+"""The scheduler: the shell around the pure engine.
+
+One cycle: pick the strategies that are due, run the fetch step once, run
+one checker process per due strategy, validate what each printed, call the
+engine once, save state atomically, then publish the new snapshot to
+/status and write logs. The daemon itself never imports numpy, pandas or
+ccxt: all market work happens in the checker processes.
+
+Commit protocol: a cycle's fills become real when the state holding them is
+saved; only then are they appended to the trade log and shown on /status.
+A crash before the save loses the whole cycle (its strategies were not
+marked as run, so they run again); a crash after it loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+from market.base import MarketRules
+from market.timeframes import timeframe_ms
+from scheduler.clock import Clock
+from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
+from scheduler.engine.fills import Costs
+from scheduler.engine.models import LastCheck, Sleeve, State, new_sleeve, utc_iso
+from scheduler.engine.step import Event, Mark, SleeveRules, SpotIntent, sleeve_equity, step
+from scheduler.errors import StateError, StateSaveError
+from scheduler.http_status import Snapshot, StatusServer
+from scheduler.logs import Logs
+from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
+from scheduler.sdnotify import Notifier
+from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, judge
+from scheduler.state_store import StateLock, append_trades, load_state, repair_trade_log, save_state
+from scheduler.status import build_status
+
+PREFETCH_KEY = "(fetch step)"
+
+
+@dataclass
+class CycleReport:
+    cycle: int
+    checked: int
+    failed: int
+    fills: int
+    duration_s: float
+    total_value_usd: float | None
+    events: list[Event] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+
+def _fmt_usd(v: float | None) -> str:
+    return "unknown" if v is None else f"${v:,.2f}"
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path, *, clock: Clock, state_path: Path, log_dir: Path,
+                 notifier: Notifier | None = None, stdout_logs: bool = True,
+                 launcher_factory: Callable[[], Launcher] | None = None) -> None:
+        self.config, self.config_path, self.clock = config, config_path, clock
+        self.state_path, self.log_dir = state_path, log_dir
+        self.notifier = notifier or Notifier()
+        self.checkers_dir = checkers_dir(config, config_path)
+        self._launcher_factory = launcher_factory
+        self._stdout_logs = stdout_logs
+        self.lock = StateLock(state_path)
+        self.snapshot = Snapshot()
+        self.state = State()
+        self.prices: dict[str, float | None] = {}
+        self.halted: str | None = None
+        self._unsaved: State | None = None
+        self.started_at = clock.now()
+        self._last_cycle_mono = time.monotonic()
+        self.server: StatusServer | None = None
+        self.logs: Logs | None = None
+
+    # -- start-up and shutdown ----------------------------------------------------------------
+    def open(self) -> None:
+        """Take the lock, load and check state, open logs. Raises StateError to refuse to start."""
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            loaded = load_state(self.state_path)
+            self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
+                             stdout=self._stdout_logs)
+            self.state = self._sync_sleeves(loaded or State())
+            appended, dropped = repair_trade_log(self.state_path, self.state)
+            if appended or dropped:
+                self.logs.scheduler.warning(f"Trade log repaired: {appended} fill(s) appended from state, "
+                                            f"{dropped} line(s) beyond the saved state dropped")
+            if loaded is None:
+                save_state(self.state_path, self.state)
+                self.logs.scheduler.info(f"New state file {self.state_path} with {len(self.state.sleeves)} strategies")
+        except BaseException:
+            self.lock.release()
+            raise
+        self._publish()
+
+    def _sync_sleeves(self, state: State) -> State:
+        assert self.logs is not None
+        for s in self.config.strategies:
+            sleeve = state.sleeves.get(s.id)
+            if sleeve is None:
+                state.sleeves[s.id] = new_sleeve(s.id, s.type, s.capital)
+            elif sleeve.type != s.type:
+                raise StateError(f"strategy {s.id!r} is {s.type} in the config but {sleeve.type} in {self.state_path}; "
+                                 "give the new strategy a new id")
+            elif sleeve.initial_capital_usd != s.capital:
+                self.logs.scheduler.warning(f"{s.id}: config capital {s.capital} differs from the state's "
+                                            f"{sleeve.initial_capital_usd}; the state's sleeve is kept as it is")
+        orphans = sorted(set(state.sleeves) - {s.id for s in self.config.strategies})
+        if orphans:
+            self.logs.scheduler.warning(f"State holds strategies no longer in the config (kept, not run): {', '.join(orphans)}")
+        return state
+
+    def start_status_server(self) -> None:
+        token = os.environ.get(STATUS_TOKEN_ENV) or None
+        self.server = StatusServer(self.config.status.host, self.config.status.port, self.snapshot, token)
+        self.server.start()
+        assert self.logs is not None
+        self.logs.scheduler.info(f"Status server on http://{self.config.status.host}:{self.server.port}/status"
+                                 + (" (bearer token required)" if token else ""))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self.logs is not None:
+            self.logs.close()
+        self.lock.release()
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def is_due(self, s: StrategyConfig, now: datetime) -> bool:
+        last = self.state.sleeves[s.id].last_run_at
+        if last is None:
+            return True
+        interval = self.config.interval_for(s)
+        slack = min(5.0, interval * 0.01)  # a cycle a moment early still counts as on time
+        return (now - last).total_seconds() >= interval - slack
+
+    def next_due_at(self) -> datetime:
+        times = []
+        for s in self.config.strategies:
+            last = self.state.sleeves[s.id].last_run_at
+            times.append(self.clock.now() if last is None else last + timedelta(seconds=self.config.interval_for(s)))
+        return min(times)
+
+    def min_interval_s(self) -> int:
+        return min(self.config.interval_for(s) for s in self.config.strategies)
+
+    # -- one cycle ----------------------------------------------------------------------------
+    def _launcher(self) -> Launcher:
+        if self._launcher_factory is not None:
+            return self._launcher_factory()
+        if self.config.runner.mode == "fork":
+            try:
+                return ForkLauncher()
+            except (OSError, RuntimeError) as e:
+                assert self.logs is not None
+                self.logs.scheduler.warning(f"Fork server unavailable ({e}); starting checkers as plain processes")
+        return SubprocessLauncher()
+
+    def _context_env(self, now: datetime, cache_dir: Path) -> dict[str, str]:
+        market = self.config.market.model_dump()
+        if market["source"] == "files":
+            market["root"] = str((self.config_path.resolve().parent / market["root"]).resolve())
+        return {"GO_TRADER_NOW_MS": str(int(now.timestamp() * 1000)), "GO_TRADER_MARKET": json.dumps(market),
+                "GO_TRADER_CACHE_DIR": str(cache_dir), "GO_TRADER_CANDLES_LIMIT": str(self.config.runner.candles_limit)}
+
+    def _prefetch_job(self, due: list[StrategyConfig], env: dict[str, str]) -> Job:
+        pairs = sorted({(sym, s.timeframe) for s in due if s.timeframe for sym in s.symbols})
+        held = {sym for sl in self.state.sleeves.values() for sym in sl.positions}
+        price_symbols = sorted(held | {sym for s in due for sym in s.symbols})
+        request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
+                   "pairs": pairs, "price_symbols": price_symbols, "cache_dir": env["GO_TRADER_CACHE_DIR"],
+                   "limit": self.config.runner.candles_limit}
+        m = self.config.market
+        budget = getattr(m, "retry_budget_s", 0.0) + getattr(m, "timeout_s", 0.0) * 2
+        return Job(PREFETCH_KEY, (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
+                   timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
+
+    def _check_job(self, s: StrategyConfig, sleeve: Sleeve, env: dict[str, str]) -> Job:
+        args = list(s.args)
+        stdin = b""
+        if s.type == "spot" and s.params:
+            args += ["--params", json.dumps(s.params)]
+        if s.type == "options":
+            stdin = json.dumps([p.model_dump(mode="json") for p in sleeve.option_positions]).encode()
+        return Job(s.id, tuple(args), script=self.checkers_dir / s.script, stdin=stdin, env=env,
+                   timeout_s=self.config.runner.timeout_s, max_output_bytes=self.config.runner.max_output_bytes)
+
+    def _rules(self, s: StrategyConfig) -> SleeveRules:
+        fees = self.config.fees_for(s)
+        bar_ms = timeframe_ms(s.timeframe) if s.timeframe else 3_600_000
+        sizing = s.sizing
+        return SleeveRules(
+            costs=Costs(fees.taker_pct / 100.0, self.config.execution.slippage_pct / 100.0),
+            max_drawdown_pct=s.drawdown_pct,
+            drawdown_block=timedelta(hours=self.config.risk.drawdown_block_hours),
+            close_on_drawdown=s.close_on_drawdown,
+            sizing_mode=sizing.mode,
+            sizing_value=sizing.fraction if sizing.mode == "fixed_fraction" else sizing.usd,
+            max_quote_age=timedelta(milliseconds=bar_ms * self.config.execution.max_quote_age_bars),
+            recent_trades_kept=self.config.execution.recent_trades_kept,
+        )
+
+    def run_cycle(self, *, force: bool = False, stop: threading.Event | None = None) -> CycleReport | None:
+        """Run every due strategy once (all of them with ``force``); None when none was due."""
+        assert self.logs is not None
+        if self.halted:
+            self._retry_save()
+            if self.halted:
+                return None
+        now = self.clock.now()
+        due = [s for s in self.config.strategies if force or self.is_due(s, now)]
+        if not due:
+            return None
+        cycle = self.state.cycle_count + 1
+        started, cpu0 = time.monotonic(), _cpu_seconds()
+        cache_dir = Path(tempfile.mkdtemp(prefix=f".cycle-{cycle}-", dir=self.state_path.parent))
+        env = self._context_env(now, cache_dir)
+        stop = stop or threading.Event()
+        launcher = self._launcher()
+        try:
+            prefetch = self._run_prefetch(launcher, due, env, cycle)
+            jobs = [self._check_job(s, self.state.sleeves[s.id], env) for s in due]
+            results = run_jobs(launcher, jobs, max_concurrency=self.config.runner.max_concurrency, stop=stop,
+                               grace_s=self.config.runner.shutdown_grace_s)
+        finally:
+            launcher.close()
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        new = self.state.model_copy(deep=True)
+        intents, failed = self._judge_all(new, due, results, now, cycle)
+        marks = {sym: Mark(p, now) for sym, p in prefetch.get("prices", {}).items()}
+        market_rules = {sym: MarketRules(sym, r["amount_step"], r["min_amount"], r["min_notional_usd"])
+                        for sym, r in prefetch.get("rules", {}).items()}
+        rules = {s.id: self._rules(s) for s in self.config.strategies}
+        events = step(new, intents, marks, rules, market_rules, now, cycle)
+        self._describe_outcomes(new, events)
+        new.cycle_count, new.last_cycle_at = cycle, now
+        self.prices = {**self.prices, **{k: v for k, v in prefetch.get("prices", {}).items()}}
+        self._commit(new, events, cycle)
+        duration = time.monotonic() - started
+        total = self._total_value()
+        report = CycleReport(cycle, len(due), failed, sum(e.kind == "fill" for e in events), duration, total, events,
+                             _cpu_seconds() - cpu0)
+        self._log_cycle(report, events)
+        self._last_cycle_mono = time.monotonic()
+        return report
+
+    def _run_prefetch(self, launcher: Launcher, due: list[StrategyConfig], env: dict[str, str], cycle: int) -> dict:
+        assert self.logs is not None
+        job = self._prefetch_job(due, env)
+        result = run_jobs(launcher, [job], max_concurrency=1)[0]
+        from scheduler.signals import decode_one_document
+
+        try:
+            if result.returncode != 0 or result.timed_out:
+                raise ValueError(f"exit status {result.returncode}, timed out: {result.timed_out}; "
+                                 f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+            doc = decode_one_document(result.stdout)
+        except ValueError as e:
+            self.logs.scheduler.error(f"Fetch step failed ({e}); checkers will fetch for themselves")
+            self.logs.event("fetch_failed", cycle, None, reason=str(e))
+            return {}
+        for key, info in doc.get("pairs", {}).items():
+            if not info.get("ok"):
+                self.logs.scheduler.warning(f"Fetch step: {key}: {info.get('error')}")
+        for err in doc.get("errors", []):
+            self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
+        self.logs.event("fetch", cycle, None, source=doc.get("source"), pairs=len(doc.get("pairs", {})),
+                        prices=doc.get("prices"), seconds=round(result.duration_s, 3))
+        return doc
+
+    def _judge_all(self, state: State, due: list[StrategyConfig], results: list[JobResult], now: datetime,
+                   cycle: int) -> tuple[list[SpotIntent], int]:
+        assert self.logs is not None
+        intents: list[SpotIntent] = []
+        failed = 0
+        for s, result in zip(due, results, strict=True):
+            log = self.logs.strategy(s.id)
+            sleeve = state.sleeves[s.id]
+            for line in result.stderr.decode("utf-8", "replace").splitlines()[-20:]:
+                log.info(f"checker: {line[:500]}")
+            if s.type == "spot":
+                verdict = judge(result, SpotSignal, {"strategy": s.args[0], "symbol": s.args[1], "timeframe": s.args[2]},
+                                self.config.runner.timeout_s, self.config.runner.max_output_bytes)
+            else:
+                verdict = judge(result, OptionsSignal, {"strategy": s.args[0], "underlying": s.args[1]},
+                                self.config.runner.timeout_s, self.config.runner.max_output_bytes)
+            if not result.cancelled:
+                sleeve.last_run_at = now  # ran (even if it failed): not again until its next interval
+            if isinstance(verdict, CheckFailure):
+                failed += 1
+                sleeve.last_check = LastCheck(at=now, ok=False, error=verdict.reason, error_class=verdict.error_class)
+                log.error(f"Check failed ({verdict.error_class}): {verdict.reason} | no trade this cycle")
+                self.logs.event("check_failed", cycle, s.id, reason=verdict.reason, error_class=verdict.error_class,
+                                seconds=round(result.duration_s, 3))
+                continue
+            if isinstance(verdict, SpotSignal):
+                sleeve.last_check = LastCheck(at=now, ok=True, signal=verdict.signal, price=verdict.price,
+                                              candle_at=verdict.timestamp, indicators=verdict.indicators)
+                word = {1: "BUY", -1: "SELL", 0: "HOLD"}[verdict.signal]
+                log.info(f"Signal: {word} | {verdict.symbol} @ ${verdict.price:.2f}")
+                self.logs.event("signal", cycle, s.id, signal=verdict.signal, symbol=verdict.symbol,
+                                price=verdict.price, candle_at=utc_iso(verdict.timestamp), indicators=verdict.indicators)
+                intents.append(SpotIntent(s.id, verdict.symbol, verdict.signal, verdict.price, verdict.timestamp,
+                                          verdict.stop_price))
+            else:
+                assert isinstance(verdict, OptionsSignal)
+                outcome = verdict.skip_reason or (f"{len(verdict.actions)} option action(s) proposed; options "
+                                                  "execution arrives with the options issue" if verdict.actions else "hold")
+                sleeve.last_check = LastCheck(at=now, ok=True, signal=verdict.signal, price=verdict.spot_price,
+                                              candle_at=verdict.timestamp, outcome=outcome)
+                log.info(f"Signal: {'HOLD' if not verdict.actions else 'ACTIONS'} | {verdict.underlying} | {outcome}")
+                self.logs.event("options_signal", cycle, s.id, signal=verdict.signal, actions=len(verdict.actions),
+                                skip_reason=verdict.skip_reason)
+        return intents, failed
+
+    def _describe_outcomes(self, state: State, events: list[Event]) -> None:
+        for e in events:
+            check = state.sleeves[e.strategy_id].last_check
+            if check is None or e.kind not in ("fill", "rejected", "hold"):
+                continue
+            if e.kind == "fill":
+                check.outcome = f"{e.data['side']} {e.data['quantity']} {e.data['symbol']} @ {e.data['fill_price']:.2f}"
+            elif e.kind == "rejected":
+                check.outcome = f"rejected {e.data.get('code')}: {e.data.get('detail')}"
+            elif e.data.get("note"):
+                check.outcome = e.data["note"]
+
+    # -- committing ---------------------------------------------------------------------------
+    def _commit(self, new: State, events: list[Event], cycle: int) -> None:
+        assert self.logs is not None
+        try:
+            save_state(self.state_path, new)
+        except StateSaveError as e:
+            self._halt(str(e), new)
+            raise
+        self.state = new
+        fills = [t for s in new.sleeves.values() for t in s.trades if t.cycle == cycle]
+        try:
+            append_trades(self.state_path, sorted(fills, key=lambda t: t.seq))
+        except StateSaveError as e:  # the state holds the fills; start-up repairs the log from it
+            self.logs.scheduler.error(f"{e}; the fills are safe in {self.state_path} and the log is repaired at start-up")
+        for e in events:
+            self._log_event(e, cycle)
+        self._publish()
+
+    def _halt(self, reason: str, unsaved: State) -> None:
+        assert self.logs is not None
+        self.halted = f"state could not be saved: {reason}; trading is stopped until a save succeeds"
+        self._unsaved = unsaved
+        self.logs.scheduler.critical(f"TRADING STOPPED: {self.halted}")
+        self.logs.event("halted", unsaved.cycle_count, None, reason=self.halted)
+        self.notifier.status(f"HALTED: {reason}"[:200])
+        self._publish()
+
+    def _retry_save(self) -> None:
+        assert self.logs is not None and self._unsaved is not None
+        try:
+            save_state(self.state_path, self._unsaved)
+        except StateSaveError as e:
+            self.logs.scheduler.critical(f"TRADING STILL STOPPED: {e}")
+            return
+        self.state, self._unsaved, self.halted = self._unsaved, None, None
+        repair_trade_log(self.state_path, self.state)
+        self.logs.scheduler.warning("State saved again; trading resumes")
+        self._publish()
+
+    def _total_value(self) -> float | None:
+        total = 0.0
+        for s in self.config.strategies:
+            v = sleeve_equity(self.state.sleeves[s.id])
+            if v is None:
+                return None
+            total += v
+        return total
+
+    def _publish(self) -> None:
+        doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted)
+        self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
+        self.snapshot.health = self._health
+
+    def status_document(self) -> dict:
+        return json.loads(self.snapshot.status_body)
+
+    def _health(self) -> tuple[int, dict]:
+        if self.halted:
+            return 503, {"status": "halted", "reason": self.halted}
+        age = time.monotonic() - self._last_cycle_mono
+        limit = 3 * self.min_interval_s()
+        if age > limit:
+            return 503, {"status": "stale", "reason": f"no cycle for {age:.0f}s (more than 3 intervals, {limit}s)"}
+        return 200, {"status": "ok"}
+
+    # -- logging ------------------------------------------------------------------------------
+    def _log_event(self, e: Event, cycle: int) -> None:
+        assert self.logs is not None
+        log = self.logs.strategy(e.strategy_id)
+        d = e.data
+        if e.kind == "fill":
+            sleeve = self.state.sleeves[e.strategy_id]
+            pnl = f" | P&L ${d['realized_pnl_usd']:+.2f}" if d.get("realized_pnl_usd") is not None else ""
+            log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} @ ${d['fill_price']:.2f} "
+                     f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl} | cash ${sleeve.cash_usd:.2f}")
+        elif e.kind == "rejected":
+            log.warning(f"Order rejected [{d.get('code')}]: {d.get('detail')}")
+        elif e.kind == "block":
+            log.warning(f"Entries BLOCKED [{d['code']}] until {d['until']}: {d['detail']}")
+        elif e.kind == "unblock":
+            log.info(f"Block {d['code']} expired; entries allowed again")
+        if e.kind != "hold":
+            self.logs.event(e.kind, cycle, e.strategy_id, **{k: v for k, v in e.as_json().items()
+                                                             if k not in ("kind", "strategy", "strategy_id", "cycle")})
+
+    def _log_cycle(self, r: CycleReport, events: list[Event]) -> None:
+        assert self.logs is not None
+        blocked = [f"{sid} ({sl.risk.block.code} until {utc_iso(sl.risk.block.until) if sl.risk.block.until else 'reset'})"
+                   for sid, sl in self.state.sleeves.items() if sl.risk.block]
+        line = (f"Cycle {r.cycle} complete ({r.duration_s:.1f}s) | {r.checked} strategies checked | {r.fills} trades | "
+                f"Total value: {_fmt_usd(r.total_value_usd)}")
+        if r.failed:
+            line += f" | {r.failed} failed"
+        if blocked:
+            line += f" | blocked: {', '.join(blocked)}"
+        self.logs.scheduler.info(line)
+        self.logs.event("cycle", r.cycle, None, checked=r.checked, failed=r.failed, fills=r.fills,
+                        seconds=round(r.duration_s, 3), total_value_usd=r.total_value_usd, blocked=blocked)
+        self.notifier.status(line[:200])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def serve_forever(self, stop: threading.Event) -> None:
+        """Run cycles as strategies come due until ``stop`` is set; then save and return."""
+        assert self.logs is not None
+        self.notifier.ready(f"{len(self.config.strategies)} strategies, status on port "
+                            f"{self.server.port if self.server else 'off'}")
+        self.logs.scheduler.info(f"go-trader started: {len(self.config.strategies)} strategies, "
+                                 f"market {self.config.market.source}, state {self.state_path}")
+        beat = min(5.0, (self.notifier.watchdog_s or 10.0) / 2)
+        while not stop.is_set():
+            self.notifier.watchdog()
+            try:
+                self.run_cycle(stop=stop)
+            except StateSaveError:
+                pass  # halted: logged loudly; the loop keeps retrying the save
+            wait = (self.next_due_at() - self.clock.now()).total_seconds()
+            if self.halted:
+                wait = min(wait, 30.0)
+            while wait > 0 and not stop.is_set():
+                self.notifier.watchdog()
+                chunk = min(beat, wait)
+                if self.clock.sleep(chunk, stop):
+                    break
+                wait -= chunk
+        self.notifier.stopping()
+        if self.halted:
+            self._retry_save()
+        self.logs.scheduler.info("go-trader stopped; state saved" if not self.halted else
+                                 "go-trader stopped WITHOUT saving the last cycle: " + self.halted)
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT only set ``stop``: nothing is interrupted mid-write."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

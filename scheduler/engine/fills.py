@@ -1,0 +1,102 @@
+"""Spot fill maths (REFERENCE section 5). Pure functions.
+
+- The fill price is the quote moved AGAINST the trader by the slippage:
+  buys fill higher, sells lower. Never randomly favourable.
+- The taker fee is charged on the fill notional. The entry fee is part of the
+  cost basis; realized P&L is net of both fees, so a round trip that only
+  lost its fees is a loss.
+- Quantities are rounded DOWN to the market's amount step and must meet its
+  minimum amount and minimum notional, or the order is rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from market.base import MarketRules
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A refused order or entry: a value with a reason code, not an exception."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Costs:
+    fee_rate: float  # 0.001 = 0.1 %
+    slippage_rate: float  # 0.0005 = 0.05 %
+
+
+@dataclass(frozen=True)
+class BuyFill:
+    quantity: float
+    fill_price: float
+    notional_usd: float
+    fee_usd: float
+
+    @property
+    def cost_usd(self) -> float:
+        """Cash spent: notional plus fee (the position's cost basis)."""
+        return self.notional_usd + self.fee_usd
+
+
+@dataclass(frozen=True)
+class SellFill:
+    quantity: float
+    fill_price: float
+    notional_usd: float
+    fee_usd: float
+    realized_pnl_usd: float
+
+    @property
+    def proceeds_usd(self) -> float:
+        return self.notional_usd - self.fee_usd
+
+
+def valid_price(price: float | None) -> bool:
+    """A usable price: a finite number > 0. Anything else is "no price"."""
+    return isinstance(price, (int, float)) and math.isfinite(price) and price > 0
+
+
+def round_down(quantity: float, step: float) -> float:
+    """``quantity`` rounded down to a whole number of ``step`` (tolerant of float noise)."""
+    if step <= 0:
+        return quantity
+    n = math.floor(quantity / step + 1e-9)
+    decimals = max(0, -math.floor(math.log10(step)) + 1)
+    return round(n * step, decimals + 2)
+
+
+def buy(quote: float, budget_usd: float, costs: Costs, rules: MarketRules) -> BuyFill | Rejected:
+    """Buy as much as ``budget_usd`` pays for, fee included."""
+    if not valid_price(quote):
+        return Rejected("NO_PRICE", f"no usable price for {rules.symbol} (got {quote!r}); not buying")
+    if not (math.isfinite(budget_usd) and budget_usd > 0):
+        return Rejected("NO_CASH", f"no cash to spend (budget {budget_usd:.2f} USD)")
+    fill_price = quote * (1 + costs.slippage_rate)
+    per_unit = fill_price * (1 + costs.fee_rate)
+    qty = round_down(budget_usd / per_unit, rules.amount_step)
+    while qty > 0 and qty * per_unit > budget_usd:  # float noise must never overspend
+        qty = round_down(qty - rules.amount_step, rules.amount_step)
+    notional = qty * fill_price
+    if qty <= 0 or qty < rules.min_amount:
+        return Rejected("BELOW_MIN_AMOUNT", f"{budget_usd:.2f} USD buys {qty} {rules.symbol}, below the "
+                        f"minimum amount {rules.min_amount}")
+    if notional < rules.min_notional_usd:
+        return Rejected("BELOW_MIN_NOTIONAL", f"order of {notional:.2f} USD is below {rules.symbol}'s minimum "
+                        f"notional {rules.min_notional_usd:.2f} USD")
+    return BuyFill(qty, fill_price, notional, notional * costs.fee_rate)
+
+
+def sell(quote: float, quantity: float, cost_basis_usd: float, costs: Costs) -> SellFill | Rejected:
+    """Sell ``quantity`` (a whole position whose cost basis includes its entry fee)."""
+    if not valid_price(quote):
+        return Rejected("NO_PRICE", f"no usable price (got {quote!r}); not selling at a made-up price")
+    fill_price = quote * (1 - costs.slippage_rate)
+    notional = quantity * fill_price
+    fee = notional * costs.fee_rate
+    return SellFill(quantity, fill_price, notional, fee, notional - fee - cost_basis_usd)

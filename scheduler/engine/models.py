@@ -1,0 +1,135 @@
+"""state.json's schema: pydantic models, extra keys forbidden, versioned.
+
+All money is USD unless a name says otherwise; all times are timezone-aware UTC.
+The engine mutates these models in place on a copy the caller owns; the
+daemon publishes a snapshot only after the copy was saved.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Position(_State):
+    """A long spot position. ``cost_basis_usd`` includes the entry fee."""
+
+    symbol: str
+    quantity: float = Field(gt=0)
+    entry_price: float = Field(gt=0)  # fill price, after slippage, before fees
+    cost_basis_usd: float = Field(gt=0)
+    entry_fee_usd: float = Field(ge=0)
+    opened_at: AwareDatetime
+    stop_price: float | None = None
+    mark_price: float | None = None  # last known price; None = unpriced
+    mark_at: AwareDatetime | None = None
+
+
+class OptionPosition(_State):
+    """An option leg (filled in by the options issue; the shape is fixed now)."""
+
+    id: str
+    instrument: str
+    underlying: str
+    option_type: Literal["call", "put"]
+    strike: float = Field(gt=0)
+    expiry: AwareDatetime
+    side: Literal["long", "short"]
+    quantity: float = Field(gt=0)
+    entry_premium_usd: float = Field(ge=0)
+    opened_at: AwareDatetime
+    greeks: dict[str, float] = Field(default_factory=dict)
+    mark_usd: float | None = None
+
+
+class Trade(_State):
+    """One fill. ``seq`` is unique across the whole account and never reused."""
+
+    seq: int = Field(ge=1)
+    cycle: int = Field(ge=0)
+    strategy_id: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    quantity: float = Field(gt=0)
+    quote_price: float = Field(gt=0)  # the price decided on, before slippage
+    fill_price: float = Field(gt=0)
+    notional_usd: float = Field(gt=0)
+    fee_usd: float = Field(ge=0)
+    realized_pnl_usd: float | None = None  # sells: net of both fees
+    reason: Literal["signal", "stop", "drawdown_close", "manual"]
+    at: AwareDatetime
+
+
+class Block(_State):
+    """An active block on new entries, with a reason code people can look up."""
+
+    code: str
+    detail: str
+    since: AwareDatetime
+    until: AwareDatetime | None  # None: until a person resets it
+
+
+class RiskState(_State):
+    peak_equity_usd: float = Field(gt=0)
+    drawdown_pct: float | None = 0.0  # None while the sleeve cannot be valued
+    consecutive_losses: int = Field(0, ge=0)
+    wins: int = Field(0, ge=0)
+    losses: int = Field(0, ge=0)
+    block: Block | None = None
+
+
+class LastCheck(_State):
+    """What the last checker run said, for /status ("why has it not traded?")."""
+
+    at: AwareDatetime
+    ok: bool
+    signal: int | None = None
+    price: float | None = None
+    candle_at: AwareDatetime | None = None
+    indicators: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    error_class: Literal["transient", "permanent"] | None = None
+    outcome: str | None = None  # what the engine did with it
+
+
+class Sleeve(_State):
+    id: str
+    type: Literal["spot", "options"]
+    initial_capital_usd: float = Field(gt=0)
+    cash_usd: float
+    positions: dict[str, Position] = Field(default_factory=dict)
+    option_positions: list[OptionPosition] = Field(default_factory=list)
+    trades: list[Trade] = Field(default_factory=list)  # the most recent; all are in the trade log
+    trade_count: int = Field(0, ge=0)
+    realized_pnl_usd: float = 0.0
+    fees_paid_usd: float = Field(0.0, ge=0)
+    risk: RiskState
+    last_run_at: AwareDatetime | None = None
+    last_check: LastCheck | None = None
+
+
+class State(_State):
+    schema_version: int = SCHEMA_VERSION
+    cycle_count: int = Field(0, ge=0)
+    last_cycle_at: AwareDatetime | None = None
+    next_trade_seq: int = Field(1, ge=1)
+    sleeves: dict[str, Sleeve] = Field(default_factory=dict)
+
+
+def new_sleeve(strategy_id: str, kind: Literal["spot", "options"], capital_usd: float) -> Sleeve:
+    return Sleeve(
+        id=strategy_id, type=kind, initial_capital_usd=capital_usd, cash_usd=capital_usd,
+        risk=RiskState(peak_equity_usd=capital_usd),
+    )
+
+
+def utc_iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,302 @@
+"""Runs checker processes: no shell, argv lists, stdin for data, hard limits.
+
+Every job is its own process in its own process group. Limits: a per-job
+timeout that kills the whole group, a stdout cap (the job is killed when it
+prints more), a kept stderr tail, and a bound on how many run at once. Two
+ways to start the process, with identical behaviour:
+
+- ``SubprocessLauncher``: ``python SCRIPT ARGS`` (or ``python -m MODULE``).
+- ``ForkLauncher``: forked from a warm zygote (scheduler.zygote) that has
+  the libraries imported already; the same isolation, a fraction of the CPU.
+
+``run_jobs`` never raises for a job's failure: each JobResult says what
+happened, and the caller classifies it.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+STDERR_KEEP_BYTES = 64 * 1024
+CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # the strategy id, or a name such as "prefetch"
+    args: tuple[str, ...]
+    script: Path | None = None  # run a checker script as __main__ ...
+    module: str | None = None  # ... or a module (python -m)
+    stdin: bytes = b""
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    max_output_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class JobResult:
+    key: str
+    returncode: int | None  # None: never started or never reaped
+    stdout: bytes
+    stderr: bytes  # the last STDERR_KEEP_BYTES
+    duration_s: float
+    timed_out: bool = False
+    output_overflow: bool = False
+    cancelled: bool = False  # not started because the scheduler is stopping
+    launch_error: str | None = None
+
+
+@dataclass
+class _Running:
+    pid: int
+    stdin: int
+    stdout: int
+    stderr: int
+    returncode: Future  # resolves to the exit code
+
+
+class Launcher(Protocol):
+    def launch(self, job: Job) -> _Running: ...
+    def close(self) -> None: ...
+
+
+def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    return os.pipe(), os.pipe(), os.pipe()
+
+
+class SubprocessLauncher:
+    """Starts each job as a fresh ``python`` process."""
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+
+    def launch(self, job: Job) -> _Running:
+        target = [str(job.script)] if job.script else ["-m", str(job.module)]
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = _pipes()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
+                [self.python, *target, *job.args], stdin=in_r, stdout=out_w, stderr=err_w,
+                env={**os.environ, **CHILD_ENV, **job.env}, start_new_session=True,
+            )
+        except OSError:
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        fut: Future = Future()
+        threading.Thread(target=lambda: fut.set_result(proc.wait()), daemon=True).start()
+        return _Running(proc.pid, in_w, out_r, err_r, fut)
+
+    def close(self) -> None:
+        pass
+
+
+class ForkLauncher:
+    """Forks jobs from a warm zygote process started for this launcher."""
+
+    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._proc = subprocess.Popen(  # noqa: S603
+            [python, "-m", "scheduler.zygote", str(theirs.fileno())], pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env={**os.environ, **CHILD_ENV},
+        )
+        theirs.close()
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._pid_futures: dict[int, Future] = {}
+        self._rc_futures: dict[int, Future] = {}
+        ours.settimeout(start_timeout_s)
+        try:
+            hello = json.loads(ours.recv(65536) or b"{}")
+        except (OSError, ValueError) as e:
+            self.close()
+            raise RuntimeError(f"checker zygote did not start: {e}") from e
+        if not hello.get("ready"):
+            self.close()
+            raise RuntimeError(f"checker zygote did not start (exit code {self._proc.poll()})")
+        ours.settimeout(None)
+        self.zygote_pid = self._proc.pid
+        self._reader = threading.Thread(target=self._read_replies, daemon=True)
+        self._reader.start()
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            msg = json.loads(data)
+            with self._lock:
+                if "pid" in msg:
+                    self._pid_futures.pop(msg["id"]).set_result(msg["pid"])
+                else:
+                    self._rc_futures.pop(msg["id"]).set_result(msg["returncode"])
+        with self._lock:  # the zygote is gone: nothing pending will ever be answered
+            for fut in [*self._pid_futures.values(), *self._rc_futures.values()]:
+                if not fut.done():
+                    fut.set_exception(RuntimeError("checker zygote exited"))
+            self._pid_futures.clear()
+            self._rc_futures.clear()
+
+    def launch(self, job: Job) -> _Running:
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = _pipes()
+        pid_fut: Future = Future()
+        rc_fut: Future = Future()
+        with self._lock:
+            self._next_id += 1
+            rid = self._next_id
+            self._pid_futures[rid] = pid_fut
+            self._rc_futures[rid] = rc_fut
+        request = {"id": rid, "script": str(job.script) if job.script else None, "module": job.module,
+                   "args": list(job.args), "env": dict(job.env)}
+        try:
+            self._sock.sendmsg([json.dumps(request).encode()],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [in_r, out_w, err_w]).tobytes())])
+        except OSError as e:
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise RuntimeError(f"checker zygote is gone: {e}") from e
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        pid = pid_fut.result(timeout=30)
+        return _Running(pid, in_w, out_r, err_r, rc_fut)
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float) -> JobResult:
+    started = time.monotonic()
+    if stop.is_set():
+        return JobResult(job.key, None, b"", b"", 0.0, cancelled=True)
+    try:
+        running = launcher.launch(job)
+    except (OSError, RuntimeError, TimeoutError) as e:
+        return JobResult(job.key, None, b"", b"", time.monotonic() - started, launch_error=str(e))
+    deadline = started + job.timeout_s
+    out, err = bytearray(), bytearray()
+    timed_out = overflow = False
+    sel = selectors.DefaultSelector()
+    for fd in (running.stdout, running.stderr):
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    pending_in = memoryview(job.stdin)
+    if pending_in:
+        os.set_blocking(running.stdin, False)
+        sel.register(running.stdin, selectors.EVENT_WRITE)
+    else:
+        os.close(running.stdin)
+    stop_deadline: float | None = None
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if stop.is_set() and stop_deadline is None:
+                stop_deadline = now + grace_s
+            limit = min(deadline, stop_deadline) if stop_deadline is not None else deadline
+            if now >= limit:
+                timed_out = True
+                _kill_group(running.pid)
+                break
+            for key, _ in sel.select(timeout=min(0.2, limit - now)):
+                fd = key.fd
+                if fd == running.stdin:
+                    try:
+                        n = os.write(fd, pending_in[:65536])
+                        pending_in = pending_in[n:]
+                    except (BrokenPipeError, BlockingIOError):
+                        pending_in = pending_in[:0]
+                    if not pending_in:
+                        sel.unregister(fd)
+                        os.close(fd)
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                if fd == running.stdout:
+                    out += chunk
+                    if len(out) > job.max_output_bytes:
+                        overflow = True
+                        _kill_group(running.pid)
+                        del out[job.max_output_bytes:]
+                        sel.unregister(fd)
+                else:
+                    err += chunk
+                    if len(err) > 2 * STDERR_KEEP_BYTES:
+                        del err[:-STDERR_KEEP_BYTES]
+        try:
+            remaining = max(0.5, (stop_deadline or deadline) - time.monotonic()) if not (timed_out or overflow) else 5.0
+            returncode = running.returncode.result(timeout=remaining)
+        except Exception:  # noqa: BLE001 - never reaped in time: kill and report it
+            _kill_group(running.pid)
+            timed_out = True
+            try:
+                returncode = running.returncode.result(timeout=5)
+            except Exception:  # noqa: BLE001
+                returncode = None
+    finally:
+        for fd in list(sel.get_map()):
+            sel.unregister(fd)
+            os.close(fd)
+        sel.close()
+        for fd in (running.stdout, running.stderr):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    return JobResult(job.key, returncode, bytes(out), bytes(err[-STDERR_KEEP_BYTES:]),
+                     time.monotonic() - started, timed_out=timed_out, output_overflow=overflow)
+
+
+def run_jobs(launcher: Launcher, jobs: Sequence[Job], *, max_concurrency: int | None = None,
+             stop: threading.Event | None = None, grace_s: float = 10.0) -> list[JobResult]:
+    """Run ``jobs`` with at most ``max_concurrency`` at once; results in job order.
+
+    When ``stop`` is set, jobs not yet started are cancelled and running ones
+    get ``grace_s`` seconds more before their process group is killed.
+    """
+    stop = stop or threading.Event()
+    workers = max(1, min(max_concurrency or os.cpu_count() or 2, len(jobs) or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="checker") as pool:
+        futures = [pool.submit(_run_one, launcher, job, stop, grace_s) for job in jobs]
+        return [f.result() for f in futures]

@@ -1,0 +1,65 @@
+"""The /status document: built from committed state only (REFERENCE section 9)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from scheduler.config import Config
+from scheduler.engine.models import State, utc_iso
+from scheduler.engine.step import sleeve_equity
+
+
+def _opt_iso(t: datetime | None) -> str | None:
+    return utc_iso(t) if t else None
+
+
+def build_status(state: State, config: Config, prices: Mapping[str, float | None], *,
+                 started_at: datetime, halted: str | None) -> dict[str, Any]:
+    strategies = []
+    total: float | None = 0.0
+    for s in config.strategies:
+        sleeve = state.sleeves.get(s.id)
+        if sleeve is None:
+            continue
+        equity = sleeve_equity(sleeve)
+        total = None if equity is None or total is None else total + equity
+        positions = []
+        for p in sleeve.positions.values():
+            value = p.quantity * p.mark_price if p.mark_price is not None else None
+            positions.append({
+                "symbol": p.symbol, "quantity": p.quantity, "entry_price": p.entry_price,
+                "cost_basis_usd": p.cost_basis_usd, "mark_price": p.mark_price, "mark_at": _opt_iso(p.mark_at),
+                "value_usd": value, "unrealized_pnl_usd": None if value is None else value - p.cost_basis_usd,
+                "stop_price": p.stop_price, "opened_at": utc_iso(p.opened_at),
+            })
+        block = sleeve.risk.block
+        interval = config.interval_for(s)
+        strategies.append({
+            "id": s.id, "type": s.type, "strategy": s.strategy_name, "args": s.args,
+            "cash_usd": sleeve.cash_usd, "initial_capital_usd": sleeve.initial_capital_usd,
+            "positions": positions,
+            "option_positions": [o.model_dump(mode="json") for o in sleeve.option_positions],
+            "portfolio_value_usd": equity,
+            "value_note": None if equity is not None else "unknown: a position has no price",
+            "pnl_usd": None if equity is None else equity - sleeve.initial_capital_usd,
+            "pnl_pct": None if equity is None else (equity / sleeve.initial_capital_usd - 1) * 100,
+            "realized_pnl_usd": sleeve.realized_pnl_usd, "fees_paid_usd": sleeve.fees_paid_usd,
+            "trade_count": sleeve.trade_count,
+            "risk": {
+                "peak_equity_usd": sleeve.risk.peak_equity_usd, "drawdown_pct": sleeve.risk.drawdown_pct,
+                "max_drawdown_pct": s.drawdown_pct, "consecutive_losses": sleeve.risk.consecutive_losses,
+                "wins": sleeve.risk.wins, "losses": sleeve.risk.losses,
+                "block": block.model_dump(mode="json") if block else None,
+            },
+            "interval_seconds": interval,
+            "last_run_at": _opt_iso(sleeve.last_run_at),
+            "next_run_at": _opt_iso(sleeve.last_run_at + timedelta(seconds=interval)) if sleeve.last_run_at else None,
+            "last_check": sleeve.last_check.model_dump(mode="json") if sleeve.last_check else None,
+        })
+    return {
+        "cycle_count": state.cycle_count, "last_cycle_at": _opt_iso(state.last_cycle_at),
+        "started_at": utc_iso(started_at), "halted": halted, "market": config.market.source,
+        "synthetic_market": config.market.source == "synthetic",
+        "prices": dict(prices), "total_value_usd": total, "strategies": strategies,
+    }

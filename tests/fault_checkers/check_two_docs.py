@@ -1,0 +1,3 @@
+"""Prints two JSON documents."""
+print('{"a": 1}')
+print('{"b": 2}')
