@@ -7,8 +7,9 @@ never filled. A price that could not be had is absent or ``None``, never 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -56,15 +57,15 @@ class Candles:
         """Close time of candle ``i`` (default: the last one)."""
         return int(self.ts_ms[i]) + self.tf_ms
 
-    def head(self, n: int) -> "Candles":
+    def head(self, n: int) -> Candles:
         """The first ``n`` candles (what was known when candle n-1 closed)."""
         return self._take(slice(0, n))
 
-    def tail(self, n: int) -> "Candles":
+    def tail(self, n: int) -> Candles:
         """The last ``n`` candles."""
         return self._take(slice(max(len(self) - n, 0), len(self)))
 
-    def _take(self, sl: slice) -> "Candles":
+    def _take(self, sl: slice) -> Candles:
         ts = self.ts_ms[sl]
         lo, hi = (int(ts[0]), int(ts[-1])) if len(ts) else (0, -1)
         return Candles(
@@ -73,7 +74,7 @@ class Candles:
             tuple(g for g in self.gaps if lo <= g[0] and g[1] <= hi),
         )
 
-    def closed_at(self, now_ms: int) -> "Candles":
+    def closed_at(self, now_ms: int) -> Candles:
         """Only the candles that had closed at ``now_ms`` (drops the forming one)."""
         last_open = last_closed_open_ms(self.timeframe, now_ms)
         n = int(np.searchsorted(self.ts_ms, last_open, side="right"))
@@ -82,7 +83,7 @@ class Candles:
     @classmethod
     def from_rows(
         cls, symbol: str, timeframe: str, rows: Sequence[Sequence[float]], source: str
-    ) -> "Candles":
+    ) -> Candles:
         """Build from ``[ts_ms, open, high, low, close, volume]`` rows (ccxt's shape).
 
         Rows must be strictly increasing in time; gaps are recorded.

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from market.base import MarketSource, check_fresh
 from market.cache import MANIFEST, write_candles, write_json_atomic
@@ -41,8 +42,13 @@ def prefetch(
     cache_dir: Path,
     limit: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
-    """Fetch and cache one cycle's market data; returns the manifest it wrote."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    """Fetch and cache one cycle's market data; returns the manifest it wrote.
+
+    ``cache_dir`` must exist: the scheduler creates it for the cycle and removes
+    it afterwards; a fetch step that outlived its scheduler must not re-create it.
+    """
+    if not cache_dir.is_dir():
+        raise FileNotFoundError(f"cycle cache folder {cache_dir} does not exist (the cycle is over)")
     unique_pairs = sorted({(s, tf) for s, tf in pairs})
     symbols = sorted({s for s, _ in unique_pairs} | set(price_symbols))
     result: dict[str, Any] = {"now_ms": now_ms, "source": source.name, "pairs": {}, "prices": {},

@@ -3,7 +3,8 @@ synthetic and files sources never pay for importing ccxt."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from market.base import MarketSource
 from scheduler.errors import ConfigError

@@ -16,8 +16,8 @@ not offered.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -93,7 +93,7 @@ class SyntheticSource:
         self.seed = int(seed)
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "SyntheticSource":
+    def from_spec(cls, spec: dict) -> SyntheticSource:
         return cls(seed=int(spec.get("seed", 42)))
 
     def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Candles:
@@ -108,7 +108,7 @@ class SyntheticSource:
         if last_open < first_open:
             return Candles.from_rows(symbol, timeframe, [], "synthetic")
         n_base = (last_open + tf - ORIGIN_MS) // BASE_MS
-        o, h, l, c, v = _base_path(self.seed, symbol, int(n_base))
+        o, h, lo, c, v = _base_path(self.seed, symbol, int(n_base))
         per = tf // BASE_MS
         start = (first_open - ORIGIN_MS) // BASE_MS
         k = (n_base - start) // per
@@ -119,7 +119,7 @@ class SyntheticSource:
 
         ts = first_open + np.arange(k, dtype=np.int64) * tf
         return Candles(
-            symbol, timeframe, ts, group(o)[:, 0].copy(), group(h).max(axis=1), group(l).min(axis=1),
+            symbol, timeframe, ts, group(o)[:, 0].copy(), group(h).max(axis=1), group(lo).min(axis=1),
             group(c)[:, -1].copy(), group(v).sum(axis=1), "synthetic",
         )
 

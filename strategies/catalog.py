@@ -8,9 +8,9 @@ Defaults are REFERENCE section 4 and section 11 (edge70).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 Param = int | float
 
@@ -53,6 +53,20 @@ CATALOG: Mapping[str, StrategyInfo] = MappingProxyType({
 })
 
 
+#: Parameter pairs that must be strictly increasing (checked after merging overrides).
+ORDERED_PARAMS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType({
+    "sma_crossover": (("fast", "slow"),),
+    "ema_crossover": (("fast", "slow"),),
+    "rsi": (("oversold", "overbought"),),
+    "macd": (("fast", "slow"),),
+    "triple_ema": (("fast", "mid"), ("mid", "slow")),
+    "rsi_macd_combo": (("oversold", "overbought"), ("fast", "slow")),
+})
+
+#: Parameters that must be at least 2 (a sample standard deviation needs two bars).
+_AT_LEAST_TWO = {"bollinger_bands": "period", "mean_reversion": "lookback", "pairs_spread": "lookback"}
+
+
 def validate_params(name: str, overrides: Mapping[str, object] | None) -> dict[str, Param]:
     """Defaults of ``name`` merged with ``overrides``; ValueError naming each bad key.
 
@@ -79,6 +93,31 @@ def validate_params(name: str, overrides: Mapping[str, object] | None) -> dict[s
             problems.append(f"parameter {key!r} of {name} must be > 0, got {value!r}")
             continue
         params[key] = value  # type: ignore[assignment]
+    if not problems:
+        for low, high in ORDERED_PARAMS.get(name, ()):
+            if not params[low] < params[high]:
+                problems.append(
+                    f"{name} needs {low} < {high}, got {low}={params[low]!r}, {high}={params[high]!r}"
+                )
+        for key in ("oversold", "overbought"):
+            if key in params and not params[key] < 100:
+                problems.append(f"parameter {key!r} of {name} is an RSI level and must be < 100, got {params[key]!r}")
+        if name in _AT_LEAST_TWO and params[_AT_LEAST_TWO[name]] < 2:
+            key = _AT_LEAST_TWO[name]
+            problems.append(f"parameter {key!r} of {name} must be >= 2 (a sample std needs two bars), got {params[key]!r}")
     if problems:
         raise ValueError("; ".join(problems))
     return params
+
+
+def describe() -> str:
+    """The table ``go-trader list-strategies`` prints: name, defaults, one-line description."""
+    rows = [(info.name, ", ".join(f"{k}={v}" for k, v in info.defaults.items())
+             + (" (+ symbol_b)" if info.needs_second_symbol else ""), info.description)
+            for info in CATALOG.values()]
+    head = ("strategy", "defaults", "description")
+    w0 = max(len(r[0]) for r in [head, *rows])
+    w1 = max(len(r[1]) for r in [head, *rows])
+    lines = [f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in [head, *rows]]
+    lines.insert(1, f"{'-' * w0}  {'-' * w1}  {'-' * len(head[2])}")
+    return "\n".join(lines)

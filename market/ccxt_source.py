@@ -1,0 +1,458 @@
+"""Live public market data through ccxt: Binance spot candles/tickers/markets and Deribit options.
+
+The adapter is the only place that touches ccxt. It
+- rewrites every ``urls.api`` entry when a base URL is configured, so the same code
+  talks to the real exchange or to the local fake exchange in ``tests/fake_exchange``;
+- restricts Binance's market load to spot (otherwise ``load_markets`` also calls the
+  futures hosts);
+- turns every ccxt error into ours (``market.ccxt_errors``) and retries transient ones
+  with backoff and jitter within a budget, honouring Retry-After;
+- treats a 2xx body that is not JSON (truncated, malformed, empty) as ccxt's
+  ``BadResponse`` (transient) instead of letting ccxt parse a string as data;
+- returns closed candles only and refuses stale ones (``check_fresh``).
+
+Calls per use (counted at the exchange): markets 1 (``exchangeInfo``, once per
+instance), candles 1 per (symbol, timeframe) for ``limit`` <= 999, prices 1 for any
+number of symbols (``ticker/24hr?symbols=[...]``), option chain 1 per underlying
+(``get_book_summary_by_currency``; its rows carry mark IV, forward and index), DVOL 1
+per underlying for up to 1000 days, index price 1, greeks 1 per instrument (only for
+the legs that need exchange greeks).
+
+Deribit goes through ccxt's implicit API methods, not ``fetch_option_chain`` /
+``fetch_greeks``: those unified methods first load every Deribit market
+(``get_currencies`` + ``get_instruments`` for all currencies, several MB, 2 more calls)
+and ``fetch_option_chain`` drops the mark IV the chain needs.
+
+Not thread-safe: one instance per thread.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import ccxt
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from market.base import Candles, MarketRules, check_fresh
+from market.ccxt_errors import RetryPolicy, translate
+from market.options_data import (
+    OptionChain,
+    OptionQuote,
+    chain_from_book_summary,
+    dvol_closes,
+    positive_or_none,
+    quote_from_deribit,
+)
+from market.timeframes import last_closed_open_ms, timeframe_ms
+from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+
+log = logging.getLogger(__name__)
+
+#: Binance spot's largest klines page.
+BINANCE_MAX_KLINES = 1000
+DAY_MS = 86_400_000
+
+
+class CcxtSpec(BaseModel):
+    """The ``ccxt`` market-data source's settings (config: ``market`` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["ccxt"] = "ccxt"
+    exchange: Literal["binance", "binanceus"] = "binance"
+    base_url: str | None = None  # e.g. "http://127.0.0.1:8765" for the local fake exchange
+    options_exchange: Literal["deribit"] = "deribit"
+    options_base_url: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    retry_budget_s: float = Field(30.0, ge=0)
+    max_retries: int = Field(4, ge=0)
+    enable_rate_limit: bool = True  # ccxt's own request spacing
+    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
+    max_price_age_s: float = Field(900.0, gt=0)  # older tickers count as "no price"
+    max_chain_age_s: float = Field(900.0, gt=0)  # older option chains are stale
+
+
+def spec_from_mapping(spec: Mapping[str, Any]) -> CcxtSpec:
+    """Validate a config dict; every problem is reported with its key (ConfigError)."""
+    try:
+        return CcxtSpec.model_validate(dict(spec))
+    except ValidationError as e:
+        raise ConfigError(
+            [f"market.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        ) from e
+
+
+def _rewrite(url: str, base_url: str) -> str:
+    """``https://api.binance.com/api/v3`` + ``http://127.0.0.1:9`` -> ``http://127.0.0.1:9/api/v3``."""
+    return base_url.rstrip("/") + urlsplit(url).path
+
+
+def _strict(exchange_class: type[ccxt.Exchange]) -> type[ccxt.Exchange]:
+    """The ccxt class with one change: a 2xx body that is not JSON is a BadResponse.
+
+    Stock ccxt returns such a body as a string, which binance.fetch_ohlcv and friends
+    then parse character by character into rows of None.
+    """
+
+    class Strict(exchange_class):  # type: ignore[misc, valid-type]
+        def handle_errors(self, code, reason, url, method, headers, body, response, *rest):  # type: ignore[no-untyped-def]
+            if response is None and code is not None and 200 <= int(code) < 300:
+                excerpt = (body or "")[:120]
+                raise ccxt.BadResponse(
+                    f"{self.id} {method} {url}: HTTP {code} body is not valid JSON "
+                    f"({len(body or '')} chars): {excerpt!r}"
+                )
+            return super().handle_errors(code, reason, url, method, headers, body, response, *rest)
+
+    Strict.__name__ = f"Strict{exchange_class.__name__}"
+    return Strict
+
+
+def make_exchange(
+    exchange_id: str, *, base_url: str | None, timeout_s: float, enable_rate_limit: bool
+) -> ccxt.Exchange:
+    """A ccxt client for ``exchange_id``, pointed at ``base_url`` when given."""
+    cls = _strict(getattr(ccxt, exchange_id))
+    ex = cls({"timeout": int(timeout_s * 1000), "enableRateLimit": enable_rate_limit})
+    if base_url:
+        api = ex.urls["api"]
+        for key, value in list(api.items()):
+            if isinstance(value, str):
+                api[key] = _rewrite(value, base_url)
+    if exchange_id.startswith("binance"):
+        fetch_markets = dict(ex.options.get("fetchMarkets") or {})
+        fetch_markets["types"] = ["spot"]
+        ex.options["fetchMarkets"] = fetch_markets
+        ex.options["fetchCurrencies"] = False  # private call; never wanted here
+        ex.options["adjustForTimeDifference"] = False
+    return ex
+
+
+class CcxtSource:
+    """MarketSource + OptionsSource over ccxt (see the module docstring for call counts)."""
+
+    def __init__(
+        self,
+        spec: CcxtSpec | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.spec = spec or CcxtSpec()
+        self.name = f"ccxt:{self.spec.exchange}"
+        self.retry = RetryPolicy(
+            budget_s=self.spec.retry_budget_s,
+            max_retries=self.spec.max_retries,
+            sleep=sleep,
+            monotonic=monotonic,
+            rng=rng if rng is not None else np.random.default_rng(),
+        )
+        self._spot: ccxt.Exchange | None = None
+        self._options: ccxt.Exchange | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], **kwargs: Any) -> CcxtSource:
+        """Build from the config's market dict; missing keys take the defaults."""
+        return cls(spec_from_mapping(spec), **kwargs)
+
+    # --- plumbing -------------------------------------------------------------
+
+    @property
+    def spot(self) -> ccxt.Exchange:
+        if self._spot is None:
+            self._spot = make_exchange(
+                self.spec.exchange,
+                base_url=self.spec.base_url,
+                timeout_s=self.spec.timeout_s,
+                enable_rate_limit=self.spec.enable_rate_limit,
+            )
+        return self._spot
+
+    @property
+    def options(self) -> ccxt.Exchange:
+        if self._options is None:
+            self._options = make_exchange(
+                self.spec.options_exchange,
+                base_url=self.spec.options_base_url,
+                timeout_s=self.spec.timeout_s,
+                enable_rate_limit=self.spec.enable_rate_limit,
+            )
+        return self._options
+
+    def _call(self, ex: ccxt.Exchange, fn: Callable[[], Any], what: str) -> Any:
+        """Run one ccxt call with error translation and the retry policy."""
+
+        def attempt() -> Any:
+            ex.last_response_headers = None  # so a Retry-After is never a stale one
+            try:
+                return fn()
+            except ccxt.BaseError as e:
+                raise translate(e, what=what, response_headers=ex.last_response_headers) from e
+
+        return self.retry.run(attempt, what=what)
+
+    def close(self) -> None:
+        for ex in (self._spot, self._options):
+            if ex is not None:
+                ex.close()
+        self._spot = self._options = None
+
+    def __enter__(self) -> CcxtSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- spot ---------------------------------------------------------------
+
+    def load_markets(self) -> dict[str, Any]:
+        """The spot markets (one ``exchangeInfo`` call the first time, then cached)."""
+        ex = self.spot
+        if not ex.markets:
+            self._call(ex, ex.load_markets, f"{self.name} load markets")
+        return ex.markets
+
+    def _market(self, symbol: str) -> dict[str, Any]:
+        markets = self.load_markets()
+        if symbol not in markets:
+            near = difflib.get_close_matches(symbol, list(markets), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise PermanentExchangeError(
+                f"{self.name}: unknown symbol {symbol!r} (not among its {len(markets)} spot "
+                f"markets){hint}"
+            )
+        return markets[symbol]
+
+    def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Candles:
+        """The last ``limit`` candles closed at ``now_ms``; stale data is a DataError."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        tf_ms = _timeframe_ms(timeframe)
+        self._market(symbol)
+        last_open = last_closed_open_ms(timeframe, now_ms)
+        what = f"{self.name} candles {symbol} {timeframe}"
+        ex = self.spot
+        if limit + 1 <= BINANCE_MAX_KLINES:
+            # +1: the exchange also returns the forming candle, which is dropped below
+            rows = self._call(ex, lambda: ex.fetch_ohlcv(symbol, timeframe, limit=limit + 1), what)
+        else:
+            start = last_open - (limit - 1) * tf_ms
+            rows = [
+                r for page in self._pages(symbol, timeframe, start, last_open + tf_ms) for r in page
+            ]
+        candles = Candles.from_rows(symbol, timeframe, _rows(rows, what), self.name)
+        candles = candles.closed_at(now_ms).tail(limit)
+        check_fresh(candles, now_ms, self.spec.max_stale_candles)
+        return candles
+
+    def _pages(
+        self, symbol: str, timeframe: str, start_ms: int, end_ms: int
+    ) -> Iterator[list[list[Any]]]:
+        """Raw klines pages from ``start_ms`` (inclusive) to ``end_ms`` (exclusive)."""
+        tf_ms = _timeframe_ms(timeframe)
+        ex = self.spot
+        since = start_ms
+        for _ in range(1_000_000 // BINANCE_MAX_KLINES + 10_000):  # bounded; ends long before
+            if since >= end_ms:
+                return
+            what = f"{self.name} candles {symbol} {timeframe} from {since}"
+            page = self._call(
+                ex,
+                lambda s=since: ex.fetch_ohlcv(
+                    symbol, timeframe, since=s, limit=BINANCE_MAX_KLINES
+                ),
+                what,
+            )
+            page = [r for r in _rows(page, what) if r[0] is not None and since <= r[0] < end_ms]
+            if not page:
+                return
+            yield page
+            since = int(page[-1][0]) + tf_ms
+
+    def fetch_ohlcv_range(
+        self, symbol: str, timeframe: str, *, start_ms: int, end_ms: int, now_ms: int
+    ) -> Iterator[Candles]:
+        """Closed candles with ``start_ms <= ts < end_ms``, one Candles per exchange page
+        (for ``download-data``). Candles still forming at ``now_ms`` are never yielded."""
+        self._market(symbol)
+        stop = min(end_ms, last_closed_open_ms(timeframe, now_ms) + 1)
+        for page in self._pages(symbol, timeframe, start_ms, stop):
+            yield Candles.from_rows(symbol, timeframe, page, self.name)
+
+    def exchange_time_ms(self) -> int:
+        """The exchange's clock (``/api/v3/time``)."""
+        ex = self.spot
+        t = self._call(ex, ex.fetch_time, f"{self.name} server time")
+        if not isinstance(t, int):
+            raise DataError(f"{self.name}: server time is not an integer: {t!r}")
+        return t
+
+    def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
+        """Last trade prices in one ticker call. Unknown symbols, missing, non-positive
+        and stale (older than ``max_price_age_s``) prices are None. A failed call raises."""
+        out: dict[str, float | None] = {s: None for s in symbols}
+        markets = self.load_markets()
+        known = sorted({s for s in symbols if s in markets})
+        for s in symbols:
+            if s not in markets:
+                log.warning("%s: no price for unknown symbol %r", self.name, s)
+        if not known:
+            return out
+        ex = self.spot
+        tickers = self._call(
+            ex, lambda: ex.fetch_tickers(known), f"{self.name} tickers {','.join(known)}"
+        )
+        if not isinstance(tickers, Mapping):
+            raise DataError(
+                f"{self.name}: tickers response is not a mapping: {type(tickers).__name__}"
+            )
+        max_age_ms = self.spec.max_price_age_s * 1000
+        for s in known:
+            t = tickers.get(s)
+            if not isinstance(t, Mapping):
+                continue
+            price = positive_or_none(t.get("last"))
+            ts = t.get("timestamp")
+            if price is not None and isinstance(ts, int | float) and now_ms - ts > max_age_ms:
+                log.warning(
+                    "%s: ticker %s is %.0f s old; no price", self.name, s, (now_ms - ts) / 1000
+                )
+                price = None
+            out[s] = price
+        return out
+
+    def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        """Amount step, minimum amount and minimum notional (USD ~ USDT) per symbol."""
+        rules = {}
+        for s in symbols:
+            m = self._market(s)
+            step = positive_or_none((m.get("precision") or {}).get("amount"))
+            limits = m.get("limits") or {}
+            min_amount = positive_or_none((limits.get("amount") or {}).get("min"))
+            min_cost = positive_or_none((limits.get("cost") or {}).get("min"))
+            if step is None:
+                raise DataError(
+                    f"{self.name}: market {s} has no amount precision: {m.get('precision')!r}"
+                )
+            rules[s] = MarketRules(s, step, min_amount or step, min_cost or 0.0)
+        return rules
+
+    # --- options (Deribit) -----------------------------------------------------
+
+    def _deribit(self, method: str, params: dict[str, Any], what: str) -> Any:
+        ex = self.options
+        fn = getattr(ex, method)
+        response = self._call(ex, lambda: fn(params), what)
+        if not isinstance(response, Mapping) or "result" not in response:
+            raise DataError(f"{what}: response has no 'result': {str(response)[:200]!r}")
+        return response["result"]
+
+    def fetch_option_chain(self, underlying: str, *, now_ms: int) -> OptionChain:
+        """All unexpired options of ``underlying`` in one book-summary call.
+
+        Greeks are not in the book summary (None here); use ``fetch_option_greeks`` for
+        the legs that need the exchange's, or compute them from ``mark_iv_pct``.
+        """
+        u = underlying.upper()
+        what = f"deribit option chain {u}"
+        rows = self._deribit(
+            "public_get_get_book_summary_by_currency", {"currency": u, "kind": "option"}, what
+        )
+        if not isinstance(rows, list):
+            raise DataError(f"{what}: 'result' is not a list: {str(rows)[:200]!r}")
+        stamps = [r.get("creation_timestamp") for r in rows if isinstance(r, Mapping)]
+        stamps = [int(s) for s in stamps if isinstance(s, int | float)]
+        if stamps and now_ms - max(stamps) > self.spec.max_chain_age_s * 1000:
+            raise DataError(
+                f"{what}: stale: newest quote is {(now_ms - max(stamps)) / 1000:.0f} s old "
+                f"(allowed {self.spec.max_chain_age_s:g} s, market.max_chain_age_s)"
+            )
+        chain = chain_from_book_summary(
+            u, [r for r in rows if isinstance(r, Mapping)], now_ms=now_ms, index_price=None
+        )
+        if not chain.quotes:
+            raise DataError(f"{what}: no unexpired options at {now_ms}")
+        return chain
+
+    def fetch_index_price(self, underlying: str) -> float | None:
+        """Deribit's index (``public/get_index_price``, e.g. ``btc_usd``)."""
+        u = underlying.lower()
+        result = self._deribit(
+            "public_get_get_index_price", {"index_name": f"{u}_usd"}, f"deribit index price {u}_usd"
+        )
+        return positive_or_none(result.get("index_price")) if isinstance(result, Mapping) else None
+
+    def fetch_option_greeks(self, instrument: str) -> OptionQuote:
+        """One option's quote with the exchange's greeks (``public/ticker``, one call)."""
+        result = self._deribit(
+            "public_get_ticker", {"instrument_name": instrument}, f"deribit ticker {instrument}"
+        )
+        if not isinstance(result, Mapping):
+            raise DataError(f"deribit ticker {instrument}: result is not an object")
+        try:
+            return quote_from_deribit(result)
+        except ValueError as e:
+            raise DataError(f"deribit ticker {instrument}: {e}") from e
+
+    def fetch_option_instruments(self, underlying: str) -> list[dict[str, Any]]:
+        """Listed options of ``underlying`` (``public/get_instruments``): name, strike,
+        expiry, ``min_trade_amount``, ``tick_size``, ``contract_size`` as Deribit gives them."""
+        u = underlying.upper()
+        result = self._deribit(
+            "public_get_get_instruments",
+            {"currency": u, "kind": "option", "expired": "false"},
+            f"deribit instruments {u}",
+        )
+        if not isinstance(result, list):
+            raise DataError(f"deribit instruments {u}: result is not a list")
+        return [r for r in result if isinstance(r, Mapping)]
+
+    def fetch_dvol(self, underlying: str, *, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
+        """Daily DVOL closes of days closed by ``end_ms`` (``public/get_volatility_index_data``,
+        resolution 1D; follows ``continuation`` for ranges over one page)."""
+        u = underlying.upper()
+        rows: list[Any] = []
+        end = end_ms
+        for _ in range(50):  # 50 pages of 1000 days: far more than any history
+            result = self._deribit(
+                "public_get_get_volatility_index_data",
+                {
+                    "currency": u,
+                    "start_timestamp": start_ms,
+                    "end_timestamp": end,
+                    "resolution": "1D",
+                },
+                f"deribit DVOL {u}",
+            )
+            if not isinstance(result, Mapping) or not isinstance(result.get("data"), list):
+                raise DataError(
+                    f"deribit DVOL {u}: result has no 'data' list: {str(result)[:200]!r}"
+                )
+            rows.extend(result["data"])
+            cont = result.get("continuation")
+            if not isinstance(cont, int) or cont <= start_ms or cont >= end:
+                break
+            end = cont
+        return dvol_closes(rows, start_ms=start_ms, end_ms=end_ms)
+
+
+def _timeframe_ms(timeframe: str) -> int:
+    try:
+        return timeframe_ms(timeframe)
+    except ValueError as e:
+        raise PermanentExchangeError(str(e)) from e
+
+
+def _rows(rows: Any, what: str) -> list[list[Any]]:
+    if not isinstance(rows, list) or not all(
+        isinstance(r, list | tuple) and len(r) >= 6 for r in rows
+    ):
+        raise DataError(f"{what}: malformed candle rows: {str(rows)[:200]!r}")
+    return [list(r[:6]) for r in rows]

@@ -1,0 +1,293 @@
+"""Technical indicators as pure functions over numpy arrays.
+
+Every function takes 1-D arrays, returns float64 arrays of the same length with
+NaN during the warm-up, and agrees with TA-Lib (the field's reference
+implementation, used only by the tests) to 1e-9 relative from TA-Lib's first
+output on, except where a docstring says the definition differs on purpose.
+
+Input rules (all functions): leading NaNs are skipped, as TA-Lib's Python
+wrapper skips them (so an indicator of an indicator works); a NaN or infinity
+after the first value raises ValueError. Fewer bars than the window gives an
+all-NaN result, not an error. Windows must be integers >= 1.
+
+Conventions are REFERENCE section 4: SMA is a rolling mean; EMA is
+``ewm(span=n, adjust=False)`` seeded with the SMA of the first n values (as
+TA-Lib seeds it); RSI and ATR use Wilder's smoothing seeded the same way; the
+standard deviation of Bollinger bands and z-scores uses ddof=1 (TA-Lib: ddof=0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from strategies._kernels import (
+    check_window,
+    finite_series,
+    smooth,
+    window_extreme,
+    window_moments,
+)
+
+# A window whose standard deviation is below this fraction of its mean is
+# treated as flat (std 0): what is left is floating-point noise, not volatility.
+FLAT_REL_STD = 1e-10
+
+
+def _nan(n: int) -> np.ndarray:
+    return np.full(n, np.nan)
+
+
+def sma(x: np.ndarray, n: int) -> np.ndarray:
+    """Simple moving average: mean of ``x[t-n+1 .. t]``, from t = n-1. TA-Lib ``SMA``."""
+    n = check_window(n)
+    arr, start = finite_series(x)
+    out = _nan(len(arr))
+    if len(arr) - start >= n:
+        out[start + n - 1 :] = window_moments(arr[start:], n, want_m2=False)[0]
+    return out
+
+
+def ema(x: np.ndarray, n: int) -> np.ndarray:
+    """Exponential moving average, alpha = 2/(n+1), seeded at t = n-1 with the SMA of the first n.
+
+    ``ewm(span=n, adjust=False)`` recursion with TA-Lib's seed, so it equals
+    TA-Lib ``EMA`` everywhere TA-Lib has a value.
+    """
+    n = check_window(n)
+    arr, start = finite_series(x)
+    return _smoothed(arr, start, n, 2.0 / (n + 1))
+
+
+def _smoothed(arr: np.ndarray, start: int, n: int, alpha: float) -> np.ndarray:
+    """Smoothing of ``arr[start:]`` seeded with the mean of its first n values."""
+    out = _nan(len(arr))
+    first = start + n - 1
+    if len(arr) - start >= n:
+        seg = arr[start : start + n]
+        seed = seg[0] + float(np.mean(seg - seg[0]))  # exact on a constant window
+        smooth(arr[first:], alpha, seed, out[first:])
+    return out
+
+
+def wilder(x: np.ndarray, n: int) -> np.ndarray:
+    """Wilder's smoothing (alpha = 1/n) seeded with the SMA of the first n values."""
+    n = check_window(n)
+    arr, start = finite_series(x)
+    return _smoothed(arr, start, n, 1.0 / n)
+
+
+def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
+    """Wilder's Relative Strength Index, 0..100, from t = n. TA-Lib ``RSI``.
+
+    Average gain and loss are seeded with the mean of the first n changes and
+    then Wilder-smoothed: ``avg = (avg*(n-1) + change)/n``.
+    RSI = 100 * avg_gain / (avg_gain + avg_loss).
+
+    Differs from TA-Lib on purpose in one case: when both averages are 0 (no
+    price change in the whole memory, e.g. constant prices) RSI is undefined;
+    TA-Lib returns 0, which a strategy would read as "deeply oversold" and buy
+    the first uptick. We return 50 (neutral).
+    """
+    n = check_window(n)
+    arr, start = finite_series(close, "close")
+    out = _nan(len(arr))
+    if len(arr) - start < n + 1:
+        return out
+    change = np.diff(arr[start:])
+    gain = np.maximum(change, 0.0)
+    np.minimum(change, 0.0, out=change)
+    np.negative(change, out=change)  # now the losses
+    ag = _smoothed(gain, 0, n, 1.0 / n)[n - 1 :]
+    al = _smoothed(change, 0, n, 1.0 / n)[n - 1 :]
+    al += ag
+    res = out[start + n :]
+    np.divide(ag, al, out=res, where=al > 0.0)
+    res[al <= 0.0] = 0.5
+    res *= 100.0
+    return out
+
+
+def macd(
+    close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MACD line, signal line and histogram, as TA-Lib ``MACD`` computes them.
+
+    MACD = EMA_fast - EMA_slow; signal = EMA_signal(MACD); hist = MACD - signal.
+    TA-Lib aligns the two EMAs: both start at t = slow-1, the fast one seeded
+    with the SMA of the ``fast`` values ending there (so it differs from a
+    stand-alone EMA_fast for a few dozen bars). We do the same. The MACD line is
+    defined from t = slow-1 (TA-Lib hides it until the signal line starts);
+    signal and histogram from t = slow+signal-2.
+    """
+    fast, slow, signal = check_window(fast, "fast"), check_window(slow, "slow"), check_window(signal, "signal")
+    if fast >= slow:
+        raise ValueError(f"MACD needs fast < slow, got fast={fast}, slow={slow}")
+    arr, start = finite_series(close, "close")
+    size = len(arr)
+    line, sig = _nan(size), _nan(size)
+    first = start + slow - 1
+    if size > first:
+        fast_ema = _smoothed(arr, first - fast + 1, fast, 2.0 / (fast + 1))
+        slow_ema = _smoothed(arr, start, slow, 2.0 / (slow + 1))
+        np.subtract(fast_ema[first:], slow_ema[first:], out=line[first:])
+        if size - first >= signal:
+            sig = _smoothed(line, first, signal, 2.0 / (signal + 1))
+    return line, sig, line - sig
+
+
+def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
+    """Rolling standard deviation of ``x[t-n+1 .. t]`` with ``ddof`` (default 1, the sample std).
+
+    TA-Lib ``STDDEV`` uses ddof=0: ``rolling_std(x, n, 0)`` equals it, and
+    ``rolling_std(x, n)`` equals it times sqrt(n/(n-1)) (and pandas
+    ``rolling(n).std()``). A window whose std is below FLAT_REL_STD of its
+    mean's magnitude is flat and gets exactly 0.
+    """
+    n = check_window(n)
+    if ddof not in (0, 1) or n - ddof < 1:
+        raise ValueError(f"rolling_std needs ddof 0 or 1 and n > ddof, got n={n}, ddof={ddof}")
+    arr, start = finite_series(x)
+    return _mean_std(arr, start, n, ddof)[1]
+
+
+def rolling_mean_std(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling mean and sample std (ddof=1) of the same windows, from t = n-1 (see rolling_std)."""
+    n = check_window(n)
+    if n < 2:
+        raise ValueError(f"a sample std needs a window of at least 2 bars, got {n}")
+    arr, start = finite_series(x)
+    return _mean_std(arr, start, n)
+
+
+def _mean_std(arr: np.ndarray, start: int, n: int, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling mean and std (flat windows: std exactly 0) of ``arr[start:]``, NaN-padded."""
+    mean, std = _nan(len(arr)), _nan(len(arr))
+    if len(arr) - start >= n:
+        m, m2 = window_moments(arr[start:], n)
+        assert m2 is not None
+        res = std[start + n - 1 :]
+        np.divide(m2, n - ddof, out=res)
+        np.sqrt(res, out=res)
+        res[res <= FLAT_REL_STD * np.abs(m)] = 0.0
+        mean[start + n - 1 :] = m
+    return mean, std
+
+
+def bollinger(
+    close: np.ndarray, n: int = 20, num_std: float = 2.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bollinger bands (upper, middle, lower): SMA_n +/- num_std * std_n, from t = n-1.
+
+    The std is the sample std (ddof=1) per REFERENCE section 4. TA-Lib ``BBANDS``
+    uses ddof=0, so ours equals ``BBANDS(close, n, k*sqrt(n/(n-1)), k*sqrt(n/(n-1)))``.
+    """
+    n = check_window(n)
+    if n < 2:
+        raise ValueError(f"Bollinger bands need a window of at least 2 bars, got {n}")
+    arr, start = finite_series(close, "close")
+    mid, std = _mean_std(arr, start, n)
+    width = num_std * std
+    return mid + width, mid, mid - width
+
+
+def zscore(x: np.ndarray, n: int) -> np.ndarray:
+    """(x - SMA_n) / std_n with the sample std (ddof=1), from t = n-1.
+
+    TA-Lib has no z-score; the reference is (x - SMA) / (STDDEV * sqrt(n/(n-1))).
+    A flat window (std 0) gives NaN: the score is undefined there.
+    """
+    n = check_window(n)
+    if n < 2:
+        raise ValueError(f"a z-score needs a window of at least 2 bars, got {n}")
+    arr, start = finite_series(x)
+    mean, std = _mean_std(arr, start, n)
+    out = arr - mean
+    flat = ~(std > 0.0)  # NaN during the warm-up, 0 on a flat window
+    np.divide(out, std, out=out, where=~flat)
+    out[flat] = np.nan
+    return out
+
+
+def roc(close: np.ndarray, n: int) -> np.ndarray:
+    """Rate of change in percent: (close[t] / close[t-n] - 1) * 100, from t = n. TA-Lib ``ROC``.
+
+    A zero base price gives NaN (TA-Lib gives 0).
+    """
+    n = check_window(n)
+    arr, start = finite_series(close, "close")
+    out = _nan(len(arr))
+    if len(arr) - start > n:
+        now, base = arr[start + n :], arr[start:-n]
+        res = out[start + n :]
+        np.divide(now, base, out=res, where=base != 0.0)
+        res -= 1.0
+        res *= 100.0
+        res[base == 0.0] = np.nan
+    return out
+
+
+def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """max(high-low, |high-prev close|, |low-prev close|), from t = 1. TA-Lib ``TRANGE``."""
+    h, lo, c = _same_length(high=high, low=low, close=close)
+    out = _nan(len(c))
+    if len(c) > 1:
+        prev = c[:-1]
+        res = out[1:]
+        np.subtract(h[1:], lo[1:], out=res)
+        np.maximum(res, np.abs(h[1:] - prev), out=res)
+        np.maximum(res, np.abs(lo[1:] - prev), out=res)
+    return out
+
+
+def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
+    """Average True Range: Wilder's smoothing of the true range, from t = n. TA-Lib ``ATR``.
+
+    Seeded with the mean of the first n true ranges (bars 1..n).
+    """
+    n = check_window(n)
+    tr = true_range(high, low, close)
+    out = _nan(len(tr))
+    if len(tr) > n:
+        out[1:] = _smoothed(tr[1:], 0, n, 1.0 / n)
+    return out
+
+
+def donchian_high(high: np.ndarray, n: int) -> np.ndarray:
+    """Highest high of ``high[t-n+1 .. t]`` (the bar itself included), from t = n-1. TA-Lib ``MAX``.
+
+    A breakout rule compares bar t with the channel of the previous bars, i.e.
+    with ``donchian_high(high, n)[t-1]``.
+    """
+    return _extreme(high, n, np.maximum)
+
+
+def donchian_low(low: np.ndarray, n: int) -> np.ndarray:
+    """Lowest low of ``low[t-n+1 .. t]``, from t = n-1. TA-Lib ``MIN``."""
+    return _extreme(low, n, np.minimum)
+
+
+def _extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
+    n = check_window(n)
+    arr, start = finite_series(x)
+    out = _nan(len(arr))
+    if len(arr) - start >= n:
+        out[start + n - 1 :] = window_extreme(arr[start:], n, fn)
+    return out
+
+
+def volume_sma(volume: np.ndarray, n: int = 20) -> np.ndarray:
+    """Simple moving average of volume (same as ``sma``)."""
+    return sma(volume, n)
+
+
+def _same_length(**cols: np.ndarray) -> list[np.ndarray]:
+    arrs = []
+    for name, col in cols.items():
+        arr, start = finite_series(col, name)
+        if start:
+            raise ValueError(f"{name} starts with NaN; OHLC inputs must be finite")
+        arrs.append(arr)
+    if len({len(a) for a in arrs}) > 1:
+        sizes = ", ".join(f"{k}={len(a)}" for k, a in zip(cols, arrs, strict=True))
+        raise ValueError(f"OHLC columns differ in length: {sizes}")
+    return arrs
