@@ -16,8 +16,9 @@ import argparse
 import json
 import sys
 import threading
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Sequence
 
 from scheduler.errors import ConfigError, GoTraderError
 
@@ -85,7 +86,7 @@ def cmd_validate(argv: Sequence[str]) -> int:
 
 
 def cmd_status(argv: Sequence[str]) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from scheduler.config import load_config
     from scheduler.engine.models import State
@@ -100,7 +101,7 @@ def cmd_status(argv: Sequence[str]) -> int:
     config = load_config(args.config)
     state_path, _ = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config), config)
     state = load_state(state_path) or State()
-    doc = build_status(state, config, {}, started_at=datetime.now(timezone.utc), halted=None)
+    doc = build_status(state, config, {}, started_at=datetime.now(UTC), halted=None)
     print(json.dumps(doc, indent=2))
     return EXIT_OK
 

@@ -12,9 +12,17 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 import checkers
 from market.timeframes import TIMEFRAMES
@@ -102,7 +110,7 @@ class FixedUsdSizing(_Model):
     usd: float = Field(gt=0)
 
 
-Sizing = Annotated[Union[FixedFractionSizing, FixedUsdSizing], Field(discriminator="mode")]
+Sizing = Annotated[FixedFractionSizing | FixedUsdSizing, Field(discriminator="mode")]
 
 
 class StrategyConfig(_Model):
@@ -208,7 +216,7 @@ class CcxtMarket(_Model):
     max_retries: int = Field(4, ge=0, le=20)
 
 
-Market = Annotated[Union[SyntheticMarket, FilesMarket, CcxtMarket], Field(discriminator="source")]
+Market = Annotated[SyntheticMarket | FilesMarket | CcxtMarket, Field(discriminator="source")]
 
 
 class ExchangeFees(_Model):
@@ -270,7 +278,7 @@ class Config(_Model):
         return self.execution.fees.get(s.exchange, ExchangeFees())
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         for i, s in enumerate(self.strategies):
             if s.type == "spot" and s.exchange not in self.execution.fees:
                 raise ValueError(

@@ -22,10 +22,10 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from market.base import MarketRules
 from market.timeframes import timeframe_ms
@@ -89,6 +89,7 @@ class Daemon:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
+            self._remove_leftovers()
             loaded = load_state(self.state_path)
             self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
                              stdout=self._stdout_logs)
@@ -104,6 +105,14 @@ class Daemon:
             self.lock.release()
             raise
         self._publish()
+
+    def _remove_leftovers(self) -> None:
+        """Cycle caches and temp files a killed predecessor left (only ever ours: we hold the lock)."""
+        folder = self.state_path.parent
+        for stale in folder.glob(f".{self.state_path.name}.cycle-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in folder.glob(f".{self.state_path.name}*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _sync_sleeves(self, state: State) -> State:
         assert self.logs is not None
@@ -226,7 +235,7 @@ class Daemon:
             return None
         cycle = self.state.cycle_count + 1
         started, cpu0 = time.monotonic(), _cpu_seconds()
-        cache_dir = Path(tempfile.mkdtemp(prefix=f".cycle-{cycle}-", dir=self.state_path.parent))
+        cache_dir = Path(tempfile.mkdtemp(prefix=f".{self.state_path.name}.cycle-{cycle}-", dir=self.state_path.parent))
         env = self._context_env(now, cache_dir)
         stop = stop or threading.Event()
         launcher = self._launcher()

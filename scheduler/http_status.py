@@ -12,9 +12,9 @@ import hmac
 import ipaddress
 import json
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from scheduler.errors import ConfigError
 
@@ -59,6 +59,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, code: int, message: str, extra: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps({"error": message}).encode(), extra)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, long URL, ...) as JSON, never HTML or HTTP/0.9."""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        self.command = getattr(self, "command", None) or "GET"
+        self._error(code, message or HTTPStatus(code).phrase)
 
     def _authorized(self) -> bool:
         token: str | None = self.server.token  # type: ignore[attr-defined]

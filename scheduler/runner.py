@@ -25,10 +25,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 STDERR_KEEP_BYTES = 64 * 1024
 CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}

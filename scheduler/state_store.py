@@ -20,8 +20,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from pydantic import ValidationError
 
@@ -186,7 +187,7 @@ class StateLock:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "StateLock":
+    def __enter__(self) -> StateLock:
         self.acquire()
         return self
 

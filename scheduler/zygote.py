@@ -100,7 +100,14 @@ def serve(control: socket.socket) -> None:
         if ready:
             data, ancdata, _, _ = control.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
             if not data:
-                open_ = False  # the scheduler closed the socket: reap the running children, then exit
+                # The scheduler closed the socket. After a normal cycle nothing is pending; if children
+                # are still running, the scheduler died and nobody enforces their timeouts: stop them.
+                open_ = False
+                for pid in pending:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
                 continue
             fds: list[int] = []
             for level, kind, payload in ancdata:

@@ -11,9 +11,10 @@ clock, the network or files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from market.base import MarketRules
 from scheduler.engine import fills

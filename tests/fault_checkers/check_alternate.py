@@ -1,9 +1,9 @@
-"""A well-behaved test checker: buys on even cycles of its interval, sells on odd ones.
+"""A well-behaved test checker: always buys, or with ALTERNATE_PERIOD_S set, buys in even
+periods of that many seconds and sells in odd ones (so fills happen every cycle).
 
 Prices come from the synthetic market (deterministic), at the scheduler's
 decision time, through the same per-cycle cache as the real checker. Used by
-the daemon integration and crash tests so that fills happen every cycle.
-Interval comes from ALTERNATE_PERIOD_S (default 600).
+the daemon integration and crash tests.
 """
 import json
 import os
@@ -22,11 +22,11 @@ candles = read_candles(Path(cache), symbol, timeframe) if cache else None
 if candles is None:
     candles = SyntheticSource(42).fetch_candles(symbol, timeframe, now_ms=now_ms, limit=10)
 candles = candles.closed_at(now_ms)
-period_ms = int(os.environ.get("ALTERNATE_PERIOD_S", "600")) * 1000
-signal = 1 if (now_ms // period_ms) % 2 == 0 else -1
+period_s = os.environ.get("ALTERNATE_PERIOD_S")
+signal = 1 if not period_s or (now_ms // (int(period_s) * 1000)) % 2 == 0 else -1
 close_ms = int(candles.ts_ms[-1]) + candles.tf_ms
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 
 print(json.dumps({"strategy": strategy, "symbol": symbol, "timeframe": timeframe, "signal": signal,
                   "price": float(candles.close[-1]), "indicators": {"phase": signal},
-                  "timestamp": datetime.fromtimestamp(close_ms / 1000, tz=timezone.utc).isoformat()}))
+                  "timestamp": datetime.fromtimestamp(close_ms / 1000, tz=UTC).isoformat()}))
