@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from market.rules import MarketRules
 from market.timeframes import last_closed_open_ms, timeframe_ms
 from scheduler.errors import DataError
 
@@ -127,26 +128,6 @@ def check_fresh(candles: Candles, now_ms: int, max_missing: int = 2) -> None:
             f"{candles.symbol} {candles.timeframe}: stale data from {candles.source}: newest closed "
             f"candle opened at {int(candles.ts_ms[-1])} ms, {behind} candles behind the clock"
         )
-
-
-@dataclass(frozen=True)
-class MarketRules:
-    """What the exchange accepts for one symbol (from its market data).
-
-    ``amount_step``: quantities are rounded DOWN to a multiple of this.
-    ``min_amount`` / ``min_notional_usd``: smaller orders are rejected.
-    """
-
-    symbol: str
-    amount_step: float
-    min_amount: float
-    min_notional_usd: float
-
-    def as_json(self) -> dict[str, float | str]:
-        return {
-            "symbol": self.symbol, "amount_step": self.amount_step,
-            "min_amount": self.min_amount, "min_notional_usd": self.min_notional_usd,
-        }
 
 
 class MarketSource(Protocol):

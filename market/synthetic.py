@@ -50,38 +50,61 @@ def _rng(seed: int, symbol: str, stream: str, block: int) -> np.random.Generator
     return np.random.default_rng(np.random.SeedSequence(key))
 
 
-@lru_cache(maxsize=16)
-def _base_path(seed: int, symbol: str, n: int) -> tuple[np.ndarray, ...]:
-    """The first ``n`` 5-minute candles (o, h, l, c, v) of ``symbol`` since ORIGIN_MS."""
-    price0, vol0, _, annual_vol = _profile(symbol)
-    n_blocks = -(-n // _BLOCK)
-    z = np.concatenate([_rng(seed, symbol, "z", b).standard_normal((_BLOCK, 5)) for b in range(n_blocks)])[:n]
-    jumps_u = np.concatenate([_rng(seed, symbol, "j", b).random(_BLOCK) for b in range(n_blocks)])[:n]
-
-    # Daily volatility regime: log-vol multiplier following AR(1) (phi 0.94), one value per UTC day.
-    n_days = n * BASE_MS // _DAY_MS + 1
+@lru_cache(maxsize=64)
+def _regime(seed: int, symbol: str, n_days: int) -> np.ndarray:
+    """Daily volatility multiplier: log-vol follows AR(1) (phi 0.94), one value per UTC day."""
     shocks = _rng(seed, symbol, "regime", 0).standard_normal(n_days + 1) * 0.08
     regime = np.empty(n_days)
     level = 0.0
     for d in range(n_days):  # a few thousand steps at most; a loop keeps it causal and exact
         level = 0.94 * level + shocks[d]
         regime[d] = level
-    day_of = (np.arange(n) * BASE_MS) // _DAY_MS
-    vol_mult = np.exp(regime[day_of])
+    return np.exp(regime)
 
+
+def _block(seed: int, symbol: str, b: int) -> tuple[np.ndarray, ...]:
+    """Block ``b`` of the 5-minute path: (cumulative log return within the block, z, vol multiplier)."""
+    _, _, _, annual_vol = _profile(symbol)
+    z = _rng(seed, symbol, "z", b).standard_normal((_BLOCK, 5))
+    jumps_u = _rng(seed, symbol, "j", b).random(_BLOCK)
+    index = np.arange(b * _BLOCK, (b + 1) * _BLOCK)
+    day_of = (index * BASE_MS) // _DAY_MS
+    vol_mult = _regime(seed, symbol, int(day_of[-1]) + 1)[day_of]
     sigma = annual_vol * np.sqrt(BASE_MS / _YEAR_MS) * vol_mult
     jumps = np.where(jumps_u < 0.0004, z[:, 4] * 0.02, 0.0)
-    log_ret = sigma * z[:, 0] - 0.5 * sigma**2 + jumps
-    close = price0 * np.exp(np.cumsum(log_ret))
-    open_ = np.concatenate(([price0], close[:-1]))
-    body_hi = np.maximum(open_, close)
-    body_lo = np.minimum(open_, close)
-    high = body_hi * np.exp(np.abs(z[:, 1]) * sigma * 0.6)
-    low = body_lo * np.exp(-np.abs(z[:, 2]) * sigma * 0.6)
-    volume = vol0 * vol_mult * np.exp(0.4 * z[:, 3])
-    for arr in (open_, high, low, close, volume):
-        arr.setflags(write=False)
-    return open_, high, low, close, volume
+    return np.cumsum(sigma * z[:, 0] - 0.5 * sigma**2 + jumps), z, vol_mult, sigma
+
+
+@lru_cache(maxsize=4096)
+def _level_before(seed: int, symbol: str, b: int) -> float:
+    """Log price level (relative to the start price) at the start of block ``b``.
+
+    Built block by block from the origin and memoised, so the path is identical
+    whichever window is asked for, and memory stays one block at a time.
+    """
+    if b == 0:
+        return 0.0
+    return _level_before(seed, symbol, b - 1) + float(_block(seed, symbol, b - 1)[0][-1])
+
+
+def _base_window(seed: int, symbol: str, start: int, stop: int) -> tuple[np.ndarray, ...]:
+    """5-minute candles [start, stop) of ``symbol`` since ORIGIN_MS: (o, h, l, c, v)."""
+    price0, vol0, _, _ = _profile(symbol)
+    for b in range(start // _BLOCK):  # warm the memo iteratively (no deep recursion)
+        _level_before(seed, symbol, b)
+    parts: list[list[np.ndarray]] = [[], [], [], [], []]
+    for b in range(start // _BLOCK, -(-stop // _BLOCK)):
+        cum, z, vol_mult, sigma = _block(seed, symbol, b)
+        level = _level_before(seed, symbol, b)
+        close = price0 * np.exp(level + cum)
+        open_ = np.concatenate(([price0 * np.exp(level)], close[:-1]))
+        high = np.maximum(open_, close) * np.exp(np.abs(z[:, 1]) * sigma * 0.6)
+        low = np.minimum(open_, close) * np.exp(-np.abs(z[:, 2]) * sigma * 0.6)
+        volume = vol0 * vol_mult * np.exp(0.4 * z[:, 3])
+        lo, hi = max(start - b * _BLOCK, 0), min(stop - b * _BLOCK, _BLOCK)
+        for part, arr in zip(parts, (open_, high, low, close, volume), strict=True):
+            part.append(arr[lo:hi])
+    return tuple(np.concatenate(p) for p in parts)
 
 
 class SyntheticSource:
@@ -107,15 +130,14 @@ class SyntheticSource:
         first_open = -(-(first_open - ORIGIN_MS) // tf) * tf + ORIGIN_MS  # first aligned candle
         if last_open < first_open:
             return Candles.from_rows(symbol, timeframe, [], "synthetic")
-        n_base = (last_open + tf - ORIGIN_MS) // BASE_MS
-        o, h, lo, c, v = _base_path(self.seed, symbol, int(n_base))
         per = tf // BASE_MS
         start = (first_open - ORIGIN_MS) // BASE_MS
-        k = (n_base - start) // per
-        sl = slice(int(start), int(start + k * per))
+        stop = (last_open + tf - ORIGIN_MS) // BASE_MS
+        k = (stop - start) // per
+        o, h, lo, c, v = _base_window(self.seed, symbol, int(start), int(stop))
 
         def group(a: np.ndarray) -> np.ndarray:
-            return a[sl].reshape(int(k), int(per))
+            return a.reshape(int(k), int(per))
 
         ts = first_open + np.arange(k, dtype=np.int64) * tf
         return Candles(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from market.base import MarketRules
+from market.rules import MarketRules
 from market.timeframes import timeframe_ms
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
@@ -444,7 +444,8 @@ class Daemon:
             line += f" | blocked: {', '.join(blocked)}"
         self.logs.scheduler.info(line)
         self.logs.event("cycle", r.cycle, None, checked=r.checked, failed=r.failed, fills=r.fills,
-                        seconds=round(r.duration_s, 3), total_value_usd=r.total_value_usd, blocked=blocked)
+                        seconds=round(r.duration_s, 3), cpu_s=round(r.cpu_s, 3), total_value_usd=r.total_value_usd,
+                        blocked=blocked)
         self.notifier.status(line[:200])
 
     # -- the loop -----------------------------------------------------------------------------

@@ -11,26 +11,21 @@ Importing this package costs numpy and the standard library only.
 Indicators live in ``strategies.indicators``; names and defaults in ``strategies.catalog``.
 """
 
-from strategies.api import (
-    STRATEGY_NAMES,
-    Evaluation,
-    SignalSeries,
-    evaluate,
-    min_bars,
-    recommended_bars,
-    signal_series,
-)
+from typing import Any
+
 from strategies.catalog import CATALOG, describe, validate_params
 
-__all__ = [
-    "CATALOG",
-    "STRATEGY_NAMES",
-    "Evaluation",
-    "SignalSeries",
-    "describe",
-    "evaluate",
-    "min_bars",
-    "recommended_bars",
-    "signal_series",
-    "validate_params",
-]
+_API = ("STRATEGY_NAMES", "Evaluation", "SignalSeries", "evaluate", "min_bars", "recommended_bars", "signal_series")
+
+
+def __getattr__(name: str) -> Any:
+    """The numpy-backed API loads on first use, so ``strategies.catalog`` (imported by the
+    daemon's config validation) stays free of numpy."""
+    if name in _API:
+        from strategies import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'strategies' has no attribute {name!r}")
+
+
+__all__ = ["CATALOG", "describe", "validate_params", *_API]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from market.base import MarketRules
+from market.rules import MarketRules
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from market.base import MarketRules
+from market.rules import MarketRules
 from scheduler.engine import fills
 from scheduler.engine.fills import Costs, Rejected
 from scheduler.engine.models import Block, Position, Sleeve, State, Trade, utc_iso
