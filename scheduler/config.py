@@ -214,6 +214,7 @@ class CcxtMarket(_Model):
     timeout_s: float = Field(10.0, gt=0, le=120)
     retry_budget_s: float = Field(30.0, ge=0, le=600)
     max_retries: int = Field(4, ge=0, le=20)
+    enable_rate_limit: bool = True  # ccxt's own request spacing
 
 
 Market = Annotated[SyntheticMarket | FilesMarket | CcxtMarket, Field(discriminator="source")]
