@@ -10,7 +10,7 @@ request on stdin::
 It loads market rules once, fetches candles once per unique (symbol,
 timeframe), fetches one ticker batch, writes them to the per-cycle cache
 (market.cache) and prints one JSON document: prices, rules, and a per-pair
-status. A pair that failed is reported with its error; it never stops the
+status with its most recent closed candles. A pair that failed is reported with its error; it never stops the
 others. A price that could not be had is null, never 0.
 """
 
@@ -28,6 +28,8 @@ from market.cache import MANIFEST, write_candles, write_json_atomic
 from scheduler.errors import ExchangeError, TransientExchangeError
 
 DEFAULT_LIMIT = 500
+#: closed candles per pair returned to the scheduler (protective stops are checked against them)
+BARS_REPORTED = 48
 
 
 def _error(e: Exception) -> dict[str, Any]:
@@ -63,8 +65,12 @@ def prefetch(
             candles = source.fetch_candles(symbol, tf, now_ms=now_ms, limit=limit)
             check_fresh(candles, now_ms)
             write_candles(cache_dir, candles)
-            result["pairs"][key] = {"ok": True, "bars": len(candles), "last_open_ms": int(candles.ts_ms[-1]),
-                                    "gaps": len(candles.gaps)}
+            tail = candles.tail(BARS_REPORTED)
+            result["pairs"][key] = {
+                "ok": True, "bars": len(candles), "last_open_ms": int(candles.ts_ms[-1]), "gaps": len(candles.gaps),
+                "recent": [[int(t), float(o), float(h), float(lo), float(c)] for t, o, h, lo, c in
+                           zip(tail.ts_ms, tail.open, tail.high, tail.low, tail.close, strict=True)],
+            }
         except ExchangeError as e:
             result["pairs"][key] = {"ok": False, **_error(e)}
     if symbols:

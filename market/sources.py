@@ -26,3 +26,18 @@ def open_source(spec: Mapping[str, Any]) -> MarketSource:
 
         return CcxtSource.from_spec(dict(spec))
     raise ConfigError([f"market.source: unknown source {kind!r}; use 'ccxt', 'files' or 'synthetic'"])
+
+
+def open_options_source(spec: Mapping[str, Any]) -> Any:
+    """An OptionsSource (market.options_data) for the config's market section: Deribit
+    through ccxt for ``ccxt``, the seeded synthetic chain for ``synthetic``."""
+    kind = spec.get("source")
+    if kind == "synthetic":
+        from market.synthetic_options import SyntheticOptions
+
+        return SyntheticOptions(seed=int(spec.get("seed", 42)))
+    if kind == "ccxt":
+        from market.ccxt_source import CcxtSource
+
+        return CcxtSource.from_spec(dict(spec))
+    raise ConfigError([f"market.source: {kind!r} has no option chains; use 'ccxt' or 'synthetic' for options"])

@@ -6,6 +6,13 @@
     go-trader status --config FILE              print /status from the saved state (no daemon needed)
     go-trader list-strategies                   names, defaults, descriptions
     go-trader download-data ...                 fetch candles into the files layout
+    go-trader reset-breaker --strategy ID       lift a strategy's risk blocks (audited)
+    go-trader reset-kill-switch                 lift the portfolio kill switch (audited)
+    go-trader trade --strategy ID enter|close   a manual trade, sized by the backend
+    go-trader reconcile                         rebuild the books from the trade log and compare
+
+The commands that change state go to the running daemon over HTTP (they need
+GO_TRADER_STATUS_TOKEN) or, when no daemon holds the state file, apply directly.
 
 Exit status: 0 success, 2 configuration error, 1 any other failure.
 """
@@ -16,7 +23,7 @@ import argparse
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
 
@@ -58,7 +65,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     state_path, log_dir = _paths(args, config)
     daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path, log_dir=log_dir)
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, daemon.wake)
     daemon.open()
     try:
         if args.once:
@@ -126,7 +133,102 @@ def cmd_download(argv: Sequence[str]) -> int:
     return int(download_main(list(argv)))
 
 
-COMMANDS = {"validate-config": cmd_validate, "status": cmd_status, "list-strategies": cmd_list_strategies,
+def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.ArgumentParser], None] | None,
+             body: Callable[[argparse.Namespace], dict[str, str]], argv: Sequence[str]) -> int:
+    import getpass
+    import os
+    import urllib.error
+    import urllib.request
+
+    from scheduler.clock import SystemClock
+    from scheduler.config import STATUS_TOKEN_ENV, load_config
+    from scheduler.daemon import Daemon
+    from scheduler.errors import StateError
+    from scheduler.http_status import CONTROL, is_loopback
+    from scheduler.state_store import StateLock
+
+    p = argparse.ArgumentParser(prog=f"go-trader {prog}", description=description)
+    _config_arg(p)
+    p.add_argument("--state-file", type=Path)
+    p.add_argument("--by", help="who is doing this, for the audit record (default: your user name)")
+    if extra:
+        extra(p)
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    state_path, log_dir = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config),
+                                 config)
+    by = f"{args.by or getpass.getuser()} (cli)"
+    payload = body(args)
+    lock = StateLock(state_path)
+    try:
+        lock.acquire()
+    except StateError:
+        token = os.environ.get(STATUS_TOKEN_ENV)
+        if not token:
+            raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
+                                "so this command can be sent to it over HTTP") from None
+        host = config.status.host if is_loopback(config.status.host) or config.status.host not in ("0.0.0.0", "::") \
+            else "127.0.0.1"
+        path = next(k for k, v in CONTROL.items() if v == kind)
+        req = urllib.request.Request(f"http://{host}:{config.status.port}{path}", method="POST",
+                                     data=json.dumps({**payload, "by": by}).encode(),
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                result = json.load(r)
+        except urllib.error.HTTPError as e:
+            result = json.load(e)
+            e.close()
+        except OSError as e:
+            raise GoTraderError(f"could not reach the daemon at {host}:{config.status.port}: {e}") from e
+    else:
+        lock.release()
+        daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path,
+                        log_dir=log_dir, stdout_logs=False)
+        daemon.open()
+        try:
+            result = daemon.execute(kind, payload, by)
+        except (KeyError, ValueError) as e:
+            result = {"ok": False, "error": str(e).strip("'\"")}
+        finally:
+            daemon.close()
+    print(json.dumps(result, indent=2))
+    return EXIT_OK if result.get("ok") else EXIT_FAILURE
+
+
+def cmd_reset_breaker(argv: Sequence[str]) -> int:
+    return _control("reset-breaker", "Lift every risk block of one strategy (drawdown, consecutive losses) and "
+                    "restart its loss streak; the drawdown peak is rebased to the current equity. It never opens "
+                    "or closes a position. Audited.", "reset_breaker",
+                    lambda p: p.add_argument("--strategy", required=True), lambda a: {"strategy": a.strategy}, argv)
+
+
+def cmd_reset_kill_switch(argv: Sequence[str]) -> int:
+    return _control("reset-kill-switch", "Lift the portfolio kill switch and rebase the account peak to the "
+                    "current equity. Other blocks stay. It never opens or closes a position. Audited.",
+                    "reset_kill_switch", None, lambda a: {}, argv)
+
+
+def cmd_trade(argv: Sequence[str]) -> int:
+    def extra(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--strategy", required=True)
+        p.add_argument("action", choices=("enter", "close"))
+        p.add_argument("--symbol", help="default: the strategy's symbol")
+
+    return _control("trade", "Enter or close a strategy's symbol now, through the same engine and risk rules. "
+                    "The size is the backend's (the strategy's sizing and the account caps).", "trade", extra,
+                    lambda a: {"strategy": a.strategy, "action": a.action, **({"symbol": a.symbol} if a.symbol else {})},
+                    argv)
+
+
+def cmd_reconcile(argv: Sequence[str]) -> int:
+    return _control("reconcile", "Rebuild every strategy's books from the trade log and compare them with "
+                    "state.json (cash, positions, counters); exit 1 when they differ.", "reconcile", None,
+                    lambda a: {}, argv)
+
+
+COMMANDS = {"reset-breaker": cmd_reset_breaker, "reset-kill-switch": cmd_reset_kill_switch, "trade": cmd_trade,
+            "reconcile": cmd_reconcile, "validate-config": cmd_validate, "status": cmd_status, "list-strategies": cmd_list_strategies,
             "download-data": cmd_download}
 
 

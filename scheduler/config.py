@@ -54,6 +54,7 @@ _HINTS = {
     "capital": "capital is the strategy's starting cash in USD, a number > 0",
     "max_drawdown_pct": "a percentage in (0, 100]; omit it for the default (spot 60, options 40)",
     "interval_seconds": "seconds between runs; 0 or absent on a strategy means the global interval",
+    "stop_loss_pct": "a protective stop this many percent below every entry fill, in (0, 100)",
     "script": "the bare file name of a checker in checkers/, e.g. check_strategy.py",
     "type": "'spot' or 'options'",
     "args": "spot: [strategy, symbol, timeframe] (+ symbol_b for pairs_spread); options: [strategy, underlying]",
@@ -110,7 +111,16 @@ class FixedUsdSizing(_Model):
     usd: float = Field(gt=0)
 
 
-Sizing = Annotated[FixedFractionSizing | FixedUsdSizing, Field(discriminator="mode")]
+class RiskBasedSizing(_Model):
+    """Risk ``risk_pct`` of the sleeve's equity between the entry and its protective stop,
+    capped at ``max_position_pct`` of equity. An entry with no stop is refused."""
+
+    mode: Literal["risk_based"]
+    risk_pct: float = Field(1.5, gt=0, le=100)
+    max_position_pct: float = Field(15.0, gt=0, le=100)
+
+
+Sizing = Annotated[FixedFractionSizing | FixedUsdSizing | RiskBasedSizing, Field(discriminator="mode")]
 
 
 class StrategyConfig(_Model):
@@ -124,6 +134,7 @@ class StrategyConfig(_Model):
     params: dict[str, int | float] = Field(default_factory=dict)
     sizing: Sizing = Field(default_factory=FixedFractionSizing)
     close_on_drawdown: bool = False
+    stop_loss_pct: float | None = Field(None, gt=0, lt=100)
     exchange: str = "binance"
 
     @field_validator("id")
@@ -235,9 +246,18 @@ class ExecutionConfig(_Model):
 
 
 class RiskConfig(_Model):
-    """Per-strategy rules implemented so far; more arrive with the risk issue."""
+    """REFERENCE section 6; semantics in scheduler/engine/risk.py."""
 
     drawdown_block_hours: float = Field(24.0, gt=0, le=24 * 365)
+    consecutive_losses: int = Field(5, ge=1, le=1000)
+    loss_cooldown_minutes: float = Field(60.0, gt=0, le=60 * 24 * 365)
+    max_position_pct: float = Field(20.0, gt=0, le=100)
+    max_position_usd: float = Field(5000.0, gt=0)
+    max_exposure_pct: float = Field(80.0, gt=0, le=100)
+    daily_loss_pct: float = Field(5.0, gt=0, le=100)
+    portfolio_kill_pct: float = Field(25.0, gt=0, le=100)
+    reconcile_interval_hours: float = Field(24.0, gt=0, le=24 * 365)
+    reconcile_tolerance_usd: float = Field(0.01, ge=0)
 
 
 class RunnerConfig(_Model):
@@ -307,7 +327,8 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 def _describe(err: dict[str, Any], model_fields: dict[str, list[str]]) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("synthetic", "files", "ccxt",
-                                                                                 "fixed_fraction", "fixed_usd")))
+                                                                                 "fixed_fraction", "fixed_usd",
+                                                                                 "risk_based")))
     path = _path(loc)
     msg = err["msg"].removeprefix("Value error, ")
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
@@ -347,7 +368,8 @@ def _secret_problems(node: Any, path: str = "") -> list[str]:
         for key, value in node.items():
             sub = f"{path}.{key}" if path else str(key)
             norm = str(key).lower().replace("-", "_")
-            env = SECRET_ENV.get(norm) or next((v for k, v in SECRET_ENV.items() if norm.endswith("_" + k)), None)
+            suffixes = sorted((k for k in SECRET_ENV if norm.endswith("_" + k)), key=len, reverse=True)
+            env = SECRET_ENV.get(norm) or (SECRET_ENV[suffixes[0]] if suffixes else None)
             if env:
                 problems.append(f"{sub}: secrets must not be stored in the config file; remove it and set "
                                 f"the environment variable {env} instead")

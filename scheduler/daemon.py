@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import shutil
 import signal
@@ -26,21 +27,41 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from market.rules import MarketRules
 from market.timeframes import timeframe_ms
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
+from scheduler.engine import risk
 from scheduler.engine.fills import Costs
-from scheduler.engine.models import LastCheck, Sleeve, State, new_sleeve, utc_iso
-from scheduler.engine.step import Event, Mark, SleeveRules, SpotIntent, sleeve_equity, step
+from scheduler.engine.models import AuditRecord, LastCheck, Sleeve, State, new_sleeve, utc_iso
+from scheduler.engine.risk import AccountRules
+from scheduler.engine.step import (
+    Bar,
+    Event,
+    Mark,
+    SleeveRules,
+    SpotIntent,
+    account_equity,
+    sleeve_equity,
+    step,
+)
 from scheduler.errors import StateError, StateSaveError
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
 from scheduler.sdnotify import Notifier
 from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, judge
-from scheduler.state_store import StateLock, append_trades, load_state, repair_trade_log, save_state
+from scheduler.state_store import (
+    StateLock,
+    append_audit,
+    append_trades,
+    load_state,
+    read_trade_log,
+    repair_trade_log,
+    save_state,
+)
 from scheduler.status import build_status
 
 PREFETCH_KEY = "(fetch step)"
@@ -56,6 +77,17 @@ class CycleReport:
     total_value_usd: float | None
     events: list[Event] = field(default_factory=list)
     cpu_s: float = 0.0
+
+
+@dataclass
+class Command:
+    """A person's request (reset, manual trade), run by the main loop between cycles."""
+
+    kind: str  # reset_breaker | reset_kill_switch | trade | reconcile
+    args: dict[str, Any]
+    by: str
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
 
 
 def _fmt_usd(v: float | None) -> str:
@@ -82,6 +114,9 @@ class Daemon:
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
         self.logs: Logs | None = None
+        self._commands: queue.Queue[Command] = queue.Queue()
+        self._wake = threading.Event()
+        self._last_reconcile_mono: float | None = None
 
     # -- start-up and shutdown ----------------------------------------------------------------
     def open(self) -> None:
@@ -101,6 +136,7 @@ class Daemon:
             if loaded is None:
                 save_state(self.state_path, self.state)
                 self.logs.scheduler.info(f"New state file {self.state_path} with {len(self.state.sleeves)} strategies")
+            self.reconcile()
         except BaseException:
             self.lock.release()
             raise
@@ -186,7 +222,8 @@ class Daemon:
                 "GO_TRADER_CACHE_DIR": str(cache_dir), "GO_TRADER_CANDLES_LIMIT": str(self.config.runner.candles_limit)}
 
     def _prefetch_job(self, due: list[StrategyConfig], env: dict[str, str]) -> Job:
-        pairs = sorted({(sym, s.timeframe) for s in due if s.timeframe for sym in s.symbols})
+        holding = [s for s in self.config.strategies if s.timeframe and self.state.sleeves[s.id].positions]
+        pairs = sorted({(sym, s.timeframe) for s in [*due, *holding] if s.timeframe for sym in s.symbols})
         held = {sym for sl in self.state.sleeves.values() for sym in sl.positions}
         price_symbols = sorted(held | {sym for s in due for sym in s.symbols})
         request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
@@ -211,16 +248,30 @@ class Daemon:
         fees = self.config.fees_for(s)
         bar_ms = timeframe_ms(s.timeframe) if s.timeframe else 3_600_000
         sizing = s.sizing
+        value = {"fixed_fraction": getattr(sizing, "fraction", 0.0), "fixed_usd": getattr(sizing, "usd", 0.0),
+                 "risk_based": getattr(sizing, "risk_pct", 0.0)}[sizing.mode]
+        r = self.config.risk
         return SleeveRules(
+            # market orders and triggered stops both take liquidity: the taker fee applies
             costs=Costs(fees.taker_pct / 100.0, self.config.execution.slippage_pct / 100.0),
             max_drawdown_pct=s.drawdown_pct,
-            drawdown_block=timedelta(hours=self.config.risk.drawdown_block_hours),
+            drawdown_block=timedelta(hours=r.drawdown_block_hours),
             close_on_drawdown=s.close_on_drawdown,
+            consecutive_losses=r.consecutive_losses,
+            loss_cooldown=timedelta(minutes=r.loss_cooldown_minutes),
             sizing_mode=sizing.mode,
-            sizing_value=sizing.fraction if sizing.mode == "fixed_fraction" else sizing.usd,
+            sizing_value=value,
+            risk_cap_pct=getattr(sizing, "max_position_pct", 15.0),
+            stop_loss_pct=s.stop_loss_pct,
+            timeframe=s.timeframe or "1h",
             max_quote_age=timedelta(milliseconds=bar_ms * self.config.execution.max_quote_age_bars),
             recent_trades_kept=self.config.execution.recent_trades_kept,
         )
+
+    def _account_rules(self) -> AccountRules:
+        r = self.config.risk
+        return AccountRules(r.max_position_pct, r.max_position_usd, r.max_exposure_pct, r.daily_loss_pct,
+                            r.portfolio_kill_pct)
 
     def run_cycle(self, *, force: bool = False, stop: threading.Event | None = None) -> CycleReport | None:
         """Run every due strategy once (all of them with ``force``); None when none was due."""
@@ -253,7 +304,8 @@ class Daemon:
         market_rules = {sym: MarketRules(sym, r["amount_step"], r["min_amount"], r["min_notional_usd"])
                         for sym, r in prefetch.get("rules", {}).items()}
         rules = {s.id: self._rules(s) for s in self.config.strategies}
-        events = step(new, intents, marks, rules, market_rules, now, cycle)
+        events = step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(prefetch),
+                      account_rules=self._account_rules())
         self._describe_outcomes(new, events)
         new.cycle_count, new.last_cycle_at = cycle, now
         self.prices = {**self.prices, **{k: v for k, v in prefetch.get("prices", {}).items()}}
@@ -387,18 +439,13 @@ class Daemon:
         self._publish()
 
     def _total_value(self) -> float | None:
-        total = 0.0
-        for s in self.config.strategies:
-            v = sleeve_equity(self.state.sleeves[s.id])
-            if v is None:
-                return None
-            total += v
-        return total
+        return account_equity(self.state, [s.id for s in self.config.strategies])
 
     def _publish(self) -> None:
         doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted)
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
         self.snapshot.health = self._health
+        self.snapshot.control = self.submit
 
     def status_document(self) -> dict:
         return json.loads(self.snapshot.status_body)
@@ -412,20 +459,164 @@ class Daemon:
             return 503, {"status": "stale", "reason": f"no cycle for {age:.0f}s (more than 3 intervals, {limit}s)"}
         return 200, {"status": "ok"}
 
+    # -- a person's commands (resets, manual trades), run by the main loop ----------------------
+    def submit(self, kind: str, args: dict[str, Any], by: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Queue a command for the main loop and wait up to ``timeout_s`` for its result."""
+        command = Command(kind, args, by)
+        self._commands.put(command)
+        self._wake.set()
+        if command.done.wait(timeout_s):
+            return command.result or {}
+        return {"ok": True, "queued": True,
+                "detail": f"{kind} is queued and runs as soon as the current cycle ends"}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def process_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command.result = self.execute(command.kind, command.args, command.by)
+            except (KeyError, ValueError) as e:
+                command.result = {"ok": False, "error": str(e).strip("'\"")}
+            except StateSaveError as e:
+                command.result = {"ok": False, "error": str(e)}
+            finally:
+                command.done.set()
+
+    def execute(self, kind: str, args: dict[str, Any], by: str) -> dict[str, Any]:
+        """Apply one command to the state and save it. Raises KeyError/ValueError for bad input."""
+        assert self.logs is not None
+        if kind == "reconcile":
+            return self.reconcile()
+        if self.halted:
+            raise ValueError(f"trading is halted ({self.halted}); fix the state save first")
+        ids = [s.id for s in self.config.strategies]
+        now = self.clock.now()
+        if kind == "trade":
+            return self._manual_trade(args, by)
+        new = self.state.model_copy(deep=True)
+        if kind == "reset_breaker":
+            sid = args.get("strategy")
+            if sid not in new.sleeves:
+                raise KeyError(f"unknown strategy {sid!r}; known: {', '.join(ids)}")
+            record = risk.reset_breaker(new, sid, sleeve_equity(new.sleeves[sid]), now, by)
+        elif kind == "reset_kill_switch":
+            record = risk.reset_kill_switch(new, account_equity(new, ids), now, by)
+        else:
+            raise ValueError(f"unknown command {kind!r}")
+        self._commit(new, [], new.cycle_count)
+        self._audit(record)
+        return {"ok": True, "action": record.action, "scope": record.scope, "detail": record.detail,
+                "by": record.by, "at": utc_iso(record.at)}
+
+    def _audit(self, record: AuditRecord) -> None:
+        assert self.logs is not None
+        append_audit(self.state_path, record)
+        self.logs.scheduler.warning(f"AUDIT {record.action} [{record.scope}] by {record.by}: {record.detail}")
+        self.logs.event("audit", self.state.cycle_count, None if record.scope == risk.ACCOUNT else record.scope,
+                        **record.model_dump(mode="json"))
+
+    def _manual_trade(self, args: dict[str, Any], by: str) -> dict[str, Any]:
+        """Enter or close a strategy's symbol now, through the same engine and rules.
+
+        The size is the backend's (the strategy's sizing mode and the account caps); the
+        caller names only the strategy, the action and optionally the symbol.
+        """
+        assert self.logs is not None
+        sid, action = args.get("strategy"), args.get("action")
+        s = next((x for x in self.config.strategies if x.id == sid), None)
+        if s is None or s.type != "spot":
+            raise KeyError(f"unknown spot strategy {sid!r}; known: "
+                           f"{', '.join(x.id for x in self.config.strategies if x.type == 'spot')}")
+        if action not in ("enter", "close"):
+            raise ValueError(f"action must be 'enter' or 'close', got {action!r}")
+        symbol = args.get("symbol") or s.symbols[0]
+        if symbol != s.symbols[0]:
+            raise ValueError(f"{sid} trades {s.symbols[0]}, not {symbol!r}")
+        if args.keys() - {"strategy", "action", "symbol"}:
+            raise ValueError(f"unexpected fields {sorted(args.keys() - {'strategy', 'action', 'symbol'})}: "
+                             "the backend sizes manual trades; the caller gives strategy, action and symbol only")
+        now = self.clock.now()
+        cycle = self.state.cycle_count
+        cache_dir = Path(tempfile.mkdtemp(prefix=f".{self.state_path.name}.cycle-manual-", dir=self.state_path.parent))
+        launcher = self._launcher()
+        try:
+            env = self._context_env(now, cache_dir)
+            request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
+                       "pairs": [[symbol, s.timeframe]], "price_symbols": [symbol], "cache_dir": str(cache_dir),
+                       "limit": 50}
+            job = Job("(manual trade)", (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
+                      timeout_s=self.config.runner.timeout_s * 2)
+            from scheduler.signals import decode_one_document
+
+            result = run_jobs(launcher, [job], max_concurrency=1)[0]
+            prefetch = decode_one_document(result.stdout) if result.returncode == 0 else {}
+        finally:
+            launcher.close()
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        recent = (prefetch.get("pairs", {}).get(f"{symbol} {s.timeframe}") or {}).get("recent") or []
+        if not recent:
+            raise ValueError(f"no price for {symbol}: the market data fetch failed; nothing was traded")
+        last = recent[-1]
+        price_at = datetime.fromtimestamp((last[0] + timeframe_ms(s.timeframe or "1h")) / 1000, tz=now.tzinfo)
+        intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, float(last[4]), price_at, reason="manual")
+        new = self.state.model_copy(deep=True)
+        market_rules = {k: MarketRules(k, r["amount_step"], r["min_amount"], r["min_notional_usd"])
+                        for k, r in prefetch.get("rules", {}).items()}
+        rules = {x.id: self._rules(x) for x in self.config.strategies}
+        events = step(new, [intent], {k: Mark(v, now) for k, v in prefetch.get("prices", {}).items()}, rules,
+                      market_rules, now, cycle, bars=_bars(prefetch), account_rules=self._account_rules())
+        self._commit(new, events, cycle)
+        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
+        mine = [e.as_json() for e in events if e.strategy_id in (sid, risk.ACCOUNT) and e.kind != "hold"]
+        outcome = [e for e in mine if e["kind"] in ("fill", "rejected")]
+        return {"ok": bool(outcome) and outcome[-1]["kind"] == "fill", "strategy": sid, "action": action,
+                "symbol": symbol, "events": mine,
+                "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
+                (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
+                 f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")}
+
+    def reconcile(self) -> dict[str, Any]:
+        """Rebuild every sleeve from the trade log and compare with the state; report and log."""
+        assert self.logs is not None
+        diffs = risk.reconcile(self.state, read_trade_log(self.state_path), self.config.risk.reconcile_tolerance_usd)
+        report = {"at": utc_iso(self.clock.now()), "ok": not diffs, "differences": [str(d) for d in diffs]}
+        self.state.last_reconcile = report  # not trading state: saved with the next commit
+        self._last_reconcile_mono = time.monotonic()
+        if diffs:
+            self.logs.scheduler.error(f"Reconciliation found {len(diffs)} difference(s): " + "; ".join(map(str, diffs[:10])))
+        else:
+            self.logs.scheduler.info(f"Reconciliation OK: {len(self.state.sleeves)} sleeves match the trade log")
+        self.logs.event("reconcile", self.state.cycle_count, None, **report)
+        self._publish()
+        return report
+
+    def _reconcile_due(self) -> bool:
+        every = self.config.risk.reconcile_interval_hours * 3600
+        return self._last_reconcile_mono is None or time.monotonic() - self._last_reconcile_mono >= every
+
     # -- logging ------------------------------------------------------------------------------
     def _log_event(self, e: Event, cycle: int) -> None:
         assert self.logs is not None
-        log = self.logs.strategy(e.strategy_id)
+        log = self.logs.scheduler if e.strategy_id == risk.ACCOUNT else self.logs.strategy(e.strategy_id)
         d = e.data
         if e.kind == "fill":
             sleeve = self.state.sleeves[e.strategy_id]
             pnl = f" | P&L ${d['realized_pnl_usd']:+.2f}" if d.get("realized_pnl_usd") is not None else ""
+            capped = f" [capped by {d['capped_by']}]" if d.get("capped_by") else ""
             log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} @ ${d['fill_price']:.2f} "
-                     f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl} | cash ${sleeve.cash_usd:.2f}")
+                     f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl}{capped} | "
+                     f"cash ${sleeve.cash_usd:.2f}")
         elif e.kind == "rejected":
             log.warning(f"Order rejected [{d.get('code')}]: {d.get('detail')}")
         elif e.kind == "block":
-            log.warning(f"Entries BLOCKED [{d['code']}] until {d['until']}: {d['detail']}")
+            scope = "ALL entries" if e.strategy_id == risk.ACCOUNT else "Entries"
+            log.warning(f"{scope} BLOCKED [{d['code']}] until {d['until'] or 'a manual reset'}: {d['detail']}")
         elif e.kind == "unblock":
             log.info(f"Block {d['code']} expired; entries allowed again")
         if e.kind != "hold":
@@ -434,8 +625,10 @@ class Daemon:
 
     def _log_cycle(self, r: CycleReport, events: list[Event]) -> None:
         assert self.logs is not None
-        blocked = [f"{sid} ({sl.risk.block.code} until {utc_iso(sl.risk.block.until) if sl.risk.block.until else 'reset'})"
-                   for sid, sl in self.state.sleeves.items() if sl.risk.block]
+        blocked = [f"{sid} ({risk.blocks_summary(sl.risk.blocks)})"
+                   for sid, sl in self.state.sleeves.items() if sl.risk.blocks]
+        if self.state.account.blocks:
+            blocked.insert(0, f"ALL ({risk.blocks_summary(self.state.account.blocks)})")
         line = (f"Cycle {r.cycle} complete ({r.duration_s:.1f}s) | {r.checked} strategies checked | {r.fills} trades | "
                 f"Total value: {_fmt_usd(r.total_value_usd)}")
         if r.failed:
@@ -459,18 +652,23 @@ class Daemon:
         beat = min(5.0, (self.notifier.watchdog_s or 10.0) / 2)
         while not stop.is_set():
             self.notifier.watchdog()
+            self.process_commands()
             try:
                 self.run_cycle(stop=stop)
             except StateSaveError:
                 pass  # halted: logged loudly; the loop keeps retrying the save
+            if self._reconcile_due():
+                self.reconcile()
             wait = (self.next_due_at() - self.clock.now()).total_seconds()
             if self.halted:
                 wait = min(wait, 30.0)
             while wait > 0 and not stop.is_set():
                 self.notifier.watchdog()
+                self.process_commands()
                 chunk = min(beat, wait)
-                if self.clock.sleep(chunk, stop):
-                    break
+                self._wake.clear()
+                if self.clock.sleep(chunk, self._wake) and not self._commands.qsize():
+                    break  # woken by a stop request
                 wait -= chunk
         self.notifier.stopping()
         if self.halted:
@@ -479,16 +677,28 @@ class Daemon:
                                  "go-trader stopped WITHOUT saving the last cycle: " + self.halted)
 
 
+def _bars(prefetch: dict) -> dict[tuple[str, str], list[Bar]]:
+    """The fetch step's recent closed candles per (symbol, timeframe), for stop checks."""
+    out: dict[tuple[str, str], list[Bar]] = {}
+    for key, info in prefetch.get("pairs", {}).items():
+        if info.get("ok") and info.get("recent"):
+            symbol, tf = key.rsplit(" ", 1)
+            out[(symbol, tf)] = [Bar(int(t), o, h, lo, c) for t, o, h, lo, c in info["recent"]]
+    return out
+
+
 def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT only set ``stop``: nothing is interrupted mid-write."""
+def install_signal_handlers(stop: threading.Event, wake: Callable[[], None] | None = None) -> None:
+    """SIGTERM/SIGINT only set ``stop`` (and wake the loop): nothing is interrupted mid-write."""
     def handler(signum: int, frame: object) -> None:
         stop.set()
+        if wake is not None:
+            wake()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -1,9 +1,18 @@
-"""The status HTTP server: GET /status and GET /health (REFERENCE section 9).
+"""The status HTTP server (REFERENCE section 9).
 
-It serves the last committed snapshot (bytes prepared by the daemon after
-each save), so a request never waits for a running cycle or takes a lock the
-cycle holds. A bearer token (GO_TRADER_STATUS_TOKEN) is required whenever it
-binds to a non-loopback address, and checked whenever it is set.
+GET /status and GET /health serve the last committed snapshot (bytes prepared
+by the daemon after each save), so a request never waits for a running cycle
+or takes a lock the cycle holds. A bearer token (GO_TRADER_STATUS_TOKEN) is
+required whenever it binds to a non-loopback address, and checked whenever it
+is set.
+
+POST endpoints act on the trading state and always need the token:
+  /reset-breaker      {"strategy": ID, "by": NAME}
+  /reset-kill-switch  {"by": NAME}
+  /trade              {"strategy": ID, "action": "enter"|"close", "symbol": SYMBOL?, "by": NAME}
+  /reconcile          {}
+They are queued to the daemon's main loop (the single writer) and answered
+with its result, or 202 when a running cycle delays them.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from scheduler.errors import ConfigError
 
 MAX_URL = 2048
+MAX_BODY = 4096
+CONTROL = {"/reset-breaker": "reset_breaker", "/reset-kill-switch": "reset_kill_switch", "/trade": "trade",
+           "/reconcile": "reconcile"}
 
 
 def is_loopback(host: str) -> bool:
@@ -36,6 +48,8 @@ class Snapshot:
     def __init__(self) -> None:
         self.status_body = b'{"status":"starting"}'
         self.health: Callable[[], tuple[int, dict]] = lambda: (503, {"status": "starting"})
+        #: runs a control command on the main loop: (kind, args, by) -> result
+        self.control: Callable[[str, dict, str], dict] | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,11 +106,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def _not_allowed(self) -> None:
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed; use GET",
-                    {"Allow": "GET, HEAD"})
+    def do_POST(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        if path in ("/status", "/health"):
+            return self._not_allowed()
+        if path not in CONTROL:
+            return self._error(404, f"no such endpoint {path[:100]!r}; POST to one of {', '.join(CONTROL)}")
+        if not self.server.token:  # type: ignore[attr-defined]
+            return self._error(403, "control endpoints are off: set GO_TRADER_STATUS_TOKEN and send it as a bearer token")
+        if not self._authorized():
+            return self._error(401, "missing or wrong bearer token (Authorization: Bearer $GO_TRADER_STATUS_TOKEN)",
+                               {"WWW-Authenticate": "Bearer"})
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return self._error(400, "Content-Length must be a number")
+        if length < 0 or length > MAX_BODY:
+            return self._error(413, f"body must be at most {MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return self._error(400, "body must be a JSON object")
+        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+            return self._error(400, "body must be a JSON object of strings")
+        snap: Snapshot = self.server.snapshot  # type: ignore[attr-defined]
+        if snap.control is None:
+            return self._error(503, "the daemon is not accepting commands yet")
+        by = f"{body.pop('by', None) or 'unnamed'} (http {self.client_address[0]})"
+        result = snap.control(CONTROL[path], body, by)
+        error = str(result.get("error", ""))
+        code = 202 if result.get("queued") else 200 if not error else (
+            404 if error.startswith("unknown") else 409 if "halted" in error else 400)
+        return self._send(code, json.dumps(result).encode())
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    def _not_allowed(self) -> None:
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed here",
+                    {"Allow": "GET, HEAD" if self.path.split("?", 1)[0] in ("/status", "/health") else "POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
 class StatusServer:

@@ -20,7 +20,13 @@ from scheduler.runner import JobResult
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"must be 1, -1 or 0, not a boolean ({v!r})")
+    return v
 
 
 def _finite_positive(v: float | None) -> float | None:
@@ -45,6 +51,7 @@ class SpotSignal(_Doc):
     error_class: Literal["transient", "permanent"] | None = None
 
     _price = field_validator("price", "stop_price")(_finite_positive)
+    _signal = field_validator("signal", mode="before")(_no_bool)
 
 
 class Greeks(_Doc):
@@ -85,6 +92,7 @@ class OptionsSignal(_Doc):
     skip_reason: str | None = None
 
     _spot = field_validator("spot_price")(_finite_positive)
+    _signal = field_validator("signal", mode="before")(_no_bool)
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,11 @@ def judge(result: JobResult, model: type[_Doc], expect: dict[str, str], timeout_
     try:
         parsed = model.model_validate(doc)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'document'}: {err['msg']}"
-                             for err in e.errors(include_url=False)[:5])
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'document'}: {err['msg']}"
+            + (f" (got {err['input']!r})" if isinstance(err.get("input"), (int, float, str, bool))
+               and "got " not in err["msg"] and err["type"] != "extra_forbidden" else "")
+            for err in e.errors(include_url=False)[:5])
         return CheckFailure(f"output does not match the {model.__name__} schema: {problems}", "permanent")
     for key, want in expect.items():
         got = getattr(parsed, key, None)

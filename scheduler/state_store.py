@@ -26,7 +26,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from scheduler.engine.models import SCHEMA_VERSION, State, Trade
+from scheduler.engine.models import SCHEMA_VERSION, AuditRecord, State, Trade, migrate
 from scheduler.errors import StateError, StateSaveError
 
 FILE_MODE = 0o600
@@ -38,6 +38,10 @@ def last_good_path(path: Path) -> Path:
 
 def trade_log_path(path: Path) -> Path:
     return path.with_name(path.stem + ".trades.jsonl")
+
+
+def audit_log_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".audit.jsonl")
 
 
 def load_state(path: Path) -> State | None:
@@ -59,7 +63,7 @@ def load_state(path: Path) -> State | None:
         raise StateError(f"state file {path} has schema version {version}, newer than this go-trader "
                          f"understands ({SCHEMA_VERSION}); upgrade go-trader; the file was left untouched")
     try:
-        return State.model_validate(doc)
+        return State.model_validate(migrate(doc) if isinstance(doc, dict) else doc)
     except ValidationError as e:
         first = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5])
         raise StateError(f"state file {path} does not match the schema ({first}); it was left untouched; "
@@ -118,6 +122,18 @@ def append_trades(path: Path, trades: Iterable[Trade]) -> None:
             os.fsync(f.fileno())
     except OSError as e:
         raise StateSaveError(f"could not append to trade log {trade_log_path(path)}: {e}") from e
+
+
+def append_audit(path: Path, record: AuditRecord) -> None:
+    """Append a person's intervention to the audit log (every one ever made), durably."""
+    try:
+        fd = os.open(audit_log_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with os.fdopen(fd, "a") as f:
+            f.write(record.model_dump_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise StateSaveError(f"could not append to audit log {audit_log_path(path)}: {e}") from e
 
 
 def read_trade_log(path: Path) -> list[Trade]:

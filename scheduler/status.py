@@ -8,7 +8,7 @@ from typing import Any
 
 from scheduler.config import Config
 from scheduler.engine.models import State, utc_iso
-from scheduler.engine.step import sleeve_equity
+from scheduler.engine.step import account_equity, exposure_usd, sleeve_equity
 
 
 def _opt_iso(t: datetime | None) -> str | None:
@@ -34,7 +34,6 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
                 "value_usd": value, "unrealized_pnl_usd": None if value is None else value - p.cost_basis_usd,
                 "stop_price": p.stop_price, "opened_at": utc_iso(p.opened_at),
             })
-        block = sleeve.risk.block
         interval = config.interval_for(s)
         strategies.append({
             "id": s.id, "type": s.type, "strategy": s.strategy_name, "args": s.args,
@@ -51,16 +50,28 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
                 "peak_equity_usd": sleeve.risk.peak_equity_usd, "drawdown_pct": sleeve.risk.drawdown_pct,
                 "max_drawdown_pct": s.drawdown_pct, "consecutive_losses": sleeve.risk.consecutive_losses,
                 "wins": sleeve.risk.wins, "losses": sleeve.risk.losses,
-                "block": block.model_dump(mode="json") if block else None,
+                "blocks": [b.model_dump(mode="json") for b in sleeve.risk.blocks.values()],
+                "entries_blocked": bool(sleeve.risk.blocks or state.account.blocks),
             },
             "interval_seconds": interval,
             "last_run_at": _opt_iso(sleeve.last_run_at),
             "next_run_at": _opt_iso(sleeve.last_run_at + timedelta(seconds=interval)) if sleeve.last_run_at else None,
             "last_check": sleeve.last_check.model_dump(mode="json") if sleeve.last_check else None,
         })
+    ids = [s.id for s in config.strategies if s.id in state.sleeves]
+    equity = account_equity(state, ids)
+    acct = state.account
+    account = {
+        "equity_usd": equity, "peak_equity_usd": acct.peak_equity_usd,
+        "exposure_usd": exposure_usd(state, ids) if equity is not None else None,
+        "day": acct.day, "day_start_equity_usd": acct.day_start_equity_usd,
+        "blocks": [b.model_dump(mode="json") for b in acct.blocks.values()],
+        "recent_audit": [a.model_dump(mode="json") for a in acct.audit[-10:]],
+        "last_reconcile": state.last_reconcile,
+    }
     return {
         "cycle_count": state.cycle_count, "last_cycle_at": _opt_iso(state.last_cycle_at),
         "started_at": utc_iso(started_at), "halted": halted, "market": config.market.source,
         "synthetic_market": config.market.source == "synthetic",
-        "prices": dict(prices), "total_value_usd": total, "strategies": strategies,
+        "prices": dict(prices), "total_value_usd": total, "account": account, "strategies": strategies,
     }

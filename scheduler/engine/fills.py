@@ -62,34 +62,44 @@ def valid_price(price: float | None) -> bool:
     return isinstance(price, (int, float)) and math.isfinite(price) and price > 0
 
 
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step)) + 1) + 2
+
+
 def round_down(quantity: float, step: float) -> float:
     """``quantity`` rounded down to a whole number of ``step`` (tolerant of float noise)."""
     if step <= 0:
         return quantity
-    n = math.floor(quantity / step + 1e-9)
-    decimals = max(0, -math.floor(math.log10(step)) + 1)
-    return round(n * step, decimals + 2)
+    return round(math.floor(quantity / step + 1e-9) * step, _decimals(step))
 
 
 def buy(quote: float, budget_usd: float, costs: Costs, rules: MarketRules) -> BuyFill | Rejected:
-    """Buy as much as ``budget_usd`` pays for, fee included."""
+    """Buy as much as ``budget_usd`` pays for, fee included; never a cent more."""
     if not valid_price(quote):
         return Rejected("NO_PRICE", f"no usable price for {rules.symbol} (got {quote!r}); not buying")
     if not (math.isfinite(budget_usd) and budget_usd > 0):
         return Rejected("NO_CASH", f"no cash to spend (budget {budget_usd:.2f} USD)")
     fill_price = quote * (1 + costs.slippage_rate)
-    per_unit = fill_price * (1 + costs.fee_rate)
-    qty = round_down(budget_usd / per_unit, rules.amount_step)
-    while qty > 0 and qty * per_unit > budget_usd:  # float noise must never overspend
-        qty = round_down(qty - rules.amount_step, rules.amount_step)
-    notional = qty * fill_price
+    step = rules.amount_step if rules.amount_step > 0 else 1e-12
+    # Whole steps in integers, so the overspend correction always makes progress (a float
+    # ``qty - step`` can equal ``qty`` when qty is huge next to step).
+    n = math.floor(budget_usd / (fill_price * (1 + costs.fee_rate)) / step + 1e-9)
+    while n > 0:
+        qty = round(n * step, _decimals(step))
+        notional = qty * fill_price
+        fee = notional * costs.fee_rate
+        if notional + fee <= budget_usd:  # exactly what the cash will be charged
+            break
+        n -= 1
+    else:
+        qty, notional, fee = 0.0, 0.0, 0.0
     if qty <= 0 or qty < rules.min_amount:
         return Rejected("BELOW_MIN_AMOUNT", f"{budget_usd:.2f} USD buys {qty} {rules.symbol}, below the "
                         f"minimum amount {rules.min_amount}")
     if notional < rules.min_notional_usd:
         return Rejected("BELOW_MIN_NOTIONAL", f"order of {notional:.2f} USD is below {rules.symbol}'s minimum "
                         f"notional {rules.min_notional_usd:.2f} USD")
-    return BuyFill(qty, fill_price, notional, notional * costs.fee_rate)
+    return BuyFill(qty, fill_price, notional, fee)
 
 
 def sell(quote: float, quantity: float, cost_basis_usd: float, costs: Costs) -> SellFill | Rejected:

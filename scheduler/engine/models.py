@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _State(BaseModel):
@@ -29,6 +29,8 @@ class Position(_State):
     entry_fee_usd: float = Field(ge=0)
     opened_at: AwareDatetime
     stop_price: float | None = None
+    #: open time (ms) of the newest candle already checked against the stop
+    stop_checked_to_ms: int | None = None
     mark_price: float | None = None  # last known price; None = unpriced
     mark_at: AwareDatetime | None = None
 
@@ -78,12 +80,36 @@ class Block(_State):
 
 
 class RiskState(_State):
+    """Per-strategy risk state. A loss is a closed trade with net realized P&L < 0
+    (fees included); a win has P&L > 0 and resets the streak."""
+
     peak_equity_usd: float = Field(gt=0)
     drawdown_pct: float | None = 0.0  # None while the sleeve cannot be valued
     consecutive_losses: int = Field(0, ge=0)
     wins: int = Field(0, ge=0)
     losses: int = Field(0, ge=0)
-    block: Block | None = None
+    blocks: dict[str, Block] = Field(default_factory=dict)  # by reason code
+
+
+class AuditRecord(_State):
+    """A person's intervention: what, when, by whom, and the state before."""
+
+    at: AwareDatetime
+    action: str
+    scope: str  # a strategy id, or "account"
+    by: str
+    detail: str
+    before: dict[str, Any]
+
+
+class AccountState(_State):
+    """Account-wide risk state: the sum of every sleeve."""
+
+    peak_equity_usd: float | None = None
+    day: str | None = None  # the UTC day (YYYY-MM-DD) day_start_equity_usd belongs to
+    day_start_equity_usd: float | None = None
+    blocks: dict[str, Block] = Field(default_factory=dict)
+    audit: list[AuditRecord] = Field(default_factory=list)  # the most recent; all are in the audit log
 
 
 class LastCheck(_State):
@@ -122,6 +148,20 @@ class State(_State):
     last_cycle_at: AwareDatetime | None = None
     next_trade_seq: int = Field(1, ge=1)
     sleeves: dict[str, Sleeve] = Field(default_factory=dict)
+    account: AccountState = Field(default_factory=AccountState)
+    last_reconcile: dict[str, Any] | None = None
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older state document up to SCHEMA_VERSION (a pure function on the JSON)."""
+    version = doc.get("schema_version", 1)
+    if version == 1:  # v1 had one optional risk.block per sleeve and no account state
+        for sleeve in doc.get("sleeves", {}).values():
+            risk = sleeve.get("risk", {})
+            block = risk.pop("block", None)
+            risk["blocks"] = {block["code"]: block} if block else {}
+        doc["schema_version"] = version = 2
+    return doc
 
 
 def new_sleeve(strategy_id: str, kind: Literal["spot", "options"], capital_usd: float) -> Sleeve:

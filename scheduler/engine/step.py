@@ -1,12 +1,16 @@
-"""The engine's one transition: ``step(state, intents, marks, ...) -> events``.
+"""The engine's one transition: ``step(state, intents, marks, bars, rules, ...) -> events``.
 
-Order inside a step, for every sleeve: expired blocks are lifted, positions
-are marked to market, protective stops and the drawdown kill switch are
-checked (exits first, always allowed), then the cycle's signals are applied:
-sells close longs, buys open them if no rule blocks the entry.
+Order inside a step:
+1. expired blocks are lifted; positions are marked to market;
+2. protective stops are checked against every closed candle since the last
+   check (fill at the stop, or at the open when the candle gapped through it);
+3. per-strategy breakers (drawdown kill switch, optional force-close), then the
+   account's (UTC day roll, daily loss, portfolio kill switch);
+4. the cycle's sells (exits always run), then its buys, each entry through the
+   blocks, the sizing mode and the account caps.
 
 ``state`` is mutated in place: pass a copy you own. Nothing here reads the
-clock, the network or files.
+clock, the network or files; everything comes in as arguments.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from market.rules import MarketRules
-from scheduler.engine import fills
+from market.timeframes import timeframe_ms
+from scheduler.engine import fills, risk
 from scheduler.engine.fills import Costs, Rejected
 from scheduler.engine.models import Block, Position, Sleeve, State, Trade, utc_iso
+from scheduler.engine.risk import ACCOUNT, AccountRules
 
 DEFAULT_RULES = MarketRules("*", amount_step=1e-8, min_amount=1e-8, min_notional_usd=5.0)
+Reason = Literal["signal", "stop", "drawdown_close", "manual"]
 
 
 @dataclass(frozen=True)
@@ -32,22 +39,28 @@ class SleeveRules:
     max_drawdown_pct: float
     drawdown_block: timedelta = timedelta(hours=24)
     close_on_drawdown: bool = False
-    sizing_mode: Literal["fixed_fraction", "fixed_usd"] = "fixed_fraction"
-    sizing_value: float = 0.95
+    consecutive_losses: int = 5
+    loss_cooldown: timedelta = timedelta(minutes=60)
+    sizing_mode: Literal["fixed_fraction", "fixed_usd", "risk_based"] = "fixed_fraction"
+    sizing_value: float = 0.95  # the fraction, the USD amount, or the risk percent
+    risk_cap_pct: float = 15.0  # risk_based: at most this % of the sleeve's equity per position
+    stop_loss_pct: float | None = None  # attach a protective stop this far below every entry fill
+    timeframe: str = "1h"
     max_quote_age: timedelta = timedelta(hours=2)
     recent_trades_kept: int = 200
 
 
 @dataclass(frozen=True)
 class SpotIntent:
-    """A checker's decision for one strategy: 1 buy, -1 sell, 0 hold, at a quote."""
+    """A decision for one strategy: 1 buy, -1 sell, 0 hold, at a quote."""
 
     strategy_id: str
     symbol: str
     signal: int
     price: float | None
     price_at: datetime  # close time of the candle the price comes from
-    stop_price: float | None = None
+    stop_price: float | None = None  # a strategy's protective stop, relative to ``price``
+    reason: Literal["signal", "manual"] = "signal"
 
 
 @dataclass(frozen=True)
@@ -57,16 +70,32 @@ class Mark:
 
 
 @dataclass(frozen=True)
+class Bar:
+    """One closed candle: what stops are checked against."""
+
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+@dataclass(frozen=True)
 class Event:
     """Something that happened; every state change is one. JSON-ready via ``as_json``."""
 
-    kind: str  # fill | rejected | block | unblock | hold | skip
-    strategy_id: str
+    kind: str  # fill | rejected | block | unblock | hold
+    strategy_id: str  # or "account"
     at: datetime
     data: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "strategy": self.strategy_id, "at": utc_iso(self.at), **self.data}
+
+
+def _block_event(scope: str, b: Block) -> Event:
+    return Event("block", scope, b.since, {"code": b.code, "detail": b.detail,
+                                          "until": utc_iso(b.until) if b.until else None})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +116,21 @@ def sleeve_equity(sleeve: Sleeve) -> float | None:
     return total
 
 
+def account_equity(state: State, ids: Sequence[str]) -> float | None:
+    total = 0.0
+    for sid in ids:
+        value = sleeve_equity(state.sleeves[sid])
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def exposure_usd(state: State, ids: Sequence[str]) -> float:
+    """Marked value of every open position (unpriced ones make the account unknown first)."""
+    return sum(p.quantity * (p.mark_price or 0.0) for sid in ids for p in state.sleeves[sid].positions.values())
+
+
 def apply_marks(sleeve: Sleeve, marks: Mapping[str, Mark]) -> None:
     """Refresh position marks from valid prices; an invalid price leaves the old mark."""
     for symbol, pos in sleeve.positions.items():
@@ -96,135 +140,181 @@ def apply_marks(sleeve: Sleeve, marks: Mapping[str, Mark]) -> None:
             pos.mark_at = mark.at
 
 
-def _update_drawdown(sleeve: Sleeve, rules: SleeveRules, now: datetime) -> list[Event]:
-    """Track the equity peak; trip the kill switch when drawdown exceeds the limit."""
-    equity = sleeve_equity(sleeve)
-    risk = sleeve.risk
-    if equity is None:
-        risk.drawdown_pct = None  # unknown value: no fake drawdown, no breaker
-        return []
-    risk.peak_equity_usd = max(risk.peak_equity_usd, equity)
-    risk.drawdown_pct = (risk.peak_equity_usd - equity) / risk.peak_equity_usd * 100.0
-    if risk.drawdown_pct <= rules.max_drawdown_pct or (risk.block and risk.block.code == "MAX_DRAWDOWN"):
-        return []
-    detail = (f"equity {equity:.2f} USD is {risk.drawdown_pct:.2f}% below its peak "
-              f"{risk.peak_equity_usd:.2f} USD (limit {rules.max_drawdown_pct:g}%)")
-    risk.block = Block(code="MAX_DRAWDOWN", detail=detail, since=now, until=now + rules.drawdown_block)
-    return [Event("block", sleeve.id, now, {"code": "MAX_DRAWDOWN", "detail": detail,
-                                           "until": utc_iso(now + rules.drawdown_block)})]
-
-
-def _lift_expired(sleeve: Sleeve, now: datetime) -> list[Event]:
-    block = sleeve.risk.block
-    if block is None or block.until is None or block.until > now:
-        return []
-    sleeve.risk.block = None
-    return [Event("unblock", sleeve.id, now, {"code": block.code})]
-
-
 # ---------------------------------------------------------------------------------------------
 # Orders
 
 
-def _record(state: State, sleeve: Sleeve, trade: Trade, rules: SleeveRules) -> None:
-    state.next_trade_seq += 1
-    sleeve.trades.append(trade)
-    if len(sleeve.trades) > rules.recent_trades_kept:
-        del sleeve.trades[: len(sleeve.trades) - rules.recent_trades_kept]
-    sleeve.trade_count += 1
-    sleeve.fees_paid_usd += trade.fee_usd
+class _Book:
+    """One step's working context: the state, the rules, and the events so far."""
 
+    def __init__(self, state: State, rules: Mapping[str, SleeveRules], account_rules: AccountRules,
+                 market_rules: Mapping[str, MarketRules], now: datetime, cycle: int) -> None:
+        self.state, self.rules, self.account_rules = state, rules, account_rules
+        self.market_rules, self.now, self.cycle = market_rules, now, cycle
+        self.ids = [sid for sid in rules if sid in state.sleeves]
+        self.events: list[Event] = []
 
-def _close(state: State, sleeve: Sleeve, symbol: str, quote: float | None, rules: SleeveRules,
-           now: datetime, cycle: int, reason: Literal["signal", "stop", "drawdown_close", "manual"]) -> Event:
-    pos = sleeve.positions[symbol]
-    result = fills.sell(quote, pos.quantity, pos.cost_basis_usd, rules.costs)  # type: ignore[arg-type]
-    if isinstance(result, Rejected):
-        return Event("rejected", sleeve.id, now, {"side": "sell", "symbol": symbol, "code": result.code,
-                                                  "detail": result.detail})
-    trade = Trade(seq=state.next_trade_seq, cycle=cycle, strategy_id=sleeve.id, symbol=symbol, side="sell",
-                  quantity=result.quantity, quote_price=float(quote), fill_price=result.fill_price,  # type: ignore[arg-type]
-                  notional_usd=result.notional_usd, fee_usd=result.fee_usd,
-                  realized_pnl_usd=result.realized_pnl_usd, reason=reason, at=now)
-    sleeve.cash_usd += result.proceeds_usd
-    sleeve.realized_pnl_usd += result.realized_pnl_usd
-    risk = sleeve.risk
-    if result.realized_pnl_usd < 0:  # a loss: net realized P&L below zero, fees included
-        risk.losses += 1
-        risk.consecutive_losses += 1
-    else:
-        risk.wins += 1
-        risk.consecutive_losses = 0
-    del sleeve.positions[symbol]
-    _record(state, sleeve, trade, rules)
-    return Event("fill", sleeve.id, now, trade.model_dump(mode="json"))
+    def emit(self, kind: str, scope: str, **data: Any) -> Event:
+        event = Event(kind, scope, self.now, data)
+        self.events.append(event)
+        return event
 
+    def record(self, sleeve: Sleeve, trade: Trade) -> None:
+        self.state.next_trade_seq += 1
+        sleeve.trades.append(trade)
+        keep = self.rules[sleeve.id].recent_trades_kept
+        if len(sleeve.trades) > keep:
+            del sleeve.trades[: len(sleeve.trades) - keep]
+        sleeve.trade_count += 1
+        sleeve.fees_paid_usd += trade.fee_usd
+        self.emit("fill", sleeve.id, **trade.model_dump(mode="json", exclude={"at", "strategy_id"}))
 
-def _entry_budget(sleeve: Sleeve, rules: SleeveRules) -> float:
-    if rules.sizing_mode == "fixed_usd":
-        return min(rules.sizing_value, sleeve.cash_usd)
-    return sleeve.cash_usd * rules.sizing_value
-
-
-def _open(state: State, sleeve: Sleeve, intent: SpotIntent, rules: SleeveRules, market: MarketRules,
-          now: datetime, cycle: int) -> Event:
-    block = sleeve.risk.block
-    if block is not None:
-        until = utc_iso(block.until) if block.until else "a manual reset"
-        return Event("rejected", sleeve.id, now, {"side": "buy", "symbol": intent.symbol, "code": block.code,
-                                                  "detail": f"entries blocked until {until}: {block.detail}"})
-    result = fills.buy(intent.price, _entry_budget(sleeve, rules), rules.costs, market)  # type: ignore[arg-type]
-    if isinstance(result, Rejected):
-        return Event("rejected", sleeve.id, now, {"side": "buy", "symbol": intent.symbol, "code": result.code,
-                                                  "detail": result.detail})
-    trade = Trade(seq=state.next_trade_seq, cycle=cycle, strategy_id=sleeve.id, symbol=intent.symbol,
-                  side="buy", quantity=result.quantity, quote_price=float(intent.price),  # type: ignore[arg-type]
-                  fill_price=result.fill_price, notional_usd=result.notional_usd, fee_usd=result.fee_usd,
-                  reason="signal", at=now)
-    sleeve.cash_usd -= result.cost_usd
-    sleeve.positions[intent.symbol] = Position(
-        symbol=intent.symbol, quantity=result.quantity, entry_price=result.fill_price,
-        cost_basis_usd=result.cost_usd, entry_fee_usd=result.fee_usd, opened_at=now,
-        stop_price=intent.stop_price, mark_price=float(intent.price), mark_at=intent.price_at,  # type: ignore[arg-type]
-    )
-    _record(state, sleeve, trade, rules)
-    return Event("fill", sleeve.id, now, trade.model_dump(mode="json"))
-
-
-def _apply_intent(state: State, sleeve: Sleeve, intent: SpotIntent, rules: SleeveRules,
-                  market: MarketRules, now: datetime, cycle: int) -> Event:
-    data = {"symbol": intent.symbol, "signal": intent.signal, "price": intent.price}
-    if intent.signal == 0:
-        return Event("hold", sleeve.id, now, data)
-    if not fills.valid_price(intent.price):
-        return Event("rejected", sleeve.id, now, {**data, "code": "NO_PRICE",
-                                                  "detail": f"no usable price (got {intent.price!r})"})
-    if now - intent.price_at > rules.max_quote_age:
-        return Event("rejected", sleeve.id, now, {**data, "code": "STALE_PRICE",
-                                                  "detail": f"quote from {utc_iso(intent.price_at)} is older than "
-                                                            f"{rules.max_quote_age}"})
-    held = intent.symbol in sleeve.positions
-    if intent.signal < 0:
-        if not held:
-            return Event("hold", sleeve.id, now, {**data, "note": "sell signal with no position (long-only)"})
-        return _close(state, sleeve, intent.symbol, intent.price, rules, now, cycle, "signal")
-    if held:
-        return Event("hold", sleeve.id, now, {**data, "note": "buy signal while already long"})
-    return _open(state, sleeve, intent, rules, market, now, cycle)
-
-
-def _protective_exits(state: State, sleeve: Sleeve, rules: SleeveRules, now: datetime, cycle: int) -> list[Event]:
-    events: list[Event] = []
-    for symbol in list(sleeve.positions):
+    def close(self, sleeve: Sleeve, symbol: str, quote: float | None, reason: Reason) -> bool:
         pos = sleeve.positions[symbol]
-        if pos.stop_price is not None and pos.mark_price is not None and pos.mark_price <= pos.stop_price:
-            events.append(_close(state, sleeve, symbol, pos.mark_price, rules, now, cycle, "stop"))
-    if rules.close_on_drawdown and sleeve.risk.block and sleeve.risk.block.code == "MAX_DRAWDOWN" \
-            and sleeve.risk.block.since == now:
+        rules = self.rules[sleeve.id]
+        result = fills.sell(quote, pos.quantity, pos.cost_basis_usd, rules.costs)  # type: ignore[arg-type]
+        if isinstance(result, Rejected):
+            self.emit("rejected", sleeve.id, side="sell", symbol=symbol, code=result.code, detail=result.detail)
+            return False
+        trade = Trade(seq=self.state.next_trade_seq, cycle=self.cycle, strategy_id=sleeve.id, symbol=symbol,
+                      side="sell", quantity=result.quantity, quote_price=float(quote),  # type: ignore[arg-type]
+                      fill_price=result.fill_price, notional_usd=result.notional_usd, fee_usd=result.fee_usd,
+                      realized_pnl_usd=result.realized_pnl_usd, reason=reason, at=self.now)
+        sleeve.cash_usd += result.proceeds_usd
+        sleeve.realized_pnl_usd += result.realized_pnl_usd
+        del sleeve.positions[symbol]
+        self.record(sleeve, trade)
+        tripped = risk.record_close(sleeve, result.realized_pnl_usd, self.now, rules.consecutive_losses,
+                                    rules.loss_cooldown)
+        if tripped:
+            self.events.append(_block_event(sleeve.id, tripped))
+        return True
+
+    def _reject(self, sleeve: Sleeve, intent: SpotIntent, code: str, detail: str) -> None:
+        self.emit("rejected", sleeve.id, side="buy", symbol=intent.symbol, code=code, detail=detail)
+
+    def _budget(self, sleeve: Sleeve, rules: SleeveRules, fill_price: float, stop: float | None) -> float | str:
+        """Cash to spend (fee included) by the sizing mode, or a rejection detail."""
+        if rules.sizing_mode == "fixed_usd":
+            return min(rules.sizing_value, sleeve.cash_usd)
+        if rules.sizing_mode == "fixed_fraction":
+            return sleeve.cash_usd * rules.sizing_value
+        equity = sleeve_equity(sleeve)
+        if stop is None:
+            return "risk-based sizing needs a protective stop, and this entry has none (set stop_loss_pct)"
+        if equity is None:
+            return "risk-based sizing needs the sleeve's equity, and a position is unpriced"
+        distance = fill_price - stop
+        if distance <= 0:
+            return f"stop {stop:.2f} is not below the fill {fill_price:.2f}"
+        notional = min(equity * rules.sizing_value / 100 / distance * fill_price, equity * rules.risk_cap_pct / 100)
+        return min(notional * (1 + rules.costs.fee_rate), sleeve.cash_usd)
+
+    def open(self, sleeve: Sleeve, intent: SpotIntent) -> None:
+        rules = self.rules[sleeve.id]
+        blocks = {**self.state.account.blocks, **sleeve.risk.blocks}
+        if blocks:
+            b = next(iter(blocks.values()))
+            until = utc_iso(b.until) if b.until else "a manual reset"
+            return self._reject(sleeve, intent, b.code, f"entries blocked until {until}: {b.detail}")
+        equity = account_equity(self.state, self.ids)
+        if equity is None:
+            return self._reject(sleeve, intent, "ACCOUNT_VALUE_UNKNOWN",
+                                "a position somewhere has no price, so the account caps cannot be checked")
+        quote = float(intent.price)  # type: ignore[arg-type]
+        fill_price = quote * (1 + rules.costs.slippage_rate)
+        stop_frac = (1 - intent.stop_price / quote) if intent.stop_price else (
+            rules.stop_loss_pct / 100 if rules.stop_loss_pct else None)
+        stop = fill_price * (1 - stop_frac) if stop_frac and 0 < stop_frac < 1 else None
+        budget = self._budget(sleeve, rules, fill_price, stop)
+        if isinstance(budget, str):
+            return self._reject(sleeve, intent, "NO_STOP" if "stop" in budget else "SIZING", budget)
+        cap, cap_code = risk.entry_cap_usd(equity, exposure_usd(self.state, self.ids), self.account_rules)
+        capped_by = None
+        if budget / (1 + rules.costs.fee_rate) > cap:
+            if cap <= 0:
+                return self._reject(sleeve, intent, cap_code, f"no room left under {cap_code} ({cap:.2f} USD)")
+            budget, capped_by = cap * (1 + rules.costs.fee_rate), cap_code
+        market = self.market_rules.get(intent.symbol, DEFAULT_RULES)
+        result = fills.buy(quote, budget, rules.costs, market)
+        if isinstance(result, Rejected):
+            code = capped_by if capped_by and result.code.startswith("BELOW_MIN") else result.code
+            return self._reject(sleeve, intent, code, result.detail + (f" (after {capped_by} cap)" if capped_by else ""))
+        tf_ms = timeframe_ms(rules.timeframe)
+        trade = Trade(seq=self.state.next_trade_seq, cycle=self.cycle, strategy_id=sleeve.id, symbol=intent.symbol,
+                      side="buy", quantity=result.quantity, quote_price=quote, fill_price=result.fill_price,
+                      notional_usd=result.notional_usd, fee_usd=result.fee_usd, reason=intent.reason, at=self.now)
+        sleeve.cash_usd -= result.cost_usd
+        sleeve.positions[intent.symbol] = Position(
+            symbol=intent.symbol, quantity=result.quantity, entry_price=result.fill_price,
+            cost_basis_usd=result.cost_usd, entry_fee_usd=result.fee_usd, opened_at=self.now,
+            stop_price=result.fill_price * (1 - stop_frac) if stop is not None and stop_frac else None,
+            stop_checked_to_ms=int(intent.price_at.timestamp() * 1000) - tf_ms,
+            mark_price=quote, mark_at=intent.price_at,
+        )
+        self.record(sleeve, trade)
+        if capped_by:
+            self.events[-1].data["capped_by"] = capped_by
+
+    # -- the phases of a step -----------------------------------------------------------------
+    def check_stops(self, sleeve: Sleeve, bars: Mapping[tuple[str, str], Sequence[Bar]]) -> None:
+        tf = self.rules[sleeve.id].timeframe
         for symbol in list(sleeve.positions):
-            events.append(_close(state, sleeve, symbol, sleeve.positions[symbol].mark_price, rules, now, cycle,
-                                 "drawdown_close"))
-    return events
+            pos = sleeve.positions[symbol]
+            if pos.stop_price is None:
+                continue
+            seen = pos.stop_checked_to_ms if pos.stop_checked_to_ms is not None else -1
+            for bar in (b for b in bars.get((symbol, tf), ()) if b.open_ms > seen):
+                pos.stop_checked_to_ms = bar.open_ms
+                if bar.open <= pos.stop_price or bar.low <= pos.stop_price:
+                    price = bar.open if bar.open <= pos.stop_price else pos.stop_price  # gapped through: the open
+                    self.close(sleeve, symbol, price, "stop")
+                    break
+
+    def sleeve_breakers(self, sleeve: Sleeve) -> None:
+        rules = self.rules[sleeve.id]
+        equity = sleeve_equity(sleeve)
+        r = sleeve.risk
+        if equity is None:
+            r.drawdown_pct = None  # unknown value: no fake drawdown, no breaker
+            return
+        r.peak_equity_usd = max(r.peak_equity_usd, equity)
+        r.drawdown_pct = (r.peak_equity_usd - equity) / r.peak_equity_usd * 100.0
+        if r.drawdown_pct <= rules.max_drawdown_pct:
+            return
+        detail = (f"equity {equity:.2f} USD is {r.drawdown_pct:.2f}% below its peak {r.peak_equity_usd:.2f} USD "
+                  f"(limit {rules.max_drawdown_pct:g}%)")
+        b = risk.add_block(r.blocks, "MAX_DRAWDOWN", detail, self.now, self.now + rules.drawdown_block)
+        if b:
+            self.events.append(_block_event(sleeve.id, b))
+            if rules.close_on_drawdown:
+                for symbol in list(sleeve.positions):
+                    self.close(sleeve, symbol, sleeve.positions[symbol].mark_price, "drawdown_close")
+
+    def account_breakers(self) -> None:
+        for b in risk.account_checks(self.state, account_equity(self.state, self.ids), self.account_rules, self.now):
+            self.events.append(_block_event(ACCOUNT, b))
+
+    def apply(self, intent: SpotIntent) -> None:
+        sleeve = self.state.sleeves[intent.strategy_id]
+        rules = self.rules[intent.strategy_id]
+        data = {"symbol": intent.symbol, "signal": intent.signal, "price": intent.price}
+        if intent.signal == 0:
+            self.emit("hold", sleeve.id, **data)
+        elif not fills.valid_price(intent.price):
+            self.emit("rejected", sleeve.id, **data, code="NO_PRICE", detail=f"no usable price (got {intent.price!r})")
+        elif self.now - intent.price_at > rules.max_quote_age:
+            self.emit("rejected", sleeve.id, **data, code="STALE_PRICE",
+                      detail=f"quote from {utc_iso(intent.price_at)} is older than {rules.max_quote_age}")
+        elif intent.signal < 0:
+            if intent.symbol in sleeve.positions:
+                self.close(sleeve, intent.symbol, intent.price, "manual" if intent.reason == "manual" else "signal")
+            else:
+                self.emit("hold", sleeve.id, **data, note="sell signal with no position (long-only)")
+        elif intent.symbol in sleeve.positions:
+            self.emit("hold", sleeve.id, **data, note="buy signal while already long")
+        else:
+            self.open(sleeve, intent)
 
 
 def step(
@@ -235,26 +325,37 @@ def step(
     market_rules: Mapping[str, MarketRules],
     now: datetime,
     cycle: int,
+    *,
+    bars: Mapping[tuple[str, str], Sequence[Bar]] | None = None,
+    account_rules: AccountRules | None = None,
 ) -> list[Event]:
-    """Advance ``state`` (in place) by one cycle's marks and signals; return what happened."""
-    events: list[Event] = []
+    """Advance ``state`` (in place) by one cycle's marks, candles and signals; return what happened.
+
+    ``rules`` names the sleeves that take part (the configured strategies); the
+    account is their sum.
+    """
+    book = _Book(state, rules, account_rules or AccountRules(), market_rules, now, cycle)
     by_symbol: dict[str, Mark] = dict(marks)
     for intent in intents:  # a checker's closed-candle price is a mark too, unless a fresher one exists
         if fills.valid_price(intent.price):
             current = by_symbol.get(intent.symbol)
             if current is None or not fills.valid_price(current.price) or current.at < intent.price_at:
                 by_symbol[intent.symbol] = Mark(intent.price, intent.price_at)
-    for sid, sleeve in state.sleeves.items():
-        if sid not in rules:
-            continue
-        events += _lift_expired(sleeve, now)
+    for b in risk.lift_expired(state.account.blocks, now):
+        book.emit("unblock", ACCOUNT, code=b.code)
+    for sid in book.ids:
+        sleeve = state.sleeves[sid]
+        for b in risk.lift_expired(sleeve.risk.blocks, now):
+            book.emit("unblock", sid, code=b.code)
         apply_marks(sleeve, by_symbol)
-        events += _update_drawdown(sleeve, rules[sid], now)
-        events += _protective_exits(state, sleeve, rules[sid], now, cycle)
-    for intent in intents:
-        sleeve = state.sleeves[intent.strategy_id]
-        market = market_rules.get(intent.symbol, DEFAULT_RULES)
-        events.append(_apply_intent(state, sleeve, intent, rules[intent.strategy_id], market, now, cycle))
+        book.check_stops(sleeve, bars or {})
+        book.sleeve_breakers(sleeve)
+    book.account_breakers()
+    for intent in sorted(intents, key=lambda i: i.signal >= 0):  # exits before entries
+        book.apply(intent)
     for sid in {i.strategy_id for i in intents}:
-        events += _update_drawdown(state.sleeves[sid], rules[sid], now)
-    return events
+        book.sleeve_breakers(state.sleeves[sid])
+    book.account_breakers()
+    return book.events
+
+

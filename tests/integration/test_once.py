@@ -68,7 +68,9 @@ def test_human_and_json_logs(once_run):
     assert "[good] [INFO] Signal: BUY | BTC/USDT @ $" in good
     assert "BUY " in good and "fee $" in good
     events = [json.loads(line) for line in (folder / "logs" / "events.jsonl").read_text().splitlines()]
-    assert all(e["cycle"] == 1 for e in events)
+    start_up = [e for e in events if e["kind"] == "reconcile"]
+    assert len(start_up) == 1 and start_up[0]["cycle"] == 0 and start_up[0]["ok"] is True
+    assert all(e["cycle"] == 1 for e in events if e["kind"] != "reconcile")
     kinds = {(e["kind"], e["strategy"]) for e in events}
     assert ("fill", "good") in kinds and ("signal", "good") in kinds and ("cycle", None) in kinds
     assert {("check_failed", n) for n in FAULTS} <= kinds
