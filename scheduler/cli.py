@@ -144,8 +144,8 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     from scheduler.config import STATUS_TOKEN_ENV, load_config
     from scheduler.daemon import Daemon
     from scheduler.errors import StateError
-    from scheduler.http_status import CONTROL, is_loopback
-    from scheduler.state_store import StateLock
+    from scheduler.http_status import CONTROL
+    from scheduler.state_store import StateLock, endpoint_path
 
     p = argparse.ArgumentParser(prog=f"go-trader {prog}", description=description)
     _config_arg(p)
@@ -167,10 +167,13 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
         if not token:
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
                                 "so this command can be sent to it over HTTP") from None
-        host = config.status.host if is_loopback(config.status.host) or config.status.host not in ("0.0.0.0", "::") \
-            else "127.0.0.1"
+        host = "127.0.0.1" if config.status.host in ("0.0.0.0", "::") else config.status.host
+        try:  # the running daemon's actual address (its port may be ephemeral)
+            base = endpoint_path(state_path).read_text().strip()
+        except FileNotFoundError:
+            base = f"http://{host}:{config.status.port}"
         path = next(k for k, v in CONTROL.items() if v == kind)
-        req = urllib.request.Request(f"http://{host}:{config.status.port}{path}", method="POST",
+        req = urllib.request.Request(f"{base}{path}", method="POST",
                                      data=json.dumps({**payload, "by": by}).encode(),
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         try:
@@ -180,7 +183,7 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
             result = json.load(e)
             e.close()
         except OSError as e:
-            raise GoTraderError(f"could not reach the daemon at {host}:{config.status.port}: {e}") from e
+            raise GoTraderError(f"could not reach the daemon at {base}: {e}") from e
     else:
         lock.release()
         daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path,

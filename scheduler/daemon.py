@@ -57,10 +57,12 @@ from scheduler.state_store import (
     StateLock,
     append_audit,
     append_trades,
+    endpoint_path,
     load_state,
     read_trade_log,
     repair_trade_log,
     save_state,
+    write_atomic,
 )
 from scheduler.status import build_status
 
@@ -171,6 +173,8 @@ class Daemon:
         token = os.environ.get(STATUS_TOKEN_ENV) or None
         self.server = StatusServer(self.config.status.host, self.config.status.port, self.snapshot, token)
         self.server.start()
+        host = "127.0.0.1" if self.config.status.host in ("0.0.0.0", "::") else self.config.status.host
+        write_atomic(endpoint_path(self.state_path), f"http://{host}:{self.server.port}\n".encode())
         assert self.logs is not None
         self.logs.scheduler.info(f"Status server on http://{self.config.status.host}:{self.server.port}/status"
                                  + (" (bearer token required)" if token else ""))
@@ -179,6 +183,7 @@ class Daemon:
         if self.server is not None:
             self.server.stop()
             self.server = None
+            endpoint_path(self.state_path).unlink(missing_ok=True)
         if self.logs is not None:
             self.logs.close()
         self.lock.release()
@@ -407,8 +412,9 @@ class Daemon:
         except StateSaveError as e:
             self._halt(str(e), new)
             raise
+        first_new_seq = self.state.next_trade_seq  # fills the previous committed state did not hold
         self.state = new
-        fills = [t for s in new.sleeves.values() for t in s.trades if t.cycle == cycle]
+        fills = [t for s in new.sleeves.values() for t in s.trades if t.seq >= first_new_seq]
         try:
             append_trades(self.state_path, sorted(fills, key=lambda t: t.seq))
         except StateSaveError as e:  # the state holds the fills; start-up repairs the log from it

@@ -40,6 +40,11 @@ def trade_log_path(path: Path) -> Path:
     return path.with_name(path.stem + ".trades.jsonl")
 
 
+def endpoint_path(path: Path) -> Path:
+    """Where a running daemon writes its status server's URL (removed when it stops)."""
+    return path.with_name(path.name + ".endpoint")
+
+
 def audit_log_path(path: Path) -> Path:
     return path.with_name(path.stem + ".audit.jsonl")
 

@@ -1,0 +1,150 @@
+"""A person's controls, through the real CLI and HTTP: resets with their audit trail, manual
+trades sized by the backend, and reconciliation catching a corrupted state.json."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scheduler.clock import SystemClock
+from scheduler.config import load_config
+from scheduler.daemon import Daemon
+from scheduler.engine import risk
+from scheduler.state_store import audit_log_path, load_state, save_state
+from tests.integration.harness import (
+    DaemonProcess,
+    run_cli,
+    spot,
+    state_doc,
+    wait_for,
+    write_config,
+)
+
+TOKEN = "t0ken"
+
+
+def _post(port: int, path: str, body: dict, token: str | None = TOKEN) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        doc = json.load(e)
+        e.close()
+        return e.code, doc
+
+
+def _blocked_state(folder: Path, config: Path) -> None:
+    """A saved state whose 'alpha' sleeve is blocked by the drawdown kill switch."""
+    d = Daemon(load_config(config), config, clock=SystemClock(), state_path=folder / "state.json",
+               log_dir=folder / "logs", stdout_logs=False)
+    d.open()
+    d.close()
+    state = load_state(folder / "state.json")
+    now = datetime.now(UTC)
+    risk.add_block(state.sleeves["alpha"].risk.blocks, "MAX_DRAWDOWN", "test: 61% below peak", now, None)
+    state.sleeves["alpha"].risk.peak_equity_usd = 2600.0
+    state.sleeves["alpha"].risk.consecutive_losses = 3
+    save_state(folder / "state.json", state)
+
+
+def test_reset_breaker_from_the_cli_with_no_daemon_running(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    _blocked_state(tmp_path, config)
+    result = run_cli("reset-breaker", "--config", str(config), "--strategy", "alpha", "--by", "alice")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["ok"] is True and out["scope"] == "alpha" and out["by"] == "alice (cli)"
+    assert "lifted MAX_DRAWDOWN on alpha" in out["detail"] and "no position was opened or closed" in out["detail"]
+    state = load_state(tmp_path / "state.json")
+    sleeve = state.sleeves["alpha"]
+    assert sleeve.risk.blocks == {} and sleeve.risk.consecutive_losses == 0
+    assert sleeve.risk.peak_equity_usd == 1000.0  # rebased to the current equity
+    audit = [json.loads(x) for x in audit_log_path(tmp_path / "state.json").read_text().splitlines()]
+    assert len(audit) == 1 and audit[0]["by"] == "alice (cli)" and audit[0]["action"] == "reset_breaker"
+    assert audit[0]["before"]["blocks"]["MAX_DRAWDOWN"]["detail"] == "test: 61% below peak"
+    assert audit[0]["before"]["peak_equity_usd"] == 2600.0 and audit[0]["before"]["consecutive_losses"] == 3
+    assert state.account.audit[-1].action == "reset_breaker"
+
+    unknown = run_cli("reset-breaker", "--config", str(config), "--strategy", "nope")
+    assert unknown.returncode == 1 and "unknown strategy 'nope'" in unknown.stdout
+
+
+def test_controls_over_http_and_the_cli_talking_to_a_running_daemon(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py"), spot("beta", "check_hold.py")])
+    with DaemonProcess(config, {"GO_TRADER_STATUS_TOKEN": TOKEN}) as d:
+        wait_for(lambda: (state_doc(tmp_path) or {}).get("cycle_count") == 1, what="the first cycle")
+        port = d.port()
+        assert _post(port, "/reset-kill-switch", {}, token=None)[0] == 401
+        assert _post(port, "/reset-kill-switch", {}, token="wrong")[0] == 401
+        assert _post(port, "/nope", {})[0] == 404
+        code, doc = _post(port, "/reset-kill-switch", {"by": "bob"})
+        assert code == 200 and doc["scope"] == "account" and doc["by"] == "bob (http 127.0.0.1)"
+        assert "the kill switch was not active" in doc["detail"]
+
+        # a manual entry: the backend sizes it (95 % of the sleeve's cash, cut to 20 % of the 2,000 USD
+        # account by the position cap); the caller cannot
+        code, doc = _post(port, "/trade", {"strategy": "alpha", "action": "enter", "quantity": "10"})
+        assert code == 400 and "the backend sizes manual trades" in doc["error"]
+        code, doc = _post(port, "/trade", {"strategy": "alpha", "action": "enter", "by": "carol"})
+        assert code == 200 and doc["ok"] is True, doc
+        fill = next(e for e in doc["events"] if e["kind"] == "fill")
+        assert fill["reason"] == "manual" and fill["side"] == "buy"
+        assert fill["capped_by"] == "MAX_POSITION_PCT"
+        assert 399.0 < fill["notional_usd"] <= 400.0
+        code, doc = _post(port, "/trade", {"strategy": "alpha", "action": "enter"})
+        assert code == 200 and doc["ok"] is False and "nothing to do" in doc["detail"]
+        code, doc = _post(port, "/trade", {"strategy": "alpha", "action": "close"})
+        assert code == 200 and doc["ok"] is True
+        assert next(e for e in doc["events"] if e["kind"] == "fill")["side"] == "sell"
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            status = json.load(r)
+        alpha = next(s for s in status["strategies"] if s["id"] == "alpha")
+        assert alpha["trade_count"] == 2 and alpha["positions"] == []
+
+        # the CLI finds the daemon holding the state and sends the command over HTTP
+        result = run_cli("reset-breaker", "--config", str(config), "--strategy", "beta", "--by", "dave",
+                         env={"GO_TRADER_STATUS_TOKEN": TOKEN})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout)["by"] == "dave (cli) (http 127.0.0.1)"
+        no_token = run_cli("reset-kill-switch", "--config", str(config), env={"GO_TRADER_STATUS_TOKEN": ""})
+        assert no_token.returncode == 1 and "a running daemon holds" in no_token.stderr
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    audit = [json.loads(x) for x in audit_log_path(tmp_path / "state.json").read_text().splitlines()]
+    assert [a["action"] for a in audit] == ["reset_kill_switch", "reset_breaker"]
+    trades = [json.loads(x) for x in (tmp_path / "state.trades.jsonl").read_text().splitlines()]
+    assert [t["reason"] for t in trades] == ["manual", "manual"]
+
+
+def test_control_endpoints_are_off_without_a_token(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    with DaemonProcess(config, {"GO_TRADER_STATUS_TOKEN": ""}) as d:
+        code, doc = _post(d.port(), "/reset-kill-switch", {}, token=None)
+        assert code == 403 and "GO_TRADER_STATUS_TOKEN" in doc["error"]
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+
+
+def test_reconcile_finds_a_corrupted_state(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha"), spot("beta")])
+    assert run_cli("--config", str(config), "--once").returncode == 0
+    clean = run_cli("reconcile", "--config", str(config))
+    assert clean.returncode == 0 and json.loads(clean.stdout)["differences"] == []
+    doc = json.loads((tmp_path / "state.json").read_text())
+    doc["sleeves"]["alpha"]["cash_usd"] += 100.0
+    doc["sleeves"]["beta"]["positions"]["BTC/USDT"]["quantity"] *= 2
+    (tmp_path / "state.json").write_text(json.dumps(doc))
+    result = run_cli("reconcile", "--config", str(config))
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert out["ok"] is False and len(out["differences"]) == 2
+    assert any(d.startswith("alpha.cash_usd: state.json says") for d in out["differences"])
+    assert any(d.startswith("beta.positions[BTC/USDT]") for d in out["differences"])
+    assert "Reconciliation found 2 difference(s)" in (tmp_path / "logs" / "scheduler.log").read_text()
