@@ -9,13 +9,7 @@ temporary costs page faults that rival the arithmetic.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-# Rows of the blocked recursion are sized so that d**-row_len stays below ~1e200:
-# the scaled partial sums then cannot overflow for any input below ~1e90.
-_MAX_LOG_SCALE = 460.0
 
 
 def finite_series(x: object, name: str = "x") -> tuple[np.ndarray, int]:
@@ -59,42 +53,134 @@ def smooth(x: np.ndarray, alpha: float, seed: float, out: np.ndarray) -> np.ndar
     ``x[0]`` is ignored (its place holds the seed). This is the recursion of an
     EMA (alpha = 2/(n+1)) and of Wilder's smoothing (alpha = 1/n).
 
-    Method: the recursion is solved in closed form row by row. Within a row of
-    length L starting after carry c, with d = 1 - alpha and z = x - seed,
-    ``y[i] = d**i * (d*c + sum_{k<=i} alpha * d**-k * z[k])``: one cumulative sum.
-    Rows are short enough that d**-L cannot overflow. Working relative to the
-    seed makes a constant series come out exactly constant.
+    Method: the deviation from the seed, ``u[t] = d*u[t-1] + alpha*(x[t] - seed)``
+    with d = 1 - alpha, is a first-order linear recurrence, solved block-wise by
+    small matrix products in ``out`` itself (see ``_scan``). Working relative to
+    the seed makes a constant series come out exactly constant.
     """
     n = len(x)
     out[:1] = seed
     if n <= 1:
         return out
     d = 1.0 - alpha
-    tail_x, tail = x[1:], out[1:]
+    tail = out[1:]
     if d <= 0.0:
-        tail[:] = tail_x
+        tail[:] = x[1:]
         return out
-    row = int(min(len(tail), max(16, _MAX_LOG_SCALE // -math.log(d))))
-    k = np.arange(row, dtype=np.float64)
-    grow = alpha * np.power(d, -k)  # alpha * d**-k
-    decay = np.power(d, k)  # d**k
-    carry = 0.0  # out - seed, just before the row
-    for s in range(0, len(tail), row):
-        seg = tail[s : s + row]
-        m = len(seg)
-        np.subtract(tail_x[s : s + m], seed, out=seg)
-        np.multiply(seg, grow[:m], out=seg)
-        seg[0] += d * carry
-        np.cumsum(seg, out=seg)
-        np.multiply(seg, decay[:m], out=seg)
-        carry = float(seg[-1])
-        seg += seed
+    np.subtract(x[1:], seed, out=tail)
+    _scan(tail, alpha, d)
+    tail += seed
     return out
 
 
+# The linear recurrence y[t] = d*y[t-1] + a*z[t] is solved on rows of _ROW values:
+# inside a row, from a zero state, it is one product with a lower-triangular Toeplitz
+# matrix of a*d**lag (BLAS does all rows at once); the states between rows follow the
+# same recurrence with d**_ROW, solved recursively on the row ends. _ROW = 8 is where
+# BLAS is fastest per value for this shape. Every BLAS call gets a multiple of _ROW
+# rows with a row at the same place modulo _ROW whatever the series length, so each
+# row goes through the same kernel: results are prefix-stable bit for bit.
+_ROW = 8
+_GROUP = _ROW * _ROW
+# Rows per BLAS call: 1024 rows of 8 keep every temporary at 64 KiB (below malloc's
+# mmap threshold: fresh large arrays cost page faults that rival the arithmetic) and
+# m*n*k below OpenBLAS's 65536*4 threading threshold (threads cost more than they
+# save here and make timings erratic).
+_CALL_ROWS = 1024
+# A carry weighted by less than this is below half an ulp of the state it joins.
+_NEGLIGIBLE = 2.0**-56
+_LAG = np.arange(_ROW)[None, :] - np.arange(_ROW)[:, None] + _ROW - 1  # [k, i] = i - k + 7
+
+
+def _row_matrix(a: float, d: float) -> np.ndarray:
+    taps = [0.0] * (_ROW - 1) + [a * d**j for j in range(_ROW)]
+    return np.array([t if abs(t) >= 1e-200 else 0.0 for t in taps])[_LAG]
+
+
+def _scan(v: np.ndarray, a: float, d: float) -> None:
+    """In place: ``v[t] <- y[t]`` where ``y[t] = d*y[t-1] + a*v[t]``, ``y[-1] = 0``.
+
+    A row starting after state c has ``y[i] = d**(i+1)*c + sum_{k<=i} a*d**(i-k)*z[k]``;
+    the carry term is the k = 0 term with z[0] raised by c*d/a, so each carry is
+    added to its row's first value and then one product per row does the rest.
+    """
+    m = len(v)
+    whole = m // _GROUP * _GROUP
+    body = v[:whole].reshape(-1, _ROW)
+    last = np.zeros(_GROUP)  # the values after the whole groups, zero-padded
+    last[: m - whole] = v[whole:]
+    tail = last.reshape(_ROW, _ROW)
+    rows = -(-m // _ROW)
+    mat = _row_matrix(a, d)
+    tmp = np.empty((min(_CALL_ROWS, max(len(body), _ROW)), _ROW))
+    if rows > 1:
+        ends = np.empty(len(body) + _ROW)  # each row's own contribution to its last value
+        for r in range(0, len(body), _CALL_ROWS):
+            k = min(_CALL_ROWS, len(body) - r)
+            np.matmul(body[r : r + k], mat[:, _ROW - 2 :], out=tmp[:k, :2])
+            ends[r : r + k] = tmp[:k, 1]
+        np.matmul(tail, mat[:, _ROW - 2 :], out=tmp[:_ROW, :2])
+        ends[len(body) :] = tmp[:_ROW, 1]
+        carry = ends[: rows - 1]  # becomes the state at the end of rows 0 .. rows-2
+        decay = d**_ROW
+        if decay >= _NEGLIGIBLE:
+            _scan(carry, 1.0, decay)
+        carry *= d / a
+        if len(body):
+            body[1:, 0] += carry[: len(body) - 1]
+            tail[: rows - len(body), 0] += carry[len(body) - 1 :]
+        else:
+            tail[1:rows, 0] += carry
+    for r in range(0, len(body), _CALL_ROWS):
+        k = min(_CALL_ROWS, len(body) - r)
+        tmp[:k] = body[r : r + k]
+        np.matmul(tmp[:k], mat, out=body[r : r + k])
+    np.matmul(tail, mat, out=tmp[:_ROW])
+    v[whole:] = tmp[:_ROW].reshape(-1)[: m - whole]
+
+
 # Outputs are produced in chunks of this many bars so that every temporary stays
-# small (in cache, and below malloc's mmap threshold, so no page faults).
+# small: in cache, and at 64 KiB below malloc's mmap threshold (128 KiB), so it is
+# recycled instead of page-faulted in afresh on every call.
 _CHUNK = 16384
+
+
+def window_mean(x: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """Mean of each trailing window ``x[t-n+1 .. t]``, written to ``out`` (length len(x)-n+1).
+
+    Method: sums of blocks of 1, 2, 4, ... bars by doubling (pairwise summation:
+    about log2(n) ulps of error, no drift), then the blocks of n's set bits merged
+    as means, ``m = mA + (mB - mA) * b/(a+b)``: a power-of-two sum of equal values
+    is exact, so a constant window gets exactly its value. Temporaries are chunk
+    sized (see _CHUNK).
+    """
+    total = len(x) - n + 1
+    bits = [w for w in (1 << i for i in range(n.bit_length())) if n & w][::-1]  # largest first
+    top = bits[0]
+    span = min(_CHUNK, max(total, 0)) + n - 1
+    levels = {w: np.empty(span) for w in bits if w > 1}
+    pong = np.empty((2, span))
+    step = np.empty(span)
+    for a in range(0, total, _CHUNK):
+        b = min(a + _CHUNK, total)
+        seg = x[a : b + n - 1]
+        size, cur, w = len(seg), seg, 1
+        while w < top:  # cur[k] = sum of seg[k .. k+w-1], length size-w+1
+            dst = levels[2 * w] if 2 * w in levels else pong[w.bit_length() % 2]
+            np.add(cur[: size - 2 * w + 1], cur[w : size - w + 1], out=dst[: size - 2 * w + 1])
+            cur, w = dst, 2 * w
+        res = out[a:b]
+        np.multiply(cur[: b - a], 1.0 / top, out=res)
+        have = top
+        for w in bits[1:]:
+            blk = seg if w == 1 else levels[w]
+            st = step[: b - a]
+            np.multiply(blk[have : have + b - a], 1.0 / w, out=st)
+            st -= res
+            st *= w / (have + w)
+            res += st
+            have += w
+    return out
 
 
 def window_moments(x: np.ndarray, n: int, want_m2: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

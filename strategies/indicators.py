@@ -25,8 +25,13 @@ from strategies._kernels import (
     finite_series,
     smooth,
     window_extreme,
+    window_mean,
     window_moments,
 )
+
+# Elementwise work on long series is done in chunks of this many bars so that
+# temporaries stay small (fresh large arrays cost page faults).
+_CHUNK = 16384
 
 # A window whose standard deviation is below this fraction of its mean is
 # treated as flat (std 0): what is left is floating-point noise, not volatility.
@@ -37,13 +42,20 @@ def _nan(n: int) -> np.ndarray:
     return np.full(n, np.nan)
 
 
+def _warm(n: int, first: int) -> np.ndarray:
+    """A fresh array of n whose first ``first`` values are NaN (the rest is filled by the caller)."""
+    out = np.empty(n)
+    out[: min(first, n)] = np.nan
+    return out
+
+
 def sma(x: np.ndarray, n: int) -> np.ndarray:
     """Simple moving average: mean of ``x[t-n+1 .. t]``, from t = n-1. TA-Lib ``SMA``."""
     n = check_window(n)
     arr, start = finite_series(x)
-    out = _nan(len(arr))
+    out = _warm(len(arr), start + n - 1)
     if len(arr) - start >= n:
-        out[start + n - 1 :] = window_moments(arr[start:], n, want_m2=False)[0]
+        window_mean(arr[start:], n, out[start + n - 1 :])
     return out
 
 
@@ -58,14 +70,17 @@ def ema(x: np.ndarray, n: int) -> np.ndarray:
     return _smoothed(arr, start, n, 2.0 / (n + 1))
 
 
-def _smoothed(arr: np.ndarray, start: int, n: int, alpha: float) -> np.ndarray:
-    """Smoothing of ``arr[start:]`` seeded with the mean of its first n values."""
-    out = _nan(len(arr))
+def _smoothed(arr: np.ndarray, start: int, n: int, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Smoothing of ``arr[start:]`` seeded with the mean of its first n values, into ``out``
+    (fresh if None; may be ``arr`` itself: each value is read before it is overwritten)."""
     first = start + n - 1
+    if out is None:
+        out = np.empty(len(arr))
     if len(arr) - start >= n:
         seg = arr[start : start + n]
         seed = seg[0] + float(np.mean(seg - seg[0]))  # exact on a constant window
         smooth(arr[first:], alpha, seed, out[first:])
+    out[: min(first, len(arr))] = np.nan
     return out
 
 
@@ -93,17 +108,19 @@ def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     out = _nan(len(arr))
     if len(arr) - start < n + 1:
         return out
-    change = np.diff(arr[start:])
-    gain = np.maximum(change, 0.0)
-    np.minimum(change, 0.0, out=change)
-    np.negative(change, out=change)  # now the losses
-    ag = _smoothed(gain, 0, n, 1.0 / n)[n - 1 :]
-    al = _smoothed(change, 0, n, 1.0 / n)[n - 1 :]
+    gain = out[start + 1 :]
+    np.subtract(arr[start + 1 :], arr[start:-1], out=gain)  # the changes
+    loss = np.minimum(gain, 0.0)
+    np.negative(loss, out=loss)
+    np.maximum(gain, 0.0, out=gain)
+    ag = _smoothed(gain, 0, n, 1.0 / n, out=gain)[n - 1 :]
+    al = _smoothed(loss, 0, n, 1.0 / n, out=loss)[n - 1 :]
     al += ag
-    res = out[start + n :]
-    np.divide(ag, al, out=res, where=al > 0.0)
-    res[al <= 0.0] = 0.5
-    res *= 100.0
+    flat = al <= 0.0
+    np.divide(ag, al, out=ag, where=~flat)
+    ag[flat] = 0.5
+    ag *= 100.0
+    out[: start + n] = np.nan
     return out
 
 
@@ -124,15 +141,18 @@ def macd(
         raise ValueError(f"MACD needs fast < slow, got fast={fast}, slow={slow}")
     arr, start = finite_series(close, "close")
     size = len(arr)
-    line, sig = _nan(size), _nan(size)
     first = start + slow - 1
+    line, sig, hist = _warm(size, first), _warm(size, first + signal - 1), _warm(size, first + signal - 1)
     if size > first:
-        fast_ema = _smoothed(arr, first - fast + 1, fast, 2.0 / (fast + 1))
-        slow_ema = _smoothed(arr, start, slow, 2.0 / (slow + 1))
-        np.subtract(fast_ema[first:], slow_ema[first:], out=line[first:])
+        _smoothed(arr, start, slow, 2.0 / (slow + 1), out=line)
+        fast_ema = _smoothed(arr, first - fast + 1, fast, 2.0 / (fast + 1), out=hist)
+        np.subtract(fast_ema[first:], line[first:], out=line[first:])
         if size - first >= signal:
-            sig = _smoothed(line, first, signal, 2.0 / (signal + 1))
-    return line, sig, line - sig
+            _smoothed(line, first, signal, 2.0 / (signal + 1), out=sig)
+            np.subtract(line, sig, out=hist)
+        else:
+            hist[:] = np.nan
+    return line, sig, hist
 
 
 def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
@@ -229,14 +249,22 @@ def roc(close: np.ndarray, n: int) -> np.ndarray:
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     """max(high-low, |high-prev close|, |low-prev close|), from t = 1. TA-Lib ``TRANGE``."""
     h, lo, c = _same_length(high=high, low=low, close=close)
-    out = _nan(len(c))
-    if len(c) > 1:
-        prev = c[:-1]
-        res = out[1:]
-        np.subtract(h[1:], lo[1:], out=res)
-        np.maximum(res, np.abs(h[1:] - prev), out=res)
-        np.maximum(res, np.abs(lo[1:] - prev), out=res)
+    out = _warm(len(c), 1)
+    _true_range_into(h, lo, c, out)
     return out
+
+
+def _true_range_into(h: np.ndarray, lo: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
+    """``out[1:]`` = max(high, prev close) - min(low, prev close): for high >= low this is
+    TA-Lib's max(high-low, |high-prev|, |low-prev|) bit for bit (the same one subtraction),
+    in fewer passes and with only a chunk-sized temporary."""
+    res = out[1:]
+    np.maximum(h[1:], c[:-1], out=res)
+    tmp = np.empty(min(_CHUNK, len(res)))
+    for a in range(0, len(res), _CHUNK):
+        b = min(a + _CHUNK, len(res))
+        np.minimum(lo[1 + a : 1 + b], c[a:b], out=tmp[: b - a])
+        res[a:b] -= tmp[: b - a]
 
 
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
@@ -245,10 +273,11 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np
     Seeded with the mean of the first n true ranges (bars 1..n).
     """
     n = check_window(n)
-    tr = true_range(high, low, close)
-    out = _nan(len(tr))
-    if len(tr) > n:
-        out[1:] = _smoothed(tr[1:], 0, n, 1.0 / n)
+    h, lo, c = _same_length(high=high, low=low, close=close)
+    out = _warm(len(c), n)
+    if len(c) > n:
+        _true_range_into(h, lo, c, out)
+        _smoothed(out[1:], 0, n, 1.0 / n, out=out[1:])
     return out
 
 
