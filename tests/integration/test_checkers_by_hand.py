@@ -1,0 +1,51 @@
+"""The checker scripts as a person runs them: python3 checkers/<script> ... (REFERENCE section 3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+from tests.integration.harness import REPO
+
+DEMO = str(REPO / "config.demo.json")
+NOW_MS = "1773138000000"  # 2026-03-10T10:20Z
+
+
+def _run(*args: str, stdin: str | None = None) -> tuple[int, dict, str]:
+    p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, input=stdin, timeout=120)
+    return p.returncode, json.loads(p.stdout), p.stderr
+
+
+def test_check_strategy_by_hand_prints_the_contract() -> None:
+    rc, doc, _ = _run("checkers/check_strategy.py", "sma_crossover", "BTC/USDT", "1h", "--config", DEMO,
+                      "--now-ms", NOW_MS)
+    assert rc == 0
+    assert set(doc) >= {"strategy", "symbol", "timeframe", "signal", "price", "indicators", "timestamp"}
+    assert doc["strategy"] == "sma_crossover" and doc["signal"] in (-1, 0, 1) and doc["price"] > 0
+    assert datetime.fromisoformat(doc["timestamp"]) == datetime.fromisoformat("2026-03-10T10:00:00+00:00")
+    assert "error" not in doc and doc["source"] == "synthetic"
+
+
+def test_pairs_spread_by_hand_and_a_bad_strategy() -> None:
+    rc, doc, _ = _run("checkers/check_strategy.py", "pairs_spread", "BTC/USDT", "1d", "ETH/USDT", "--config", DEMO,
+                      "--now-ms", NOW_MS)
+    assert rc == 0 and doc["symbol_b"] == "ETH/USDT" and doc["timestamp"].startswith("2026-03-10T00:00:00")
+    rc, doc, err = _run("checkers/check_strategy.py", "no_such", "BTC/USDT", "1h", "--config", DEMO)
+    assert rc == 1 and doc["error_class"] == "permanent" and "unknown strategy 'no_such'" in doc["error"]
+    assert "unknown strategy" in err
+
+
+def test_check_price_by_hand() -> None:
+    rc, doc, _ = _run("checkers/check_price.py", "BTC/USDT", "ETH/USDT", "--config", DEMO, "--now-ms", NOW_MS)
+    assert rc == 0 and set(doc) == {"BTC/USDT", "ETH/USDT"} and all(v > 0 for v in doc.values())
+
+
+def test_check_options_takes_positions_on_stdin_or_argv() -> None:
+    rc, doc, _ = _run("checkers/check_options.py", "vol_mean_reversion", "BTC", "[]", "--config", DEMO)
+    assert rc == 0 and doc["actions"] == [] and "not implemented yet" in doc["skip_reason"]
+    rc, doc, _ = _run("checkers/check_options.py", "wheel", "ETH", "--config", DEMO, stdin='[{"id": "x"}]')
+    assert rc == 0 and "1 open position(s)" in doc["skip_reason"]
+    rc, doc, _ = _run("checkers/check_options.py", "wheel", "ETH", "--config", DEMO, stdin='{"not": "a list"}')
+    assert rc == 1 and "must be a JSON list" in doc["error"]
