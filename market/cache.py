@@ -12,14 +12,13 @@ Files are JSON (exact float round-trip), written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from market.base import Candles, MarketRules
+from scheduler import fsio
 
 MANIFEST = "manifest.json"
 
@@ -29,16 +28,9 @@ def _name(symbol: str, timeframe: str) -> str:
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write ``doc`` as JSON to ``path`` via a temp file and rename (no torn files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, separators=(",", ":"), allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``doc`` as JSON to ``path`` via a temp file and rename (no torn files; no fsync:
+    the cache lives for one cycle)."""
+    fsio.write_atomic(path, json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), durable=False)
 
 
 def write_candles(cache_dir: Path, candles: Candles) -> None:

@@ -18,12 +18,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +32,7 @@ import numpy as np
 from market.ccxt_source import CcxtSource, spec_from_mapping
 from market.files_source import CANDLE_COLUMNS, candle_file_stem, find_candle_file, read_candle_file
 from market.timeframes import last_closed_open_ms, timeframe_ms
+from scheduler import fsio
 from scheduler.errors import ConfigError, ExchangeError
 
 
@@ -76,25 +74,8 @@ def format_rows(rows: np.ndarray) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` all at once: temp file in the same folder, fsync,
-    rename, fsync the folder. A crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` with ``data`` all at once: a crash leaves the old file or the new one."""
+    fsio.write_atomic(path, data, mode=0o644)
 
 
 def write_candle_file(path: Path, rows: np.ndarray) -> None:

@@ -26,6 +26,7 @@ from typing import IO
 
 from pydantic import ValidationError
 
+from scheduler import fsio
 from scheduler.engine.models import SCHEMA_VERSION, AuditRecord, State, Trade, migrate
 from scheduler.errors import StateError, StateSaveError
 
@@ -75,34 +76,9 @@ def load_state(path: Path) -> State | None:
                          f"{restore}") from e
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes, *, keep_last_good: bool = False) -> None:
     """Replace ``path`` with ``data`` atomically and durably (mode 0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        if keep_last_good and path.exists():
-            good_tmp = path.with_name(f".{path.name}.last-good.{os.getpid()}.tmp")
-            good_tmp.unlink(missing_ok=True)
-            os.link(path, good_tmp)
-            os.replace(good_tmp, last_good_path(path))
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fsio.write_atomic(path, data, mode=FILE_MODE, keep_previous_as=last_good_path(path) if keep_last_good else None)
 
 
 def save_state(path: Path, state: State) -> None:
@@ -120,11 +96,7 @@ def append_trades(path: Path, trades: Iterable[Trade]) -> None:
     if not lines:
         return
     try:
-        fd = os.open(trade_log_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        with os.fdopen(fd, "a") as f:
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        fsio.append_durably(trade_log_path(path), lines, mode=FILE_MODE)
     except OSError as e:
         raise StateSaveError(f"could not append to trade log {trade_log_path(path)}: {e}") from e
 
@@ -132,11 +104,7 @@ def append_trades(path: Path, trades: Iterable[Trade]) -> None:
 def append_audit(path: Path, record: AuditRecord) -> None:
     """Append a person's intervention to the audit log (every one ever made), durably."""
     try:
-        fd = os.open(audit_log_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        with os.fdopen(fd, "a") as f:
-            f.write(record.model_dump_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        fsio.append_durably(audit_log_path(path), record.model_dump_json() + "\n", mode=FILE_MODE)
     except OSError as e:
         raise StateSaveError(f"could not append to audit log {audit_log_path(path)}: {e}") from e
 

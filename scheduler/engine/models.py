@@ -106,6 +106,8 @@ class AccountState(_State):
     """Account-wide risk state: the sum of every sleeve."""
 
     peak_equity_usd: float | None = None
+    #: the strategies whose sum the peak and day-start values describe
+    members: list[str] = Field(default_factory=list)
     day: str | None = None  # the UTC day (YYYY-MM-DD) day_start_equity_usd belongs to
     day_start_equity_usd: float | None = None
     blocks: dict[str, Block] = Field(default_factory=dict)

@@ -6,10 +6,16 @@ block is a ``Block`` stored under its reason code, with a detail and an
 
 Thresholds and their exact semantics:
 - MAX_DRAWDOWN (sleeve): equity more than ``max_drawdown_pct`` below the
-  sleeve's peak (strictly more) blocks entries for ``drawdown_block``.
+  sleeve's peak (strictly more) blocks entries for ``drawdown_block``. When the
+  block lifts, the peak is rebased to the equity then, so the sleeve may trade
+  again (a sleeve in cash cannot recover by itself: without the rebase the
+  block would return at once, forever).
 - CONSECUTIVE_LOSSES (sleeve): the Nth losing close in a row (N = 5) blocks
   entries for ``loss_cooldown`` (60 min). A loss is net realized P&L < 0, fees
   included; a win (P&L > 0) resets the streak, and so does tripping the breaker.
+- The account is the sum of the configured strategies. When that set changes
+  (a strategy added to or removed from the config), the account's peak and
+  day-start values are rebased to the new sum: a config change is not a loss.
 - DAILY_LOSS (account): equity at or below ``daily_loss_pct`` under the UTC
   day-start equity blocks entries until the next 00:00 UTC.
 - PORTFOLIO_KILL_SWITCH (account): equity at or below ``portfolio_kill_pct``
@@ -75,15 +81,23 @@ def record_close(sleeve: Sleeve, pnl_usd: float, now: datetime, max_losses: int,
         risk.consecutive_losses = 0
     if risk.consecutive_losses < max_losses:
         return None
-    streak, risk.consecutive_losses = risk.consecutive_losses, 0
-    return add_block(risk.blocks, "CONSECUTIVE_LOSSES",
-                     f"{streak} losing trades in a row (limit {max_losses}); last loss {pnl_usd:.2f} USD",
-                     now, now + cooldown)
+    block = add_block(risk.blocks, "CONSECUTIVE_LOSSES",
+                      f"{risk.consecutive_losses} losing trades in a row (limit {max_losses}); last loss "
+                      f"{pnl_usd:.2f} USD", now, now + cooldown)
+    if block is not None:  # the streak restarts with the block; during an active one it keeps counting
+        risk.consecutive_losses = 0
+    return block
 
 
-def account_checks(state: State, equity: float | None, rules: AccountRules, now: datetime) -> list[Block]:
+def account_checks(state: State, members: list[str], equity: float | None, rules: AccountRules,
+                   now: datetime) -> list[Block]:
     """Roll the UTC day, track the peak, trip the daily-loss and kill-switch blocks."""
     acct = state.account
+    if sorted(members) != acct.members:
+        if equity is None:
+            return []  # rebase once the new set of strategies can be valued
+        acct.members = sorted(members)
+        acct.peak_equity_usd = acct.day_start_equity_usd = None  # a different account: new baselines
     day = now.astimezone(UTC).date().isoformat()
     if acct.day != day:
         acct.day, acct.day_start_equity_usd = day, equity

@@ -106,9 +106,9 @@ def sleeve_equity(sleeve: Sleeve) -> float | None:
     """Cash plus positions at their marks; None when any position has no price."""
     total = sleeve.cash_usd
     for pos in sleeve.positions.values():
-        if pos.mark_price is None:
+        if not fills.valid_price(pos.mark_price):  # None, 0, negative, NaN: no price, never a value
             return None
-        total += pos.quantity * pos.mark_price
+        total += pos.quantity * pos.mark_price  # type: ignore[operator]
     for opt in sleeve.option_positions:
         if opt.mark_usd is None:
             return None
@@ -292,7 +292,13 @@ class _Book:
                     self.close(sleeve, symbol, sleeve.positions[symbol].mark_price, "drawdown_close")
 
     def account_breakers(self) -> None:
-        for b in risk.account_checks(self.state, account_equity(self.state, self.ids), self.account_rules, self.now):
+        before = list(self.state.account.members)
+        blocks = risk.account_checks(self.state, self.ids, account_equity(self.state, self.ids), self.account_rules,
+                                     self.now)
+        if self.state.account.members != before and before:
+            self.emit("rebase", ACCOUNT, detail=f"the configured strategies changed ({len(before)} -> "
+                      f"{len(self.state.account.members)}); account peak and day-start rebased to the new sum")
+        for b in blocks:
             self.events.append(_block_event(ACCOUNT, b))
 
     def apply(self, intent: SpotIntent) -> None:
@@ -345,9 +351,12 @@ def step(
         book.emit("unblock", ACCOUNT, code=b.code)
     for sid in book.ids:
         sleeve = state.sleeves[sid]
+        apply_marks(sleeve, by_symbol)
         for b in risk.lift_expired(sleeve.risk.blocks, now):
             book.emit("unblock", sid, code=b.code)
-        apply_marks(sleeve, by_symbol)
+            equity = sleeve_equity(sleeve)
+            if b.code == "MAX_DRAWDOWN" and equity is not None:
+                sleeve.risk.peak_equity_usd = equity  # a fresh start after the cool-off (see risk.py)
         book.check_stops(sleeve, bars or {})
         book.sleeve_breakers(sleeve)
     book.account_breakers()
