@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import resource
 import shutil
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from market.rules import MarketRules
 from market.timeframes import timeframe_ms
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
+from scheduler.control import ControlMixin
 from scheduler.engine import risk
 from scheduler.engine.fills import Costs
-from scheduler.engine.models import AuditRecord, LastCheck, Sleeve, State, new_sleeve, utc_iso
+from scheduler.engine.models import LastCheck, Sleeve, State, new_sleeve, utc_iso
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import (
     Bar,
@@ -44,7 +44,6 @@ from scheduler.engine.step import (
     SleeveRules,
     SpotIntent,
     account_equity,
-    sleeve_equity,
     step,
 )
 from scheduler.errors import StateError, StateSaveError
@@ -52,14 +51,12 @@ from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
 from scheduler.sdnotify import Notifier
-from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, judge
+from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, decode_one_document, judge
 from scheduler.state_store import (
     StateLock,
-    append_audit,
     append_trades,
     endpoint_path,
     load_state,
-    read_trade_log,
     repair_trade_log,
     save_state,
     write_atomic,
@@ -81,22 +78,11 @@ class CycleReport:
     cpu_s: float = 0.0
 
 
-@dataclass
-class Command:
-    """A person's request (reset, manual trade), run by the main loop between cycles."""
-
-    kind: str  # reset_breaker | reset_kill_switch | trade | reconcile
-    args: dict[str, Any]
-    by: str
-    done: threading.Event = field(default_factory=threading.Event)
-    result: dict[str, Any] | None = None
-
-
 def _fmt_usd(v: float | None) -> str:
     return "unknown" if v is None else f"${v:,.2f}"
 
 
-class Daemon:
+class Daemon(ControlMixin):
     def __init__(self, config: Config, config_path: Path, *, clock: Clock, state_path: Path, log_dir: Path,
                  notifier: Notifier | None = None, stdout_logs: bool = True,
                  launcher_factory: Callable[[], Launcher] | None = None) -> None:
@@ -116,9 +102,7 @@ class Daemon:
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
         self.logs: Logs | None = None
-        self._commands: queue.Queue[Command] = queue.Queue()
-        self._wake = threading.Event()
-        self._last_reconcile_mono: float | None = None
+        self._setup_control()
 
     # -- start-up and shutdown ----------------------------------------------------------------
     def open(self) -> None:
@@ -226,18 +210,63 @@ class Daemon:
         return {"GO_TRADER_NOW_MS": str(int(now.timestamp() * 1000)), "GO_TRADER_MARKET": json.dumps(market),
                 "GO_TRADER_CACHE_DIR": str(cache_dir), "GO_TRADER_CANDLES_LIMIT": str(self.config.runner.candles_limit)}
 
-    def _prefetch_job(self, due: list[StrategyConfig], env: dict[str, str]) -> Job:
+    @contextmanager
+    def _workspace(self, now: datetime, label: str) -> Iterator[tuple[Launcher, dict[str, str]]]:
+        """A launcher and the checkers' environment for one cycle, with its market cache folder."""
+        cache_dir = Path(tempfile.mkdtemp(prefix=f".{self.state_path.name}.cycle-{label}-", dir=self.state_path.parent))
+        launcher = self._launcher()
+        try:
+            yield launcher, self._context_env(now, cache_dir)
+        finally:
+            launcher.close()
+            shutil.rmtree(cache_dir, ignore_errors=True)
+
+    def _fetch_plan(self, due: list[StrategyConfig]) -> tuple[list[tuple[str, str]], list[str]]:
+        """(symbol, timeframe) pairs and price symbols a cycle needs: the due strategies' data, plus
+        candles for every held position's stop checks and prices for its mark."""
         holding = [s for s in self.config.strategies if s.timeframe and self.state.sleeves[s.id].positions]
         pairs = sorted({(sym, s.timeframe) for s in [*due, *holding] if s.timeframe for sym in s.symbols})
         held = {sym for sl in self.state.sleeves.values() for sym in sl.positions}
-        price_symbols = sorted(held | {sym for s in due for sym in s.symbols})
+        return pairs, sorted(held | {sym for s in due for sym in s.symbols})
+
+    def _fetch(self, launcher: Launcher, pairs: list[tuple[str, str]], price_symbols: list[str],
+               env: dict[str, str], cycle: int, limit: int) -> dict:
+        """Run the fetch step (market.prefetch) once; {} when it failed (logged)."""
+        assert self.logs is not None
         request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
                    "pairs": pairs, "price_symbols": price_symbols, "cache_dir": env["GO_TRADER_CACHE_DIR"],
-                   "limit": self.config.runner.candles_limit}
+                   "limit": limit}
         m = self.config.market
         budget = getattr(m, "retry_budget_s", 0.0) + getattr(m, "timeout_s", 0.0) * 2
-        return Job(PREFETCH_KEY, (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
-                   timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
+        job = Job(PREFETCH_KEY, (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
+                  timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
+        result = run_jobs(launcher, [job], max_concurrency=1)[0]
+        try:
+            if result.returncode != 0 or result.timed_out:
+                raise ValueError(f"exit status {result.returncode}, timed out: {result.timed_out}; "
+                                 f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+            doc = decode_one_document(result.stdout)
+        except ValueError as e:
+            self.logs.scheduler.error(f"Fetch step failed ({e}); checkers will fetch for themselves")
+            self.logs.event("fetch_failed", cycle, None, reason=str(e))
+            return {}
+        for key, info in doc.get("pairs", {}).items():
+            if not info.get("ok"):
+                self.logs.scheduler.warning(f"Fetch step: {key}: {info.get('error')}")
+        for err in doc.get("errors", []):
+            self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
+        self.logs.event("fetch", cycle, None, source=doc.get("source"), pairs=len(doc.get("pairs", {})),
+                        prices=doc.get("prices"), seconds=round(result.duration_s, 3))
+        return doc
+
+    def _step(self, new: State, intents: list[SpotIntent], fetched: dict, now: datetime, cycle: int) -> list[Event]:
+        """Call the engine with this daemon's rules and what the fetch step returned."""
+        marks = {sym: Mark(p, now) for sym, p in fetched.get("prices", {}).items()}
+        market_rules = {sym: MarketRules(sym, r["amount_step"], r["min_amount"], r["min_notional_usd"])
+                        for sym, r in fetched.get("rules", {}).items()}
+        rules = {s.id: self._rules(s) for s in self.config.strategies}
+        return step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(fetched),
+                    account_rules=self._account_rules())
 
     def _check_job(self, s: StrategyConfig, sleeve: Sleeve, env: dict[str, str]) -> Job:
         args = list(s.args)
@@ -291,29 +320,18 @@ class Daemon:
             return None
         cycle = self.state.cycle_count + 1
         started, cpu0 = time.monotonic(), _cpu_seconds()
-        cache_dir = Path(tempfile.mkdtemp(prefix=f".{self.state_path.name}.cycle-{cycle}-", dir=self.state_path.parent))
-        env = self._context_env(now, cache_dir)
         stop = stop or threading.Event()
-        launcher = self._launcher()
-        try:
-            prefetch = self._run_prefetch(launcher, due, env, cycle)
+        with self._workspace(now, str(cycle)) as (launcher, env):
+            fetched = self._fetch(launcher, *self._fetch_plan(due), env, cycle, self.config.runner.candles_limit)
             jobs = [self._check_job(s, self.state.sleeves[s.id], env) for s in due]
             results = run_jobs(launcher, jobs, max_concurrency=self.config.runner.max_concurrency, stop=stop,
                                grace_s=self.config.runner.shutdown_grace_s)
-        finally:
-            launcher.close()
-            shutil.rmtree(cache_dir, ignore_errors=True)
         new = self.state.model_copy(deep=True)
         intents, failed = self._judge_all(new, due, results, now, cycle)
-        marks = {sym: Mark(p, now) for sym, p in prefetch.get("prices", {}).items()}
-        market_rules = {sym: MarketRules(sym, r["amount_step"], r["min_amount"], r["min_notional_usd"])
-                        for sym, r in prefetch.get("rules", {}).items()}
-        rules = {s.id: self._rules(s) for s in self.config.strategies}
-        events = step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(prefetch),
-                      account_rules=self._account_rules())
+        events = self._step(new, intents, fetched, now, cycle)
         self._describe_outcomes(new, events)
         new.cycle_count, new.last_cycle_at = cycle, now
-        self.prices = {**self.prices, **{k: v for k, v in prefetch.get("prices", {}).items()}}
+        self.prices = {**self.prices, **fetched.get("prices", {})}
         self._commit(new, events, cycle)
         duration = time.monotonic() - started
         total = self._total_value()
@@ -322,30 +340,6 @@ class Daemon:
         self._log_cycle(report, events)
         self._last_cycle_mono = time.monotonic()
         return report
-
-    def _run_prefetch(self, launcher: Launcher, due: list[StrategyConfig], env: dict[str, str], cycle: int) -> dict:
-        assert self.logs is not None
-        job = self._prefetch_job(due, env)
-        result = run_jobs(launcher, [job], max_concurrency=1)[0]
-        from scheduler.signals import decode_one_document
-
-        try:
-            if result.returncode != 0 or result.timed_out:
-                raise ValueError(f"exit status {result.returncode}, timed out: {result.timed_out}; "
-                                 f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
-            doc = decode_one_document(result.stdout)
-        except ValueError as e:
-            self.logs.scheduler.error(f"Fetch step failed ({e}); checkers will fetch for themselves")
-            self.logs.event("fetch_failed", cycle, None, reason=str(e))
-            return {}
-        for key, info in doc.get("pairs", {}).items():
-            if not info.get("ok"):
-                self.logs.scheduler.warning(f"Fetch step: {key}: {info.get('error')}")
-        for err in doc.get("errors", []):
-            self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
-        self.logs.event("fetch", cycle, None, source=doc.get("source"), pairs=len(doc.get("pairs", {})),
-                        prices=doc.get("prices"), seconds=round(result.duration_s, 3))
-        return doc
 
     def _judge_all(self, state: State, due: list[StrategyConfig], results: list[JobResult], now: datetime,
                    cycle: int) -> tuple[list[SpotIntent], int]:
@@ -464,147 +458,6 @@ class Daemon:
         if age > limit:
             return 503, {"status": "stale", "reason": f"no cycle for {age:.0f}s (more than 3 intervals, {limit}s)"}
         return 200, {"status": "ok"}
-
-    # -- a person's commands (resets, manual trades), run by the main loop ----------------------
-    def submit(self, kind: str, args: dict[str, Any], by: str, timeout_s: float = 10.0) -> dict[str, Any]:
-        """Queue a command for the main loop and wait up to ``timeout_s`` for its result."""
-        command = Command(kind, args, by)
-        self._commands.put(command)
-        self._wake.set()
-        if command.done.wait(timeout_s):
-            return command.result or {}
-        return {"ok": True, "queued": True,
-                "detail": f"{kind} is queued and runs as soon as the current cycle ends"}
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def process_commands(self) -> None:
-        while True:
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                command.result = self.execute(command.kind, command.args, command.by)
-            except (KeyError, ValueError) as e:
-                command.result = {"ok": False, "error": str(e).strip("'\"")}
-            except StateSaveError as e:
-                command.result = {"ok": False, "error": str(e)}
-            finally:
-                command.done.set()
-
-    def execute(self, kind: str, args: dict[str, Any], by: str) -> dict[str, Any]:
-        """Apply one command to the state and save it. Raises KeyError/ValueError for bad input."""
-        assert self.logs is not None
-        if kind == "reconcile":
-            return self.reconcile()
-        if self.halted:
-            raise ValueError(f"trading is halted ({self.halted}); fix the state save first")
-        ids = [s.id for s in self.config.strategies]
-        now = self.clock.now()
-        if kind == "trade":
-            return self._manual_trade(args, by)
-        new = self.state.model_copy(deep=True)
-        if kind == "reset_breaker":
-            sid = args.get("strategy")
-            if sid not in new.sleeves:
-                raise KeyError(f"unknown strategy {sid!r}; known: {', '.join(ids)}")
-            record = risk.reset_breaker(new, sid, sleeve_equity(new.sleeves[sid]), now, by)
-        elif kind == "reset_kill_switch":
-            record = risk.reset_kill_switch(new, account_equity(new, ids), now, by)
-        else:
-            raise ValueError(f"unknown command {kind!r}")
-        self._commit(new, [], new.cycle_count)
-        self._audit(record)
-        return {"ok": True, "action": record.action, "scope": record.scope, "detail": record.detail,
-                "by": record.by, "at": utc_iso(record.at)}
-
-    def _audit(self, record: AuditRecord) -> None:
-        assert self.logs is not None
-        append_audit(self.state_path, record)
-        self.logs.scheduler.warning(f"AUDIT {record.action} [{record.scope}] by {record.by}: {record.detail}")
-        self.logs.event("audit", self.state.cycle_count, None if record.scope == risk.ACCOUNT else record.scope,
-                        **record.model_dump(mode="json"))
-
-    def _manual_trade(self, args: dict[str, Any], by: str) -> dict[str, Any]:
-        """Enter or close a strategy's symbol now, through the same engine and rules.
-
-        The size is the backend's (the strategy's sizing mode and the account caps); the
-        caller names only the strategy, the action and optionally the symbol.
-        """
-        assert self.logs is not None
-        sid, action = args.get("strategy"), args.get("action")
-        s = next((x for x in self.config.strategies if x.id == sid), None)
-        if s is None or s.type != "spot":
-            raise KeyError(f"unknown spot strategy {sid!r}; known: "
-                           f"{', '.join(x.id for x in self.config.strategies if x.type == 'spot')}")
-        if action not in ("enter", "close"):
-            raise ValueError(f"action must be 'enter' or 'close', got {action!r}")
-        symbol = args.get("symbol") or s.symbols[0]
-        if symbol != s.symbols[0]:
-            raise ValueError(f"{sid} trades {s.symbols[0]}, not {symbol!r}")
-        if args.keys() - {"strategy", "action", "symbol"}:
-            raise ValueError(f"unexpected fields {sorted(args.keys() - {'strategy', 'action', 'symbol'})}: "
-                             "the backend sizes manual trades; the caller gives strategy, action and symbol only")
-        now = self.clock.now()
-        cycle = self.state.cycle_count
-        cache_dir = Path(tempfile.mkdtemp(prefix=f".{self.state_path.name}.cycle-manual-", dir=self.state_path.parent))
-        launcher = self._launcher()
-        try:
-            env = self._context_env(now, cache_dir)
-            request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
-                       "pairs": [[symbol, s.timeframe]], "price_symbols": [symbol], "cache_dir": str(cache_dir),
-                       "limit": 50}
-            job = Job("(manual trade)", (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
-                      timeout_s=self.config.runner.timeout_s * 2)
-            from scheduler.signals import decode_one_document
-
-            result = run_jobs(launcher, [job], max_concurrency=1)[0]
-            prefetch = decode_one_document(result.stdout) if result.returncode == 0 else {}
-        finally:
-            launcher.close()
-            shutil.rmtree(cache_dir, ignore_errors=True)
-        recent = (prefetch.get("pairs", {}).get(f"{symbol} {s.timeframe}") or {}).get("recent") or []
-        if not recent:
-            raise ValueError(f"no price for {symbol}: the market data fetch failed; nothing was traded")
-        last = recent[-1]
-        price_at = datetime.fromtimestamp((last[0] + timeframe_ms(s.timeframe or "1h")) / 1000, tz=now.tzinfo)
-        intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, float(last[4]), price_at, reason="manual")
-        new = self.state.model_copy(deep=True)
-        market_rules = {k: MarketRules(k, r["amount_step"], r["min_amount"], r["min_notional_usd"])
-                        for k, r in prefetch.get("rules", {}).items()}
-        rules = {x.id: self._rules(x) for x in self.config.strategies}
-        events = step(new, [intent], {k: Mark(v, now) for k, v in prefetch.get("prices", {}).items()}, rules,
-                      market_rules, now, cycle, bars=_bars(prefetch), account_rules=self._account_rules())
-        self._commit(new, events, cycle)
-        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
-        mine = [e.as_json() for e in events if e.strategy_id in (sid, risk.ACCOUNT) and e.kind != "hold"]
-        outcome = [e for e in mine if e["kind"] in ("fill", "rejected")]
-        return {"ok": bool(outcome) and outcome[-1]["kind"] == "fill", "strategy": sid, "action": action,
-                "symbol": symbol, "events": mine,
-                "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
-                (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
-                 f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")}
-
-    def reconcile(self) -> dict[str, Any]:
-        """Rebuild every sleeve from the trade log and compare with the state; report and log."""
-        assert self.logs is not None
-        diffs = risk.reconcile(self.state, read_trade_log(self.state_path), self.config.risk.reconcile_tolerance_usd)
-        report = {"at": utc_iso(self.clock.now()), "ok": not diffs, "differences": [str(d) for d in diffs]}
-        self.state.last_reconcile = report  # not trading state: saved with the next commit
-        self._last_reconcile_mono = time.monotonic()
-        if diffs:
-            self.logs.scheduler.error(f"Reconciliation found {len(diffs)} difference(s): " + "; ".join(map(str, diffs[:10])))
-        else:
-            self.logs.scheduler.info(f"Reconciliation OK: {len(self.state.sleeves)} sleeves match the trade log")
-        self.logs.event("reconcile", self.state.cycle_count, None, **report)
-        self._publish()
-        return report
-
-    def _reconcile_due(self) -> bool:
-        every = self.config.risk.reconcile_interval_hours * 3600
-        return self._last_reconcile_mono is None or time.monotonic() - self._last_reconcile_mono >= every
 
     # -- logging ------------------------------------------------------------------------------
     def _log_event(self, e: Event, cycle: int) -> None:

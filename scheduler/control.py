@@ -1,0 +1,169 @@
+"""A person's commands: resets of the risk breakers, manual trades, reconciliation.
+
+They come from the CLI or the HTTP control endpoints and are queued to the
+daemon's main loop, which runs them between cycles: the main loop stays the
+only writer of the state. Each goes through the same engine and rules as a
+cycle, is saved the same way, and resets leave an audit record.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from market.timeframes import timeframe_ms
+from scheduler.engine import risk
+from scheduler.engine.models import AuditRecord, utc_iso
+from scheduler.engine.step import SpotIntent, account_equity, sleeve_equity
+from scheduler.errors import StateSaveError
+from scheduler.state_store import append_audit, read_trade_log
+
+if TYPE_CHECKING:
+    from scheduler.daemon import Daemon
+
+
+@dataclass
+class Command:
+    """A person's request (reset, manual trade), run by the main loop between cycles."""
+
+    kind: str  # reset_breaker | reset_kill_switch | trade | reconcile
+    args: dict[str, Any]
+    by: str
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+
+
+class ControlMixin:
+    """The command half of the Daemon (see scheduler.daemon.Daemon for the attributes used)."""
+
+    def _setup_control(self) -> None:
+        self._commands: queue.Queue[Command] = queue.Queue()
+        self._wake = threading.Event()
+        self._last_reconcile_mono: float | None = None
+
+    def submit(self: Daemon, kind: str, args: dict[str, Any], by: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Queue a command for the main loop and wait up to ``timeout_s`` for its result."""
+        command = Command(kind, args, by)
+        self._commands.put(command)
+        self._wake.set()
+        if command.done.wait(timeout_s):
+            return command.result or {}
+        return {"ok": True, "queued": True,
+                "detail": f"{kind} is queued and runs as soon as the current cycle ends"}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def process_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command.result = self.execute(command.kind, command.args, command.by)
+            except (KeyError, ValueError) as e:
+                command.result = {"ok": False, "error": str(e).strip("'\"")}
+            except StateSaveError as e:
+                command.result = {"ok": False, "error": str(e)}
+            finally:
+                command.done.set()
+
+    def execute(self, kind: str, args: dict[str, Any], by: str) -> dict[str, Any]:
+        """Apply one command to the state and save it. Raises KeyError/ValueError for bad input."""
+        assert self.logs is not None
+        if kind == "reconcile":
+            return self.reconcile()
+        if self.halted:
+            raise ValueError(f"trading is halted ({self.halted}); fix the state save first")
+        ids = [s.id for s in self.config.strategies]
+        now = self.clock.now()
+        if kind == "trade":
+            return self._manual_trade(args, by)
+        new = self.state.model_copy(deep=True)
+        if kind == "reset_breaker":
+            sid = args.get("strategy")
+            if sid not in new.sleeves:
+                raise KeyError(f"unknown strategy {sid!r}; known: {', '.join(ids)}")
+            record = risk.reset_breaker(new, sid, sleeve_equity(new.sleeves[sid]), now, by)
+        elif kind == "reset_kill_switch":
+            record = risk.reset_kill_switch(new, account_equity(new, ids), now, by)
+        else:
+            raise ValueError(f"unknown command {kind!r}")
+        self._commit(new, [], new.cycle_count)
+        self._audit(record)
+        return {"ok": True, "action": record.action, "scope": record.scope, "detail": record.detail,
+                "by": record.by, "at": utc_iso(record.at)}
+
+    def _audit(self, record: AuditRecord) -> None:
+        assert self.logs is not None
+        append_audit(self.state_path, record)
+        self.logs.scheduler.warning(f"AUDIT {record.action} [{record.scope}] by {record.by}: {record.detail}")
+        self.logs.event("audit", self.state.cycle_count, None if record.scope == risk.ACCOUNT else record.scope,
+                        **record.model_dump(mode="json"))
+
+    def _manual_trade(self, args: dict[str, Any], by: str) -> dict[str, Any]:
+        """Enter or close a strategy's symbol now, through the same engine and rules.
+
+        The size is the backend's (the strategy's sizing mode and the account caps); the
+        caller names only the strategy, the action and optionally the symbol.
+        """
+        assert self.logs is not None
+        sid, action = args.get("strategy"), args.get("action")
+        s = next((x for x in self.config.strategies if x.id == sid), None)
+        if s is None or s.type != "spot":
+            raise KeyError(f"unknown spot strategy {sid!r}; known: "
+                           f"{', '.join(x.id for x in self.config.strategies if x.type == 'spot')}")
+        if action not in ("enter", "close"):
+            raise ValueError(f"action must be 'enter' or 'close', got {action!r}")
+        symbol = args.get("symbol") or s.symbols[0]
+        if symbol != s.symbols[0]:
+            raise ValueError(f"{sid} trades {s.symbols[0]}, not {symbol!r}")
+        if args.keys() - {"strategy", "action", "symbol"}:
+            raise ValueError(f"unexpected fields {sorted(args.keys() - {'strategy', 'action', 'symbol'})}: "
+                             "the backend sizes manual trades; the caller gives strategy, action and symbol only")
+        now = self.clock.now()
+        cycle = self.state.cycle_count
+        with self._workspace(now, "manual") as (launcher, env):
+            fetched = self._fetch(launcher, [(symbol, s.timeframe)], [symbol], env, cycle, limit=50)
+        recent = (fetched.get("pairs", {}).get(f"{symbol} {s.timeframe}") or {}).get("recent") or []
+        if not recent:
+            raise ValueError(f"no price for {symbol}: the market data fetch failed; nothing was traded")
+        last = recent[-1]
+        price_at = datetime.fromtimestamp((last[0] + timeframe_ms(s.timeframe or "1h")) / 1000, tz=UTC)
+        intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, float(last[4]), price_at, reason="manual")
+        new = self.state.model_copy(deep=True)
+        events = self._step(new, [intent], fetched, now, cycle)
+        self._commit(new, events, cycle)
+        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
+        mine = [e.as_json() for e in events if e.strategy_id in (sid, risk.ACCOUNT) and e.kind != "hold"]
+        outcome = [e for e in mine if e["kind"] in ("fill", "rejected")]
+        return {"ok": bool(outcome) and outcome[-1]["kind"] == "fill", "strategy": sid, "action": action,
+                "symbol": symbol, "events": mine,
+                "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
+                (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
+                 f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")}
+
+    def reconcile(self) -> dict[str, Any]:
+        """Rebuild every sleeve from the trade log and compare with the state; report and log."""
+        assert self.logs is not None
+        diffs = risk.reconcile(self.state, read_trade_log(self.state_path), self.config.risk.reconcile_tolerance_usd)
+        report = {"at": utc_iso(self.clock.now()), "ok": not diffs, "differences": [str(d) for d in diffs]}
+        self.state.last_reconcile = report  # not trading state: saved with the next commit
+        self._last_reconcile_mono = time.monotonic()
+        if diffs:
+            self.logs.scheduler.error(f"Reconciliation found {len(diffs)} difference(s): " + "; ".join(map(str, diffs[:10])))
+        else:
+            self.logs.scheduler.info(f"Reconciliation OK: {len(self.state.sleeves)} sleeves match the trade log")
+        self.logs.event("reconcile", self.state.cycle_count, None, **report)
+        self._publish()
+        return report
+
+    def _reconcile_due(self) -> bool:
+        every = self.config.risk.reconcile_interval_hours * 3600
+        return self._last_reconcile_mono is None or time.monotonic() - self._last_reconcile_mono >= every
+
