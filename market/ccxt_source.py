@@ -29,15 +29,16 @@ Not thread-safe: one instance per thread.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from market.base import Candles, MarketRules, check_fresh
 from market.ccxt_errors import RetryPolicy, translate
@@ -49,8 +50,10 @@ from market.options_data import (
     positive_or_none,
     quote_from_deribit,
 )
+from market.specs import CcxtSpec, validate
 from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler import fsio
+from scheduler.errors import DataError, PermanentExchangeError
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +62,9 @@ BINANCE_MAX_KLINES = 1000
 DAY_MS = 86_400_000
 
 
-class CcxtSpec(BaseModel):
-    """The ``ccxt`` market-data source's settings (config: ``market`` section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: Literal["ccxt"] = "ccxt"
-    exchange: Literal["binance", "binanceus"] = "binance"
-    base_url: str | None = None  # e.g. "http://127.0.0.1:8765" for the local fake exchange
-    options_exchange: Literal["deribit"] = "deribit"
-    options_base_url: str | None = None
-    timeout_s: float = Field(10.0, gt=0)
-    retry_budget_s: float = Field(30.0, ge=0)
-    max_retries: int = Field(4, ge=0)
-    enable_rate_limit: bool = True  # ccxt's own request spacing
-    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
-    max_price_age_s: float = Field(900.0, gt=0)  # older tickers count as "no price"
-    max_chain_age_s: float = Field(900.0, gt=0)  # older option chains are stale
-
-
 def spec_from_mapping(spec: Mapping[str, Any]) -> CcxtSpec:
     """Validate a config dict; every problem is reported with its key (ConfigError)."""
-    try:
-        return CcxtSpec.model_validate(dict(spec))
-    except ValidationError as e:
-        raise ConfigError(
-            [f"market.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        ) from e
+    return validate(CcxtSpec, spec)
 
 
 def _rewrite(url: str, base_url: str) -> str:
@@ -213,11 +192,38 @@ class CcxtSource:
     # --- spot ---------------------------------------------------------------
 
     def load_markets(self) -> dict[str, Any]:
-        """The spot markets (one ``exchangeInfo`` call the first time, then cached)."""
+        """The spot markets: one ``exchangeInfo`` call the first time, then cached in memory
+        and, with ``markets_cache``, on disk for ``markets_max_age_s`` (so a fresh fetch-step
+        process each cycle does not reload them)."""
         ex = self.spot
         if not ex.markets:
-            self._call(ex, ex.load_markets, f"{self.name} load markets")
+            cached = self._read_markets_cache()
+            if cached:
+                ex.set_markets(cached)
+            else:
+                self._call(ex, ex.load_markets, f"{self.name} load markets")
+                self._write_markets_cache(ex.markets)
         return ex.markets
+
+    def _markets_cache_path(self) -> Path | None:
+        return Path(self.spec.markets_cache) if self.spec.markets_cache else None
+
+    def _read_markets_cache(self) -> dict[str, Any] | None:
+        path = self._markets_cache_path()
+        try:
+            if path is None or time.time() - path.stat().st_mtime > self.spec.markets_max_age_s:
+                return None
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # missing, old or unreadable: load from the exchange instead
+        ok = isinstance(doc, dict) and doc.get("exchange") == self.spec.exchange and isinstance(doc.get("markets"), dict)
+        return doc["markets"] if ok and doc["markets"] else None
+
+    def _write_markets_cache(self, markets: dict[str, Any]) -> None:
+        path = self._markets_cache_path()
+        if path is not None and markets:
+            doc = {"exchange": self.spec.exchange, "markets": markets}
+            fsio.write_atomic(path, json.dumps(doc, default=str).encode(), durable=False)
 
     def _market(self, symbol: str) -> dict[str, Any]:
         markets = self.load_markets()

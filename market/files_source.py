@@ -22,29 +22,18 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from market.base import Candles, MarketRules, check_fresh
+from market.specs import FilesSpec, validate
 from market.timeframes import TIMEFRAMES, timeframe_ms
-from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler.errors import DataError, PermanentExchangeError
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 EXTENSIONS = (".csv", ".csv.gz", ".parquet")
-
-
-class FilesSpec(BaseModel):
-    """The ``files`` market-data source's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: Literal["files"] = "files"
-    root: str
-    exchange: str = "binance"
-    max_stale_candles: int = Field(2, ge=0)
 
 
 def candle_file_stem(symbol: str, timeframe: str) -> str:
@@ -157,15 +146,7 @@ class FilesSource:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FilesSource:
-        try:
-            s = FilesSpec.model_validate(dict(spec))
-        except ValidationError as e:
-            raise ConfigError(
-                [
-                    f"market.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                    for err in e.errors()
-                ]
-            ) from e
+        s = validate(FilesSpec, spec)
         return cls(s.root, s.exchange, max_stale_candles=s.max_stale_candles)
 
     def _rows(self, symbol: str, timeframe: str) -> np.ndarray:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 import checkers
+from market.specs import CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
 from market.timeframes import TIMEFRAMES
 from options import OPTIONS_STRATEGIES, UNDERLYINGS
 from scheduler.errors import ConfigError
@@ -199,36 +200,8 @@ class StrategyConfig(_Model):
         return self.args[2] if self.type == "spot" else None
 
 
-class SyntheticMarket(_Model):
-    """The project's own seeded SYNTHETIC market (offline demo and tests)."""
-
-    source: Literal["synthetic"]
-    seed: int = 42
-
-
-class FilesMarket(_Model):
-    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz]."""
-
-    source: Literal["files"]
-    root: str
-    exchange: str = "binance"
-
-
-class CcxtMarket(_Model):
-    """Live public data through ccxt (no API keys needed for paper trading)."""
-
-    source: Literal["ccxt"] = "ccxt"
-    exchange: Literal["binance", "binanceus"] = "binance"
-    base_url: str | None = None
-    options_exchange: Literal["deribit"] = "deribit"
-    options_base_url: str | None = None
-    timeout_s: float = Field(10.0, gt=0, le=120)
-    retry_budget_s: float = Field(30.0, ge=0, le=600)
-    max_retries: int = Field(4, ge=0, le=20)
-    enable_rate_limit: bool = True  # ccxt's own request spacing
-
-
-Market = Annotated[SyntheticMarket | FilesMarket | CcxtMarket, Field(discriminator="source")]
+SyntheticMarket, FilesMarket, CcxtMarket = SyntheticSpec, FilesSpec, CcxtSpec  # the source's own models
+Market = MarketSpec
 
 
 class ExchangeFees(_Model):

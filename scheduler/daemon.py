@@ -207,6 +207,9 @@ class Daemon(ControlMixin):
         market = self.config.market.model_dump()
         if market["source"] == "files":
             market["root"] = str((self.config_path.resolve().parent / market["root"]).resolve())
+        if market["source"] == "ccxt" and not market["markets_cache"]:  # markets survive between cycles
+            market["markets_cache"] = str(self.state_path.with_name(
+                f"{self.state_path.stem}.markets-{market['exchange']}.json"))
         return {"GO_TRADER_NOW_MS": str(int(now.timestamp() * 1000)), "GO_TRADER_MARKET": json.dumps(market),
                 "GO_TRADER_CACHE_DIR": str(cache_dir), "GO_TRADER_CANDLES_LIMIT": str(self.config.runner.candles_limit)}
 

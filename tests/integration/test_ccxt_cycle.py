@@ -60,7 +60,9 @@ def test_demo_deployment_through_ccxt_uses_one_fetch_per_pair(shared_data: Path,
             clock.advance(600)
             fx.now_ms = NOW + 600_000
             assert daemon.run_cycle() is not None  # 10 minutes later every strategy is due again
-            assert fx.total_requests == 8
+            # the markets loaded in the first cycle are reused: 6 pairs + 1 ticker batch, the target
+            assert dict(fx.requests) == {"/api/v3/klines": 6, "/api/v3/ticker/24hr": 1}
+            assert (tmp_path / "state.markets-binance.json").exists()
         finally:
             daemon.close()
 

@@ -1,0 +1,66 @@
+"""The settings of each market-data source: the config's ``market`` section.
+
+One model per source, used both by the config (scheduler.config) and by the
+source itself, so a setting is defined once. pydantic only: importing this
+never pulls in ccxt or numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scheduler.errors import ConfigError
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSpec(_Spec):
+    """The project's own seeded SYNTHETIC market (offline demo and tests)."""
+
+    source: Literal["synthetic"]
+    seed: int = 42
+
+
+class FilesSpec(_Spec):
+    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz]."""
+
+    source: Literal["files"] = "files"
+    root: str
+    exchange: str = "binance"
+    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
+
+
+class CcxtSpec(_Spec):
+    """Live public data through ccxt (no API keys needed for paper trading)."""
+
+    source: Literal["ccxt"] = "ccxt"
+    exchange: Literal["binance", "binanceus"] = "binance"
+    base_url: str | None = None  # e.g. "http://127.0.0.1:8765" for the local fake exchange
+    options_exchange: Literal["deribit"] = "deribit"
+    options_base_url: str | None = None
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    retry_budget_s: float = Field(30.0, ge=0, le=600)
+    max_retries: int = Field(4, ge=0, le=20)
+    enable_rate_limit: bool = True  # ccxt's own request spacing
+    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
+    max_price_age_s: float = Field(900.0, gt=0)  # older tickers count as "no price"
+    max_chain_age_s: float = Field(900.0, gt=0)  # older option chains are stale
+    #: where loaded markets are kept between processes (the scheduler sets it beside the state)
+    markets_cache: str | None = None
+    markets_max_age_s: float = Field(6 * 3600.0, gt=0)
+
+
+MarketSpec = Annotated[SyntheticSpec | FilesSpec | CcxtSpec, Field(discriminator="source")]
+
+
+def validate(model: type[_Spec], spec: Any) -> Any:
+    """``spec`` (a dict) validated into ``model``; ConfigError names every bad key."""
+    try:
+        return model.model_validate(dict(spec))
+    except ValidationError as e:
+        raise ConfigError([f"market.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                           for err in e.errors()]) from e
