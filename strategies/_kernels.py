@@ -9,6 +9,8 @@ temporary costs page faults that rival the arithmetic.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -23,6 +25,8 @@ def finite_series(x: object, name: str = "x") -> tuple[np.ndarray, int]:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if np.isfinite(np.dot(arr, arr)):  # fast path: one BLAS pass; NaN, inf (or overflow) fail it
+        return arr, 0
     finite = np.isfinite(arr)
     if finite.all():
         return arr, 0
@@ -51,25 +55,21 @@ def smooth(x: np.ndarray, alpha: float, seed: float, out: np.ndarray) -> np.ndar
     """Exponential smoothing ``out[t] = out[t-1] + alpha * (x[t] - out[t-1])``, ``out[0] = seed``.
 
     ``x[0]`` is ignored (its place holds the seed). This is the recursion of an
-    EMA (alpha = 2/(n+1)) and of Wilder's smoothing (alpha = 1/n).
+    EMA (alpha = 2/(n+1)) and of Wilder's smoothing (alpha = 1/n). ``out`` may be
+    ``x`` itself.
 
     Method: the deviation from the seed, ``u[t] = d*u[t-1] + alpha*(x[t] - seed)``
     with d = 1 - alpha, is a first-order linear recurrence, solved block-wise by
-    small matrix products in ``out`` itself (see ``_scan``). Working relative to
-    the seed makes a constant series come out exactly constant.
+    small matrix products (see ``_scan``). Working relative to the seed makes a
+    constant series come out exactly constant.
     """
-    n = len(x)
+    if len(x) > 1:
+        d = 1.0 - alpha
+        if d <= 0.0:
+            out[1:] = x[1:]
+        else:
+            _scan(x[1:], alpha, d, out[1:], seed)
     out[:1] = seed
-    if n <= 1:
-        return out
-    d = 1.0 - alpha
-    tail = out[1:]
-    if d <= 0.0:
-        tail[:] = x[1:]
-        return out
-    np.subtract(x[1:], seed, out=tail)
-    _scan(tail, alpha, d)
-    tail += seed
     return out
 
 
@@ -92,51 +92,70 @@ _NEGLIGIBLE = 2.0**-56
 _LAG = np.arange(_ROW)[None, :] - np.arange(_ROW)[:, None] + _ROW - 1  # [k, i] = i - k + 7
 
 
-def _row_matrix(a: float, d: float) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _row_matrix(a: float, d: float) -> tuple[np.ndarray, np.ndarray]:
+    """The row product matrix and (contiguous) its last column; read-only, cached."""
     taps = [0.0] * (_ROW - 1) + [a * d**j for j in range(_ROW)]
-    return np.array([t if abs(t) >= 1e-200 else 0.0 for t in taps])[_LAG]
+    mat = np.array([t if abs(t) >= 1e-200 else 0.0 for t in taps])[_LAG]
+    last = np.ascontiguousarray(mat[:, -1])
+    mat.flags.writeable = False
+    last.flags.writeable = False
+    return mat, last
 
 
-def _scan(v: np.ndarray, a: float, d: float) -> None:
-    """In place: ``v[t] <- y[t]`` where ``y[t] = d*y[t-1] + a*v[t]``, ``y[-1] = 0``.
+def _scan(v: np.ndarray, a: float, d: float, out: np.ndarray, offset: float = 0.0) -> None:
+    """``out[t] = offset + y[t]`` where ``y[t] = d*y[t-1] + a*(v[t] - offset)``, ``y[-1] = 0``.
 
-    A row starting after state c has ``y[i] = d**(i+1)*c + sum_{k<=i} a*d**(i-k)*z[k]``;
-    the carry term is the k = 0 term with z[0] raised by c*d/a, so each carry is
-    added to its row's first value and then one product per row does the rest.
+    ``out`` may be ``v``. A row starting after state c has
+    ``y[i] = d**(i+1)*c + sum_{k<=i} a*d**(i-k)*z[k]``; the carry term is the
+    k = 0 term with z[0] raised by c*d/a, so each carry is added to its row's
+    first value and then one product per row does the rest. Rows are formed in
+    a chunk-sized buffer (``v - offset``, carries added), so ``v`` is only read
+    and nothing series-sized is allocated.
     """
     m = len(v)
     whole = m // _GROUP * _GROUP
     body = v[:whole].reshape(-1, _ROW)
-    last = np.zeros(_GROUP)  # the values after the whole groups, zero-padded
-    last[: m - whole] = v[whole:]
+    nbody = len(body)
+    last = np.zeros(_GROUP)  # the rows after the whole groups, zero-padded
+    np.subtract(v[whole:], offset, out=last[: m - whole])
     tail = last.reshape(_ROW, _ROW)
     rows = -(-m // _ROW)
-    mat = _row_matrix(a, d)
-    tmp = np.empty((min(_CALL_ROWS, max(len(body), _ROW)), _ROW))
+    mat, end_col = _row_matrix(a, d)
+    tmp = np.empty((min(_CALL_ROWS, max(nbody, _ROW)), _ROW))
+    carry = np.empty(0)
     if rows > 1:
-        ends = np.empty(len(body) + _ROW)  # each row's own contribution to its last value
-        for r in range(0, len(body), _CALL_ROWS):
-            k = min(_CALL_ROWS, len(body) - r)
-            np.matmul(body[r : r + k], mat[:, _ROW - 2 :], out=tmp[:k, :2])
-            ends[r : r + k] = tmp[:k, 1]
-        np.matmul(tail, mat[:, _ROW - 2 :], out=tmp[:_ROW, :2])
-        ends[len(body) :] = tmp[:_ROW, 1]
+        ends = np.empty(nbody + _ROW)  # each row's own contribution to its last value
+        for r in range(0, nbody, _CALL_ROWS):
+            k = min(_CALL_ROWS, nbody - r)
+            np.subtract(body[r : r + k], offset, out=tmp[:k])
+            np.matmul(tmp[:k], end_col, out=ends[r : r + k])
+        np.matmul(tail, end_col, out=ends[nbody:])
         carry = ends[: rows - 1]  # becomes the state at the end of rows 0 .. rows-2
         decay = d**_ROW
         if decay >= _NEGLIGIBLE:
-            _scan(carry, 1.0, decay)
+            _scan(carry, 1.0, decay, carry)
         carry *= d / a
-        if len(body):
-            body[1:, 0] += carry[: len(body) - 1]
-            tail[: rows - len(body), 0] += carry[len(body) - 1 :]
+        if nbody:
+            tail[: rows - nbody, 0] += carry[nbody - 1 :]
         else:
             tail[1:rows, 0] += carry
-    for r in range(0, len(body), _CALL_ROWS):
-        k = min(_CALL_ROWS, len(body) - r)
-        tmp[:k] = body[r : r + k]
-        np.matmul(tmp[:k], mat, out=body[r : r + k])
+    dbody = out[:whole].reshape(-1, _ROW)
+    for r in range(0, nbody, _CALL_ROWS):
+        k = min(_CALL_ROWS, nbody - r)
+        np.subtract(body[r : r + k], offset, out=tmp[:k])
+        if len(carry):  # row i >= 1 starts after state carry[i-1]
+            first = max(r, 1)
+            tmp[first - r : k, 0] += carry[first - 1 : r + k - 1]
+        chunk = dbody[r : r + k]
+        np.matmul(tmp[:k], mat, out=chunk)
+        if offset:
+            chunk += offset
     np.matmul(tail, mat, out=tmp[:_ROW])
-    v[whole:] = tmp[:_ROW].reshape(-1)[: m - whole]
+    res = tmp[:_ROW].reshape(-1)[: m - whole]
+    if offset:
+        res += offset
+    out[whole:] = res
 
 
 # Outputs are produced in chunks of this many bars so that every temporary stays

@@ -96,7 +96,9 @@ def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
 
     Average gain and loss are seeded with the mean of the first n changes and
     then Wilder-smoothed: ``avg = (avg*(n-1) + change)/n``.
-    RSI = 100 * avg_gain / (avg_gain + avg_loss).
+    RSI = 100 * avg_gain / (avg_gain + avg_loss). Wilder's smoothing is linear,
+    so avg_gain + avg_loss is the smoothed absolute change: we smooth gains and
+    absolute changes (two recursions, no cancellation) and divide.
 
     Differs from TA-Lib on purpose in one case: when both averages are 0 (no
     price change in the whole memory, e.g. constant prices) RSI is undefined;
@@ -105,21 +107,23 @@ def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     """
     n = check_window(n)
     arr, start = finite_series(close, "close")
-    out = _nan(len(arr))
+    out = np.empty(len(arr))
     if len(arr) - start < n + 1:
+        out[:] = np.nan
         return out
-    gain = out[start + 1 :]
-    np.subtract(arr[start + 1 :], arr[start:-1], out=gain)  # the changes
-    loss = np.minimum(gain, 0.0)
-    np.negative(loss, out=loss)
-    np.maximum(gain, 0.0, out=gain)
-    ag = _smoothed(gain, 0, n, 1.0 / n, out=gain)[n - 1 :]
-    al = _smoothed(loss, 0, n, 1.0 / n, out=loss)[n - 1 :]
-    al += ag
-    flat = al <= 0.0
-    np.divide(ag, al, out=ag, where=~flat)
-    ag[flat] = 0.5
-    ag *= 100.0
+    move = out[start + 1 :]
+    np.subtract(arr[start + 1 :], arr[start:-1], out=move)  # the changes
+    gain = np.maximum(move, 0.0)
+    np.abs(move, out=move)
+    up = _smoothed(gain, 0, n, 1.0 / n, out=gain)[n - 1 :]
+    both = _smoothed(move, 0, n, 1.0 / n, out=move)[n - 1 :]
+    if both.min() > 0.0:
+        np.divide(up, both, out=both)
+    else:
+        flat = both <= 0.0
+        np.divide(up, both, out=both, where=~flat)
+        both[flat] = 0.5
+    both *= 100.0
     out[: start + n] = np.nan
     return out
 
@@ -274,10 +278,11 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np
     """
     n = check_window(n)
     h, lo, c = _same_length(high=high, low=low, close=close)
-    out = _warm(len(c), n)
+    out = np.empty(len(c))
     if len(c) > n:
         _true_range_into(h, lo, c, out)
         _smoothed(out[1:], 0, n, 1.0 / n, out=out[1:])
+    out[: min(n, len(c))] = np.nan
     return out
 
 
