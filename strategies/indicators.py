@@ -26,7 +26,7 @@ from strategies._kernels import (
     smooth,
     window_extreme,
     window_mean,
-    window_moments,
+    window_std,
 )
 
 # Elementwise work on long series is done in chunks of this many bars so that
@@ -171,7 +171,7 @@ def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
     if ddof not in (0, 1) or n - ddof < 1:
         raise ValueError(f"rolling_std needs ddof 0 or 1 and n > ddof, got n={n}, ddof={ddof}")
     arr, start = finite_series(x)
-    return _mean_std(arr, start, n, ddof)[1]
+    return _mean_std(arr, start, n, ddof, want_mean=False)[1]
 
 
 def rolling_mean_std(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,21 +180,26 @@ def rolling_mean_std(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 2:
         raise ValueError(f"a sample std needs a window of at least 2 bars, got {n}")
     arr, start = finite_series(x)
-    return _mean_std(arr, start, n)
-
-
-def _mean_std(arr: np.ndarray, start: int, n: int, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Rolling mean and std (flat windows: std exactly 0) of ``arr[start:]``, NaN-padded."""
-    mean, std = _nan(len(arr)), _nan(len(arr))
-    if len(arr) - start >= n:
-        m, m2 = window_moments(arr[start:], n)
-        assert m2 is not None
-        res = std[start + n - 1 :]
-        np.divide(m2, n - ddof, out=res)
-        np.sqrt(res, out=res)
-        res[res <= FLAT_REL_STD * np.abs(m)] = 0.0
-        mean[start + n - 1 :] = m
+    mean, std, _ = _mean_std(arr, start, n)
+    assert mean is not None
     return mean, std
+
+
+def _mean_std(
+    arr: np.ndarray, start: int, n: int, ddof: int = 1, want_mean: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Rolling mean (None unless ``want_mean``) and std of ``arr[start:]``, NaN-padded, and
+    the bar indexes of flat windows (std exactly 0; their mean is exact too)."""
+    size = len(arr)
+    first = start + n - 1
+    std = _warm(size, first)
+    mean = _warm(size, first) if want_mean else None
+    flat = np.empty(0, dtype=np.intp)
+    if size - start >= n:
+        flat = window_std(
+            arr[start:], n, ddof, FLAT_REL_STD, std[first:], None if mean is None else mean[first:]
+        ) + first
+    return mean, std, flat
 
 
 def bollinger(
@@ -209,9 +214,12 @@ def bollinger(
     if n < 2:
         raise ValueError(f"Bollinger bands need a window of at least 2 bars, got {n}")
     arr, start = finite_series(close, "close")
-    mid, std = _mean_std(arr, start, n)
-    width = num_std * std
-    return mid + width, mid, mid - width
+    mid, width, _ = _mean_std(arr, start, n)
+    assert mid is not None
+    width *= num_std
+    upper = mid + width
+    np.subtract(mid, width, out=width)
+    return upper, mid, width
 
 
 def zscore(x: np.ndarray, n: int) -> np.ndarray:
@@ -224,11 +232,11 @@ def zscore(x: np.ndarray, n: int) -> np.ndarray:
     if n < 2:
         raise ValueError(f"a z-score needs a window of at least 2 bars, got {n}")
     arr, start = finite_series(x)
-    mean, std = _mean_std(arr, start, n)
-    out = arr - mean
-    flat = ~(std > 0.0)  # NaN during the warm-up, 0 on a flat window
-    np.divide(out, std, out=out, where=~flat)
-    out[flat] = np.nan
+    mean, std, flat = _mean_std(arr, start, n)
+    out = np.subtract(arr, mean, out=mean)  # NaN during the warm-up
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(out, std, out=out)
+    out[flat] = np.nan  # std 0: undefined (0/0 or +-x/0 above)
     return out
 
 
