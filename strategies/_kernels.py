@@ -10,6 +10,7 @@ temporary costs page faults that rival the arithmetic.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -75,87 +76,138 @@ def smooth(x: np.ndarray, alpha: float, seed: float, out: np.ndarray) -> np.ndar
 
 # The linear recurrence y[t] = d*y[t-1] + a*z[t] is solved on rows of _ROW values:
 # inside a row, from a zero state, it is one product with a lower-triangular Toeplitz
-# matrix of a*d**lag (BLAS does all rows at once); the states between rows follow the
-# same recurrence with d**_ROW, solved recursively on the row ends. _ROW = 8 is where
-# BLAS is fastest per value for this shape. Every BLAS call gets a multiple of _ROW
-# rows with a row at the same place modulo _ROW whatever the series length, so each
-# row goes through the same kernel: results are prefix-stable bit for bit.
+# matrix of a*d**lag; the states between rows follow the same recurrence with d**_ROW,
+# solved recursively on the row ends. _ROW = 8 is where BLAS is fastest per value for
+# this shape. Rows are counted from the series' first value and every BLAS call gets a
+# multiple of _ROW rows starting at a multiple of _ROW rows (the last row zero-padded),
+# at absolute row offsets that do not depend on the series length, so each row goes
+# through the same kernel: results are prefix-stable bit for bit.
 _ROW = 8
 _GROUP = _ROW * _ROW
-# Rows per BLAS call: 1024 rows of 8 keep every temporary at 64 KiB (below malloc's
-# mmap threshold: fresh large arrays cost page faults that rival the arithmetic) and
-# m*n*k below OpenBLAS's 65536*4 threading threshold (threads cost more than they
-# save here and make timings erratic).
-_CALL_ROWS = 1024
-# A carry weighted by less than this is below half an ulp of the state it joins.
-_NEGLIGIBLE = 2.0**-56
+# Rows per BLAS call. OpenBLAS goes multi-threaded for gemv above 2304*4 matrix
+# elements and for gemm at m*n*k >= 65536*4: threads cost more than they save here,
+# make timings erratic and could split rows differently by length, so every call
+# stays below those thresholds (gemv: 1144 rows of 8; gemm: 4088 rows of 8 by 8).
+_GEMV_ROWS = 1144
+_GEMM_ROWS = 4088
+# A carry weighted by less than this is below half an ulp of a state of its size it joins.
+_NEGLIGIBLE = 2.0**-53
 _LAG = np.arange(_ROW)[None, :] - np.arange(_ROW)[:, None] + _ROW - 1  # [k, i] = i - k + 7
+
+# Series-sized work buffers, kept per thread and reused across calls: a fresh
+# series-sized array costs page faults that rival the arithmetic (~230 us per 100k).
+_local = threading.local()
+
+
+def scratch(key: object, size: int) -> np.ndarray:
+    """A reusable float64 work buffer of ``size`` values for ``key`` (this thread only).
+
+    The contents are garbage; the buffer is only valid until the next call with the
+    same key in the same thread (so callers that may nest use distinct keys).
+    """
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    buf = bufs.get(key)
+    if buf is None or len(buf) < size:
+        buf = bufs[key] = np.empty(max(size, 64))
+    return buf[:size]
 
 
 @functools.lru_cache(maxsize=64)
 def _row_matrix(a: float, d: float) -> tuple[np.ndarray, np.ndarray]:
-    """The row product matrix and (contiguous) its last column; read-only, cached."""
+    """The row product matrix and its last column times d/a (contiguous; see _scan_rows),
+    read-only, cached."""
     taps = [0.0] * (_ROW - 1) + [a * d**j for j in range(_ROW)]
     mat = np.array([t if abs(t) >= 1e-200 else 0.0 for t in taps])[_LAG]
-    last = np.ascontiguousarray(mat[:, -1])
+    last = np.ascontiguousarray(mat[:, -1]) * (d / a)
     mat.flags.writeable = False
     last.flags.writeable = False
     return mat, last
 
 
-def _scan(v: np.ndarray, a: float, d: float, out: np.ndarray, offset: float = 0.0) -> None:
+def _scan(v: np.ndarray, a: float, d: float, out: np.ndarray, offset: float = 0.0, level: int = 0) -> None:
     """``out[t] = offset + y[t]`` where ``y[t] = d*y[t-1] + a*(v[t] - offset)``, ``y[-1] = 0``.
 
     ``out`` may be ``v``. A row starting after state c has
     ``y[i] = d**(i+1)*c + sum_{k<=i} a*d**(i-k)*z[k]``; the carry term is the
     k = 0 term with z[0] raised by c*d/a, so each carry is added to its row's
-    first value and then one product per row does the rest. Rows are formed in
-    a chunk-sized buffer (``v - offset``, carries added), so ``v`` is only read
-    and nothing series-sized is allocated.
+    first value and then one product per row does the rest. The rows
+    (``v - offset``, zero-padded to whole groups of rows) are formed once in a
+    reused per-thread buffer (one per recursion level), so ``v`` is only read and
+    nothing series-sized is allocated.
     """
     m = len(v)
-    whole = m // _GROUP * _GROUP
-    body = v[:whole].reshape(-1, _ROW)
-    nbody = len(body)
-    last = np.zeros(_GROUP)  # the rows after the whole groups, zero-padded
-    np.subtract(v[whole:], offset, out=last[: m - whole])
-    tail = last.reshape(_ROW, _ROW)
+    z = scratch(("z", level), -(-m // _GROUP) * _GROUP)
+    np.subtract(v, offset, out=z[:m])
+    _scan_rows(z, m, a, d, out, offset, level)
+
+
+def row_buffer(m: int) -> np.ndarray:
+    """The (reused, per-thread) buffer that ``smooth_rows`` reads: fill its first ``m`` values."""
+    return scratch(("z", 0), -(-m // _GROUP) * _GROUP)
+
+
+def smooth_rows(z: np.ndarray, m: int, alpha: float, seed: float, out: np.ndarray) -> bool:
+    """``smooth`` of a series whose values after the seed are already in the row buffer.
+
+    ``z = row_buffer(m)`` holds ``x[1:]`` in its first ``m`` values (x[0] is the
+    seed's place); ``out`` (length m + 1) gets the recursion of ``smooth(x, alpha,
+    seed, out)``. Lets a caller produce its input (e.g. a true range) straight into
+    the buffer, saving a pass. Unlike ``smooth`` it does not work relative to the
+    seed (the seed enters as the state before the first row), which saves two more
+    passes but gives up exact constancy on a constant series (errors of an ulp or
+    so, as in the plain recursion). Needs 0 < alpha < 1.
+
+    Returns whether the input was all finite (cheaply, from the row ends: a NaN or
+    infinity makes its row's end, and so their sum, non-finite; an overflow of that
+    sum also gives False, so False only means "check the input"). The sum is numpy's
+    own, not a BLAS dot, which would go multi-threaded on long series.
+    """
+    out[:1] = seed
+    if not m:
+        return True
+    ends = _scan_rows(z, m, alpha, 1.0 - alpha, out[1:], 0.0, 0, seed)
+    return bool(np.isfinite(np.sum(ends)))
+
+
+def _scan_rows(
+    z: np.ndarray, m: int, a: float, d: float, out: np.ndarray, offset: float, level: int, state: float = 0.0
+) -> np.ndarray:
+    """``_scan`` from its row buffer ``z`` (``v - offset`` in its first m values), from
+    ``y[-1] = state`` instead of 0 if ``state`` is given. Returns the row ends, scaled
+    (carried states for all rows but the last), or the input if there is one row."""
     rows = -(-m // _ROW)
-    mat, end_col = _row_matrix(a, d)
-    tmp = np.empty((min(_CALL_ROWS, max(nbody, _ROW)), _ROW))
-    carry = np.empty(0)
+    prows = -(-rows // _ROW) * _ROW
+    z[m:] = 0.0
+    zr = z.reshape(prows, _ROW)
+    mat, end_col = _row_matrix(a, d)  # end_col: a row's contribution to its last value, x d/a
+    if state:  # row 0 starts after this state: the carry rule below
+        zr[0, 0] += state * (d / a)
     if rows > 1:
-        ends = np.empty(nbody + _ROW)  # each row's own contribution to its last value
-        for r in range(0, nbody, _CALL_ROWS):
-            k = min(_CALL_ROWS, nbody - r)
-            np.subtract(body[r : r + k], offset, out=tmp[:k])
-            np.matmul(tmp[:k], end_col, out=ends[r : r + k])
-        np.matmul(tail, end_col, out=ends[nbody:])
-        carry = ends[: rows - 1]  # becomes the state at the end of rows 0 .. rows-2
+        ends = scratch(("e", level), prows)  # d/a x each row's own contribution to its last value
+        for r in range(0, prows, _GEMV_ROWS):
+            np.matmul(zr[r : r + _GEMV_ROWS], end_col, out=ends[r : r + _GEMV_ROWS])
+        carry = ends[: rows - 1]  # becomes d/a x the state at the end of rows 0 .. rows-2
         decay = d**_ROW
-        if decay >= _NEGLIGIBLE:
-            _scan(carry, 1.0, decay, carry)
-        carry *= d / a
-        if nbody:
-            tail[: rows - nbody, 0] += carry[nbody - 1 :]
-        else:
-            tail[1:rows, 0] += carry
-    dbody = out[:whole].reshape(-1, _ROW)
-    for r in range(0, nbody, _CALL_ROWS):
-        k = min(_CALL_ROWS, nbody - r)
-        np.subtract(body[r : r + k], offset, out=tmp[:k])
-        if len(carry):  # row i >= 1 starts after state carry[i-1]
-            first = max(r, 1)
-            tmp[first - r : k, 0] += carry[first - 1 : r + k - 1]
-        chunk = dbody[r : r + k]
-        np.matmul(tmp[:k], mat, out=chunk)
-        if offset:
-            chunk += offset
-    np.matmul(tail, mat, out=tmp[:_ROW])
-    res = tmp[:_ROW].reshape(-1)[: m - whole]
-    if offset:
-        res += offset
-    out[whole:] = res
+        if decay >= _NEGLIGIBLE:  # (the recursion is linear: scaling inputs scales states)
+            _scan(carry, 1.0, decay, carry, 0.0, level + 1)
+    body = m // _GROUP * _ROW  # rows written straight into out
+    dst = out[: body * _ROW].reshape(body, _ROW)
+    for r in range(0, body, _GEMM_ROWS):
+        k = min(r + _GEMM_ROWS, body)
+        if rows > 1:  # row i >= 1 starts after carry[i-1] (added while the chunk is in cache)
+            zr[max(r, 1) : k, 0] += ends[max(r, 1) - 1 : k - 1]
+        np.matmul(zr[r:k], mat, out=dst[r:k])
+        if offset:  # while the chunk is in cache
+            dst[r:k] += offset
+    if body < prows:  # the last group of rows, zero-padded
+        if rows > max(body, 1):
+            zr[max(body, 1) : rows, 0] += ends[max(body, 1) - 1 : rows - 1]
+        tmp = scratch(("t", level), _GROUP).reshape(_ROW, _ROW)
+        np.matmul(zr[body:], mat, out=tmp)
+        np.add(tmp.reshape(-1)[: m - body * _ROW], offset, out=out[body * _ROW :])
+    return ends[:rows] if rows > 1 else z[:m]
 
 
 # Outputs are produced in chunks of this many bars so that every temporary stays
@@ -281,14 +333,19 @@ def _pairwise(seg: np.ndarray, n: int, want_m2: bool) -> tuple[np.ndarray, np.nd
     return am, aq
 
 
-def window_extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
+def window_extreme(x: np.ndarray, n: int, fn: np.ufunc, out: np.ndarray | None = None) -> np.ndarray:
     """Max (fn=np.maximum) or min (np.minimum) of each trailing window of ``n``.
 
-    Length len(x)-n+1. Doubling: after k steps a[t] covers the 2**k bars ending at
-    t; two overlapping power-of-two windows cover any n. Exact (no arithmetic).
+    Length len(x)-n+1, written to ``out`` if given (fresh otherwise). Doubling: after
+    k steps a[t] covers the 2**k bars ending at t; two overlapping power-of-two
+    windows cover any n. Exact (no arithmetic). The doubling runs in reused
+    per-thread buffers (no page faults for fresh series-sized temporaries).
     """
-    a = x.copy()
-    b = np.empty_like(a)
+    size = len(x)
+    if out is None:
+        out = np.empty(max(size - n + 1, 0))
+    a, b = scratch("extreme a", size), scratch("extreme b", size)
+    np.copyto(a, x)
     w = 1
     while 2 * w <= n:
         fn(a[w:], a[:-w], out=b[w:])
@@ -299,7 +356,8 @@ def window_extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
     if r:
         fn(a[r:], a[:-r], out=b[r:])
         a = b
-    return a[n - 1 :]
+    out[:] = a[n - 1 :]
+    return out
 
 
 # --- rolling std (and mean) with bottleneck's running windows -----------------------

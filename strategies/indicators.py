@@ -23,7 +23,10 @@ import numpy as np
 from strategies._kernels import (
     check_window,
     finite_series,
+    row_buffer,
+    scratch,
     smooth,
+    smooth_rows,
     window_extreme,
     window_mean,
     window_std,
@@ -32,6 +35,9 @@ from strategies._kernels import (
 # Elementwise work on long series is done in chunks of this many bars so that
 # temporaries stay small (fresh large arrays cost page faults).
 _CHUNK = 16384
+# ATR's true ranges are formed in chunks of this many bars, which stay in cache
+# between the passes.
+_TR_CHUNK = 16384
 
 # A window whose standard deviation is below this fraction of its mean is
 # treated as flat (std 0): what is left is floating-point noise, not volatility.
@@ -113,7 +119,7 @@ def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
         return out
     move = out[start + 1 :]
     np.subtract(arr[start + 1 :], arr[start:-1], out=move)  # the changes
-    gain = np.maximum(move, 0.0)
+    gain = np.maximum(move, 0.0, out=scratch("rsi gain", len(move)))  # reused: no page faults
     np.abs(move, out=move)
     up = _smoothed(gain, 0, n, 1.0 / n, out=gain)[n - 1 :]
     both = _smoothed(move, 0, n, 1.0 / n, out=move)[n - 1 :]
@@ -285,11 +291,51 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np
     Seeded with the mean of the first n true ranges (bars 1..n).
     """
     n = check_window(n)
-    h, lo, c = _same_length(high=high, low=low, close=close)
+    h, lo, c = (np.asarray(col, dtype=np.float64) for col in (high, low, close))
+    size = len(c)
+    if n == 1 or h.ndim != 1 or lo.ndim != 1 or c.ndim != 1 or len(h) != size or len(lo) != size or size <= n:
+        return _atr_checked(h, lo, c, n)
+    out = np.empty(size)
+    with np.errstate(invalid="ignore", over="ignore"):  # bad input is caught below
+        # The seed: mean of the true ranges of bars 1..n (computed as in true_range).
+        seg = out[1 : n + 1]
+        np.maximum(h[1 : n + 1], c[:n], out=seg)
+        seg -= np.minimum(lo[1 : n + 1], c[:n])
+        seed = float(seg[0] + (seg - seg[0]).sum() / n)
+        # The true ranges of bars n+1.. go straight into the smoothing's row buffer.
+        m = size - n - 1
+        z = row_buffer(m)
+        rest = z[:m]
+        tmp = scratch("atr low", min(_TR_CHUNK, m))
+        # The input check: high.low is finite only if both are (barring overflow; min/max
+        # below would hide a +inf low or a -inf high), close is checked through the work.
+        # One BLAS pass, as finite_series makes for each column of the other indicators.
+        check = float(np.dot(h, lo))
+        for a in range(0, m, _TR_CHUNK):  # in chunks that stay in cache between the passes
+            b = min(a + _TR_CHUNK, m)
+            hs, ls, cs = h[n + 1 + a : n + 1 + b], lo[n + 1 + a : n + 1 + b], c[n + a : n + b]
+            np.maximum(hs, cs, out=rest[a:b])
+            rest[a:b] -= np.minimum(ls, cs, out=tmp[: b - a])
+        # The rest of the input check is folded into the work: a NaN or infinity in
+        # close[:-1] makes a true range non-finite, which the smoothing reports. If
+        # anything is not finite (or overflowed) the full check runs and raises with
+        # the offending column and index.
+        finite = smooth_rows(z, m, 1.0 / n, seed, out[n:])
+        finite = finite and np.isfinite(check + seed + c[-1])
+    if not finite:
+        return _atr_checked(h, lo, c, n)
+    out[:n] = np.nan
+    return out
+
+
+def _atr_checked(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
+    """ATR with the inputs checked first (errors, short series, ATR(1), overflow)."""
+    h, lo, c = _same_length(high=h, low=lo, close=c)
     out = np.empty(len(c))
     if len(c) > n:
         _true_range_into(h, lo, c, out)
-        _smoothed(out[1:], 0, n, 1.0 / n, out=out[1:])
+        if n > 1:
+            _smoothed(out[1:], 0, n, 1.0 / n, out=out[1:])
     out[: min(n, len(c))] = np.nan
     return out
 
@@ -313,7 +359,7 @@ def _extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
     arr, start = finite_series(x)
     out = _nan(len(arr))
     if len(arr) - start >= n:
-        out[start + n - 1 :] = window_extreme(arr[start:], n, fn)
+        window_extreme(arr[start:], n, fn, out[start + n - 1 :])
     return out
 
 
