@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from market.base import Candles, MarketRules
+from market.base import Candles
 from scheduler import fsio
 
 MANIFEST = "manifest.json"
@@ -62,8 +62,3 @@ def read_manifest(cache_dir: Path) -> dict[str, Any] | None:
         return json.loads((cache_dir / MANIFEST).read_text())
     except FileNotFoundError:
         return None
-
-
-def rules_from_json(doc: dict[str, Any]) -> MarketRules:
-    return MarketRules(str(doc["symbol"]), float(doc["amount_step"]), float(doc["min_amount"]),
-                       float(doc["min_notional_usd"]))

@@ -19,6 +19,12 @@ class MarketRules:
     min_amount: float
     min_notional_usd: float
 
+    @classmethod
+    def from_json(cls, doc: dict) -> MarketRules:
+        """The inverse of ``as_json`` (the fetch step reports rules this way)."""
+        return cls(str(doc["symbol"]), float(doc["amount_step"]), float(doc["min_amount"]),
+                   float(doc["min_notional_usd"]))
+
     def as_json(self) -> dict[str, float | str]:
         return {
             "symbol": self.symbol, "amount_step": self.amount_step,

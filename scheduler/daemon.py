@@ -265,8 +265,7 @@ class Daemon(ControlMixin):
     def _step(self, new: State, intents: list[SpotIntent], fetched: dict, now: datetime, cycle: int) -> list[Event]:
         """Call the engine with this daemon's rules and what the fetch step returned."""
         marks = {sym: Mark(p, now) for sym, p in fetched.get("prices", {}).items()}
-        market_rules = {sym: MarketRules(sym, r["amount_step"], r["min_amount"], r["min_notional_usd"])
-                        for sym, r in fetched.get("rules", {}).items()}
+        market_rules = {sym: MarketRules.from_json(r) for sym, r in fetched.get("rules", {}).items()}
         rules = {s.id: self._rules(s) for s in self.config.strategies}
         return step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(fetched),
                     account_rules=self._account_rules())
@@ -449,9 +448,6 @@ class Daemon(ControlMixin):
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
         self.snapshot.health = self._health
         self.snapshot.control = self.submit
-
-    def status_document(self) -> dict:
-        return json.loads(self.snapshot.status_body)
 
     def _health(self) -> tuple[int, dict]:
         if self.halted:

@@ -2,7 +2,8 @@
 
 - ConfigError: the configuration is wrong; exit with status 2, start nothing.
 - StateError: state.json cannot be trusted; refuse to start, touch nothing.
-- CheckerError: one checker run failed; skip that strategy this cycle.
+- A failed checker run is not an exception but a value: scheduler.signals.CheckFailure
+  (skip that strategy this cycle, with a reason classed transient or permanent).
 - ExchangeError: the market-data source failed. TransientExchangeError may be
   retried with backoff; PermanentExchangeError must be surfaced at once.
 
@@ -31,14 +32,6 @@ class StateError(GoTraderError):
 
 class StateSaveError(StateError):
     """Saving state failed: trading must stop until a save succeeds."""
-
-
-class CheckerError(GoTraderError):
-    """A checker run failed. ``transient`` says whether retrying next cycle may help."""
-
-    def __init__(self, message: str, *, transient: bool) -> None:
-        self.transient = transient
-        super().__init__(message)
 
 
 class ExchangeError(GoTraderError):

@@ -135,7 +135,6 @@ class ForkLauncher:
             self.close()
             raise RuntimeError(f"checker zygote did not start (exit code {self._proc.poll()})")
         ours.settimeout(None)
-        self.zygote_pid = self._proc.pid
         self._reader = threading.Thread(target=self._read_replies, daemon=True)
         self._reader.start()
 

@@ -66,11 +66,19 @@ def _decimals(step: float) -> int:
     return max(0, -math.floor(math.log10(step)) + 1) + 2
 
 
+def _whole_steps(quantity: float, step: float) -> int:
+    return math.floor(quantity / step + 1e-9)  # tolerant of float noise just below a whole step
+
+
+def _of_steps(n: int, step: float) -> float:
+    return round(n * step, _decimals(step))
+
+
 def round_down(quantity: float, step: float) -> float:
     """``quantity`` rounded down to a whole number of ``step`` (tolerant of float noise)."""
     if step <= 0:
         return quantity
-    return round(math.floor(quantity / step + 1e-9) * step, _decimals(step))
+    return _of_steps(_whole_steps(quantity, step), step)
 
 
 def buy(quote: float, budget_usd: float, costs: Costs, rules: MarketRules) -> BuyFill | Rejected:
@@ -83,9 +91,9 @@ def buy(quote: float, budget_usd: float, costs: Costs, rules: MarketRules) -> Bu
     step = rules.amount_step if rules.amount_step > 0 else 1e-12
     # Whole steps in integers, so the overspend correction always makes progress (a float
     # ``qty - step`` can equal ``qty`` when qty is huge next to step).
-    n = math.floor(budget_usd / (fill_price * (1 + costs.fee_rate)) / step + 1e-9)
+    n = _whole_steps(budget_usd / (fill_price * (1 + costs.fee_rate)), step)
     while n > 0:
-        qty = round(n * step, _decimals(step))
+        qty = _of_steps(n, step)
         notional = qty * fill_price
         fee = notional * costs.fee_rate
         if notional + fee <= budget_usd:  # exactly what the cash will be charged
