@@ -50,9 +50,10 @@ def _run_parser() -> argparse.ArgumentParser:
 def _paths(args: argparse.Namespace, config):  # type: ignore[no-untyped-def]
     from scheduler.config import resolve_path
 
-    state = args.state_file or resolve_path(args.config, config.state_file)
+    state = Path(args.state_file or resolve_path(args.config, config.state_file))
     logs = args.log_dir or resolve_path(args.config, config.log_dir)
-    return Path(state).resolve(), Path(logs).resolve()
+    # the state file's own name is not resolved: a link there is refused, never followed
+    return state.parent.resolve() / state.name, Path(logs).resolve()
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -70,7 +71,10 @@ def cmd_run(argv: Sequence[str]) -> int:
     try:
         if args.once:
             report = daemon.run_cycle(force=True, stop=stop)
-            return EXIT_OK if report is not None else EXIT_FAILURE
+            if report is not None and report.failed:
+                print(f"go-trader: {report.failed} of {report.checked} checks failed: {', '.join(report.failed_ids)}"
+                      " (the reasons are in the log above)", file=sys.stderr)
+            return EXIT_OK if report is not None and not report.failed else EXIT_FAILURE
         if not args.no_status_server:
             daemon.start_status_server()
         daemon.serve_forever(stop)

@@ -55,8 +55,12 @@ from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, decode_on
 from scheduler.state_store import (
     StateLock,
     append_trades,
+    check_against_log,
+    check_owner,
+    check_writable_folder,
     endpoint_path,
     load_state,
+    refuse_links,
     repair_trade_log,
     save_state,
     write_atomic,
@@ -64,6 +68,8 @@ from scheduler.state_store import (
 from scheduler.status import build_status
 
 PREFETCH_KEY = "(fetch step)"
+#: while halted or faulted, retries wait 1, 2, 4, ... seconds, at most this long
+RETRY_MAX_S = 60.0
 
 
 @dataclass
@@ -76,6 +82,7 @@ class CycleReport:
     total_value_usd: float | None
     events: list[Event] = field(default_factory=list)
     cpu_s: float = 0.0
+    failed_ids: list[str] = field(default_factory=list)
 
 
 def _fmt_usd(v: float | None) -> str:
@@ -98,6 +105,11 @@ class Daemon(ControlMixin):
         self.prices: dict[str, float | None] = {}
         self.halted: str | None = None
         self._unsaved: State | None = None
+        #: a cycle that could not run at all (e.g. the state folder turned read-only), or None
+        self.fault: str | None = None
+        #: set when every check of the last cycle failed: /health says degraded
+        self._all_failed: str | None = None
+        self._retry_s = 0.0
         self.started_at = clock.now()
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
@@ -105,20 +117,31 @@ class Daemon(ControlMixin):
         self._setup_control()
 
     # -- start-up and shutdown ----------------------------------------------------------------
+    def preflight(self) -> None:
+        """Every check that needs no write: links, owners, writable folders. StateError to refuse."""
+        refuse_links(self.state_path)
+        check_owner(self.state_path)
+        check_writable_folder(self.state_path.parent, "state")
+        check_writable_folder(self.log_dir, "log")
+
     def open(self) -> None:
-        """Take the lock, load and check state, open logs. Raises StateError to refuse to start."""
+        """Take the lock, load and check state, open logs. Raises StateError to refuse to start;
+        a refusal writes nothing but the (empty) lock file."""
+        self.preflight()
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
-            self._remove_leftovers()
             loaded = load_state(self.state_path)
+            check_against_log(self.state_path, loaded or State())  # before a log line is written
+            self._remove_leftovers()
             self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
                              stdout=self._stdout_logs)
             self.state = self._sync_sleeves(loaded or State())
-            appended, dropped = repair_trade_log(self.state_path, self.state)
-            if appended or dropped:
-                self.logs.scheduler.warning(f"Trade log repaired: {appended} fill(s) appended from state, "
-                                            f"{dropped} line(s) beyond the saved state dropped")
+            appended, torn = repair_trade_log(self.state_path, self.state)
+            if appended or torn:
+                self.logs.scheduler.warning(f"Trade log repaired: {appended} fill(s) appended from state"
+                                            + (f", a torn last line ({torn} bytes) moved to "
+                                               f"{self.state_path.stem}.trades.jsonl.torn" if torn else ""))
             if loaded is None:
                 save_state(self.state_path, self.state)
                 self.logs.scheduler.info(f"New state file {self.state_path} with {len(self.state.sleeves)} strategies")
@@ -233,7 +256,7 @@ class Daemon(ControlMixin):
         return pairs, sorted(held | {sym for s in due for sym in s.symbols})
 
     def _fetch(self, launcher: Launcher, pairs: list[tuple[str, str]], price_symbols: list[str],
-               env: dict[str, str], cycle: int, limit: int) -> dict:
+               env: dict[str, str], cycle: int, limit: int, stop: threading.Event | None = None) -> dict:
         """Run the fetch step (market.prefetch) once; {} when it failed (logged)."""
         assert self.logs is not None
         request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
@@ -243,7 +266,8 @@ class Daemon(ControlMixin):
         budget = getattr(m, "retry_budget_s", 0.0) + getattr(m, "timeout_s", 0.0) * 2
         job = Job(PREFETCH_KEY, (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
                   timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
-        result = run_jobs(launcher, [job], max_concurrency=1)[0]
+        # a stop request kills the fetch step at once: it holds no state worth a grace period
+        result = run_jobs(launcher, [job], max_concurrency=1, stop=stop, grace_s=0.0)[0]
         try:
             if result.returncode != 0 or result.timed_out:
                 raise ValueError(f"exit status {result.returncode}, timed out: {result.timed_out}; "
@@ -324,12 +348,16 @@ class Daemon(ControlMixin):
         started, cpu0 = time.monotonic(), _cpu_seconds()
         stop = stop or threading.Event()
         with self._workspace(now, str(cycle)) as (launcher, env):
-            fetched = self._fetch(launcher, *self._fetch_plan(due), env, cycle, self.config.runner.candles_limit)
+            fetched = self._fetch(launcher, *self._fetch_plan(due), env, cycle, self.config.runner.candles_limit,
+                                  stop)
+            if stop.is_set():  # asked to stop during the fetch step: nothing ran, nothing to commit
+                self.logs.scheduler.info(f"Cycle {cycle} abandoned: stop requested during the fetch step")
+                return None
             jobs = [self._check_job(s, self.state.sleeves[s.id], env) for s in due]
             results = run_jobs(launcher, jobs, max_concurrency=self.config.runner.max_concurrency, stop=stop,
                                grace_s=self.config.runner.shutdown_grace_s)
         new = self.state.model_copy(deep=True)
-        intents, failed = self._judge_all(new, due, results, now, cycle)
+        intents, failed_ids = self._judge_all(new, due, results, now, cycle)
         events = self._step(new, intents, fetched, now, cycle)
         self._describe_outcomes(new, events)
         new.cycle_count, new.last_cycle_at = cycle, now
@@ -337,17 +365,20 @@ class Daemon(ControlMixin):
         self._commit(new, events, cycle)
         duration = time.monotonic() - started
         total = self._total_value()
-        report = CycleReport(cycle, len(due), failed, sum(e.kind == "fill" for e in events), duration, total, events,
-                             _cpu_seconds() - cpu0)
+        report = CycleReport(cycle, len(due), len(failed_ids), sum(e.kind == "fill" for e in events), duration,
+                             total, events, _cpu_seconds() - cpu0, failed_ids)
+        self._all_failed = (f"every check of cycle {cycle} failed ({len(due)} of {len(due)}); see the logs"
+                            if failed_ids and len(failed_ids) == len(due) else None)
         self._log_cycle(report, events)
         self._last_cycle_mono = time.monotonic()
+        self._publish()
         return report
 
     def _judge_all(self, state: State, due: list[StrategyConfig], results: list[JobResult], now: datetime,
-                   cycle: int) -> tuple[list[SpotIntent], int]:
+                   cycle: int) -> tuple[list[SpotIntent], list[str]]:
         assert self.logs is not None
         intents: list[SpotIntent] = []
-        failed = 0
+        failed: list[str] = []
         for s, result in zip(due, results, strict=True):
             log = self.logs.strategy(s.id)
             sleeve = state.sleeves[s.id]
@@ -362,7 +393,7 @@ class Daemon(ControlMixin):
             if not result.cancelled:
                 sleeve.last_run_at = now  # ran (even if it failed): not again until its next interval
             if isinstance(verdict, CheckFailure):
-                failed += 1
+                failed.append(s.id)
                 sleeve.last_check = LastCheck(at=now, ok=False, error=verdict.reason, error_class=verdict.error_class)
                 log.error(f"Check failed ({verdict.error_class}): {verdict.reason} | no trade this cycle")
                 self.logs.event("check_failed", cycle, s.id, reason=verdict.reason, error_class=verdict.error_class,
@@ -433,7 +464,7 @@ class Daemon(ControlMixin):
         try:
             save_state(self.state_path, self._unsaved)
         except StateSaveError as e:
-            self.logs.scheduler.critical(f"TRADING STILL STOPPED: {e}")
+            self.logs.scheduler.critical(f"TRADING STILL STOPPED: {e}; retrying in at most {RETRY_MAX_S:.0f} s")
             return
         self.state, self._unsaved, self.halted = self._unsaved, None, None
         repair_trade_log(self.state_path, self.state)
@@ -452,6 +483,10 @@ class Daemon(ControlMixin):
     def _health(self) -> tuple[int, dict]:
         if self.halted:
             return 503, {"status": "halted", "reason": self.halted}
+        if self.fault:
+            return 503, {"status": "degraded", "reason": self.fault}
+        if self._all_failed:
+            return 503, {"status": "degraded", "reason": self._all_failed}
         age = time.monotonic() - self._last_cycle_mono
         limit = 3 * self.min_interval_s()
         if age > limit:
@@ -490,16 +525,37 @@ class Daemon(ControlMixin):
         line = (f"Cycle {r.cycle} complete ({r.duration_s:.1f}s) | {r.checked} strategies checked | {r.fills} trades | "
                 f"Total value: {_fmt_usd(r.total_value_usd)}")
         if r.failed:
-            line += f" | {r.failed} failed"
+            line += f" | {r.failed} failed: {', '.join(r.failed_ids)}"
         if blocked:
             line += f" | blocked: {', '.join(blocked)}"
         self.logs.scheduler.info(line)
         self.logs.event("cycle", r.cycle, None, checked=r.checked, failed=r.failed, fills=r.fills,
                         seconds=round(r.duration_s, 3), cpu_s=round(r.cpu_s, 3), total_value_usd=r.total_value_usd,
-                        blocked=blocked)
+                        blocked=blocked, failed_ids=r.failed_ids)
         self.notifier.status(line[:200])
 
     # -- the loop -----------------------------------------------------------------------------
+    def _run_guarded(self, stop: threading.Event) -> None:
+        """One cycle; a failure of the shell around it (the state folder turned read-only, no
+        descriptors left) marks the daemon degraded and is retried, never a crash."""
+        assert self.logs is not None
+        try:
+            self.run_cycle(stop=stop)
+        except StateSaveError:
+            return  # halted: logged loudly; the loop retries the save with backoff
+        except OSError as e:
+            reason = f"a cycle could not run: {e}; retrying"
+            if reason != self.fault:
+                self.logs.event("fault", self.state.cycle_count, None, reason=reason)
+            self.fault = reason
+            self.logs.scheduler.error(f"CYCLE FAILED: {reason}")
+            self._publish()
+            return
+        if self.fault:
+            self.logs.scheduler.warning(f"Cycles run again (after: {self.fault})")
+            self.fault = None
+            self._publish()
+
     def serve_forever(self, stop: threading.Event) -> None:
         """Run cycles as strategies come due until ``stop`` is set; then save and return."""
         assert self.logs is not None
@@ -511,15 +567,15 @@ class Daemon(ControlMixin):
         while not stop.is_set():
             self.notifier.watchdog()
             self.process_commands()
-            try:
-                self.run_cycle(stop=stop)
-            except StateSaveError:
-                pass  # halted: logged loudly; the loop keeps retrying the save
+            self._run_guarded(stop)
             if self._reconcile_due():
                 self.reconcile()
             wait = (self.next_due_at() - self.clock.now()).total_seconds()
-            if self.halted:
-                wait = min(wait, 30.0)
+            if self.halted or self.fault:  # retry after 1, 2, 4, ... s: never a tight loop
+                self._retry_s = min(RETRY_MAX_S, max(1.0, self._retry_s * 2))
+                wait = self._retry_s
+            else:
+                self._retry_s = 0.0
             while wait > 0 and not stop.is_set():
                 self.notifier.watchdog()
                 self.process_commands()

@@ -48,7 +48,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
 
 def append_durably(path: Path, text: str, *, mode: int = 0o600) -> None:
     """Append ``text`` to ``path`` (created with ``mode``) and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "a") as f:
         f.write(text)
         f.flush()

@@ -50,30 +50,163 @@ def audit_log_path(path: Path) -> Path:
     return path.with_name(path.stem + ".audit.jsonl")
 
 
+def _is_link(path: Path) -> bool:
+    return os.path.islink(path)
+
+
+def refuse_links(path: Path) -> None:
+    """StateError when the state file or a file beside it is a symbolic link.
+
+    The rule: go-trader never follows a link at its own paths. Following one would
+    lock, write and "move away" whatever the link points at (``/etc/passwd`` when run
+    as root); a dangling one would silently start a fresh account. Point
+    ``state_file`` (or ``--state-file``) at the real file instead.
+    """
+    for p in (path, *companion_paths(path)):
+        if _is_link(p):
+            raise StateError(f"{p} is a symbolic link (to {os.readlink(p)}); go-trader never follows links at its "
+                             f"state paths; point state_file at the real file ({path.name} in a folder of its own)")
+
+
+def companion_paths(path: Path) -> list[Path]:
+    """The files that live beside the state file and belong to it."""
+    return [last_good_path(path), path.with_name(path.name + ".lock"), trade_log_path(path),
+            audit_log_path(path), endpoint_path(path)]
+
+
+def check_owner(path: Path) -> None:
+    """StateError when this process is not the owner of the state file and its history.
+
+    A state-changing command run as another user (``sudo go-trader trade`` while the
+    service is stopped) would leave files the service user cannot read, and the
+    service would then refuse to start. So the rule is: run as the files' owner.
+    """
+    uid = os.geteuid()
+    for p in (path, trade_log_path(path), audit_log_path(path), last_good_path(path)):
+        try:
+            owner = os.lstat(p).st_uid
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise StateError(f"cannot inspect {p}: {e.strerror}; fix its folder's permissions") from e
+        if owner != uid:
+            raise StateError(f"{p} belongs to {_user(owner)}, but this go-trader runs as {_user(uid)}; "
+                             f"run it as the owner (for the service: sudo -u {_user(owner, bare=True)} go-trader ...), "
+                             "so that every file stays readable by the service")
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """StateError unless go-trader can create files in ``folder`` (or create ``folder``).
+
+    Checked by trying: a file is created and removed again (``access()`` is wrong
+    for root and for read-only mounts). Nothing is left behind.
+    """
+    probe_in = folder
+    while not os.path.lexists(probe_in):  # the nearest existing ancestor must let us create the rest
+        if probe_in.parent == probe_in:
+            break
+        probe_in = probe_in.parent
+    if os.path.islink(folder) and not folder.is_dir():
+        raise StateError(f"the {what} folder {folder} is a link to nothing; point it at a real folder")
+    if not probe_in.is_dir():
+        raise StateError(f"the {what} folder {folder} cannot be used: {probe_in} is not a folder")
+    probe = probe_in / f".go-trader-write-test.{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        owner = _user(probe_in.stat().st_uid) if probe_in.exists() else "?"
+        raise StateError(f"the {what} folder {folder} is not writable by {_user(os.geteuid())} "
+                         f"({probe_in}: {e.strerror}; it belongs to {owner}); fix its owner or permissions, "
+                         f"or choose another {what} folder") from e
+
+
+def _user(uid: int, bare: bool = False) -> str:
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid) if bare else f"uid {uid}"
+    return name if bare else f"user {name} (uid {uid})"
+
+
+def _parse_state(raw: bytes, where: str) -> State:
+    """Validate a state document strictly; StateError saying what is wrong.
+
+    Strict means: JSON with no NaN or Infinity, an explicit integer
+    ``schema_version`` this go-trader knows, and every field of the exact type
+    the schema gives (no "5" for 5, no true for 1, no negative cash).
+    """
+    def no_constants(name: str) -> float:
+        raise ValueError(f"{name} is not a number go-trader saves")
+
+    try:
+        doc = json.loads(raw, parse_constant=no_constants)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StateError(f"{where} is corrupt (not valid JSON: {e})") from e
+    except (ValueError, RecursionError) as e:
+        raise StateError(f"{where} is corrupt ({e})") from e
+    if not isinstance(doc, dict):
+        raise StateError(f"{where} is corrupt (the top level is a {type(doc).__name__}, not an object)")
+    version = doc.get("schema_version")
+    if type(version) is not int:
+        got = "missing" if "schema_version" not in doc else f"{version!r} ({type(version).__name__})"
+        raise StateError(f"{where} has no valid schema_version (got {got}; expected an integer from 1 to "
+                         f"{SCHEMA_VERSION})")
+    if version > SCHEMA_VERSION:
+        raise StateError(f"{where} has schema version {version}, newer than this go-trader understands "
+                         f"({SCHEMA_VERSION}); upgrade go-trader")
+    if version < 1:
+        raise StateError(f"{where} has schema version {version}; versions start at 1")
+    try:
+        return State.model_validate_json(json.dumps(migrate(doc)), strict=True)
+    except ValidationError as e:
+        first = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5])
+        raise StateError(f"{where} does not match the schema ({first})") from e
+
+
 def load_state(path: Path) -> State | None:
     """The validated state at ``path``, or None when there is none yet."""
+    refuse_links(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as e:
         raise StateError(f"cannot read state file {path}: {e.strerror}; fix its permissions") from e
-    restore = (f"the previous good copy is {last_good_path(path)}; inspect both, then restore it with "
-               f"'cp {last_good_path(path)} {path}' or move {path} away to start fresh")
     try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StateError(f"state file {path} is corrupt (not valid JSON: {e}); it was left untouched; {restore}") from e
-    version = doc.get("schema_version") if isinstance(doc, dict) else None
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise StateError(f"state file {path} has schema version {version}, newer than this go-trader "
-                         f"understands ({SCHEMA_VERSION}); upgrade go-trader; the file was left untouched")
+        return _parse_state(raw, f"state file {path}")
+    except StateError as e:
+        raise StateError(f"{e}; it was left untouched; {restore_hint(path)}") from e
+
+
+def restore_hint(path: Path) -> str:
+    """How to recover from an unusable state file without losing a committed fill."""
+    kept = [p for p in (path, last_good_path(path), trade_log_path(path), audit_log_path(path))
+            if os.path.lexists(p)]
+    aside = ("to start over instead, move the state and its whole history aside together, which deletes "
+             f"nothing: mkdir {path.parent / 'old'} && mv {' '.join(map(str, kept))} {path.parent / 'old'}/")
+    good = last_good_path(path)
     try:
-        return State.model_validate(migrate(doc) if isinstance(doc, dict) else doc)
-    except ValidationError as e:
-        first = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5])
-        raise StateError(f"state file {path} does not match the schema ({first}); it was left untouched; "
-                         f"{restore}") from e
+        copy = _parse_state(good.read_bytes(), str(good))
+    except (OSError, StateError):
+        return aside  # no usable previous copy: do not name one
+    last_logged = _last_logged_seq(path)
+    if last_logged is not None and copy.next_trade_seq - 1 < last_logged:
+        return (f"the previous copy {good} lacks fills {copy.next_trade_seq}..{last_logged} that are in the trade "
+                f"log, so restoring it would lose them (go-trader would refuse it); restore {path} from a backup "
+                f"that holds them, or, {aside}")
+    return f"the previous copy {good} holds every logged fill: inspect both, then 'cp {good} {path}'; or, {aside}"
+
+
+def _last_logged_seq(path: Path) -> int | None:
+    try:
+        trades = read_trade_log(path)
+    except StateError:
+        return None
+    return trades[-1].seq if trades else 0
 
 
 def write_atomic(path: Path, data: bytes, *, keep_last_good: bool = False) -> None:
@@ -85,8 +218,15 @@ def save_state(path: Path, state: State) -> None:
     """Save ``state`` atomically; StateSaveError when it could not be made durable."""
     try:
         data = state.model_dump_json(indent=1).encode()
+    except ValueError as e:
+        raise StateSaveError(f"could not serialise the state for {path}: {e}") from e
+    try:  # never write what the next start would refuse (NaN saved as null, negative cash, ...)
+        _parse_state(data, "the state about to be saved")
+    except StateError as e:
+        raise StateSaveError(f"refusing to save a state that would not load again: {e}") from e
+    try:
         write_atomic(path, data, keep_last_good=True)
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise StateSaveError(f"could not save state to {path}: {e}") from e
 
 
@@ -109,42 +249,102 @@ def append_audit(path: Path, record: AuditRecord) -> None:
         raise StateSaveError(f"could not append to audit log {audit_log_path(path)}: {e}") from e
 
 
-def read_trade_log(path: Path) -> list[Trade]:
-    """Every trade in the log; a torn last line (crash mid-append) is ignored."""
+def _read_log_lines(path: Path) -> tuple[list[Trade], bytes]:
+    """The trade log's complete records and its torn tail (the partial last line a crash
+    mid-append leaves; b"" when there is none)."""
+    log = trade_log_path(path)
     try:
-        lines = trade_log_path(path).read_text().splitlines()
+        raw = log.read_bytes()
     except FileNotFoundError:
-        return []
-    trades = []
+        return [], b""
+    except OSError as e:
+        raise StateError(f"cannot read trade log {log}: {e.strerror}; fix its permissions") from e
+    body, sep, tail = raw.rpartition(b"\n")
+    lines = body.split(b"\n") if sep else []
+    trades: list[Trade] = []
     for i, line in enumerate(lines):
         try:
-            trades.append(Trade.model_validate_json(line))
+            trades.append(Trade.model_validate_json(line, strict=True))
         except ValidationError as e:
-            if i == len(lines) - 1:
-                break
-            raise StateError(f"trade log {trade_log_path(path)} line {i + 1} is corrupt: {e.errors()[0]['msg']}") from e
-    return trades
+            raise StateError(f"trade log {log} line {i + 1} is corrupt: {e.errors()[0]['msg']}; the log is "
+                             "append-only history: restore it from a backup (go-trader changed nothing)") from e
+    if tail:
+        try:  # a complete record whose newline was cut off is a record
+            trades.append(Trade.model_validate_json(tail, strict=True))
+            tail = b""
+        except ValidationError:
+            pass
+    return trades, tail
+
+
+def read_trade_log(path: Path) -> list[Trade]:
+    """Every trade in the log; a torn last line (crash mid-append) is ignored."""
+    return _read_log_lines(path)[0]
+
+
+def check_against_log(path: Path, state: State) -> tuple[list[Trade], bytes]:
+    """StateError unless ``state`` continues the trade log's history exactly.
+
+    The trade log is append-only history: its fills are committed. A state must
+    hold every one of them (its ``next_trade_seq`` beyond the log's last seq) and
+    agree with the fills it keeps; otherwise it was replaced, rolled back or
+    edited, and using it would reuse sequence numbers of committed fills.
+    Returns the fills the log is missing (held by the state) and the torn tail.
+    """
+    logged, tail = _read_log_lines(path)
+    log = trade_log_path(path)
+    for i, t in enumerate(logged):
+        if t.seq != i + 1:
+            raise StateError(f"trade log {log} line {i + 1} has seq {t.seq}, expected {i + 1}: the log is not a "
+                             "complete history; restore it from a backup (go-trader changed nothing)")
+    last_logged = len(logged)
+    last_state = state.next_trade_seq - 1
+    if last_logged > last_state:
+        raise StateError(f"state file {path} is behind the trade log: the log holds fills "
+                         f"{last_state + 1}..{last_logged} that the state does not (the state was replaced, rolled "
+                         f"back or edited); nothing was changed; {restore_hint(path)}")
+    kept = {t.seq: t for sl in state.sleeves.values() for t in sl.trades}
+    for t in logged:
+        if t.seq in kept and kept[t.seq] != t:
+            raise StateError(f"state file {path} and the trade log disagree about fill {t.seq}: they describe "
+                             f"different histories; nothing was changed; {restore_hint(path)}")
+    missing = [kept.get(seq) for seq in range(last_logged + 1, last_state + 1)]
+    if any(t is None for t in missing):
+        gone = [seq for seq, t in zip(range(last_logged + 1, last_state + 1), missing, strict=True) if t is None]
+        raise StateError(f"fills {gone[0]}..{gone[-1]} are in neither the trade log {log} nor the recent trades of "
+                         f"{path}: the history has a hole; restore the trade log from a backup (nothing was changed)")
+    return [t for t in missing if t is not None], tail
 
 
 def repair_trade_log(path: Path, state: State) -> tuple[int, int]:
-    """Make the trade log agree with the saved state: (appended, dropped).
+    """Make the trade log hold exactly the state's fills: (appended, torn bytes set aside).
 
-    A fill is real once the state that holds it was saved. Fills in the
-    state but missing from the log (crash between save and append) are
-    appended; lines beyond the state's last fill (a torn line) are dropped.
+    A fill is committed once the state that holds it was saved; it is appended
+    to the log afterwards, so a crash in between leaves it only in the state:
+    it is appended now. A crash mid-append leaves a partial last line: its
+    bytes are moved to ``<log>.torn`` (kept, not deleted) and the line ends
+    where the last complete record ends. Nothing else is ever removed; a state
+    behind the log is refused (see check_against_log).
     """
-    logged = read_trade_log(path)
-    last_seq = state.next_trade_seq - 1
-    keep = [t for t in logged if t.seq <= last_seq]
-    logged_seqs = {t.seq for t in keep}
-    in_state = sorted((t for s in state.sleeves.values() for t in s.trades if t.seq not in logged_seqs),
-                      key=lambda t: t.seq)
-    raw_lines = len(trade_log_path(path).read_text().splitlines()) if trade_log_path(path).exists() else 0
-    dropped = raw_lines - len(keep)
-    if dropped:
-        write_atomic(trade_log_path(path), "".join(t.model_dump_json() + "\n" for t in keep).encode())
-    append_trades(path, in_state)
-    return len(in_state), dropped
+    missing, tail = check_against_log(path, state)
+    log = trade_log_path(path)
+    if tail:
+        try:
+            fsio.append_durably(log.with_name(log.name + ".torn"), tail.decode("utf-8", "replace") + "\n",
+                                mode=FILE_MODE)
+            size = log.stat().st_size
+            os.truncate(log, size - len(tail))
+            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StateSaveError(f"could not repair trade log {log}: {e}") from e
+    elif log.exists() and log.stat().st_size and not log.read_bytes().endswith(b"\n"):
+        fsio.append_durably(log, "\n", mode=FILE_MODE)  # a complete record whose newline was cut off
+    append_trades(path, missing)
+    return len(missing), len(tail)
 
 
 class StateLock:
@@ -156,7 +356,12 @@ class StateLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open for the daemon's lifetime
+        try:  # O_NOFOLLOW: never lock (or create) through a link
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        except OSError as e:
+            raise StateError(f"cannot create lock file {self.path}: {e.strerror}; the state folder must be "
+                             "writable by the user go-trader runs as") from e
+        f = os.fdopen(fd, "r+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,7 +16,8 @@ SCHEMA_VERSION = 2
 
 
 class _State(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # allow_inf_nan=False: NaN and Infinity are never state (JSON cannot even hold them)
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
 class Position(_State):
@@ -132,7 +133,7 @@ class Sleeve(_State):
     id: str
     type: Literal["spot", "options"]
     initial_capital_usd: float = Field(gt=0)
-    cash_usd: float
+    cash_usd: float = Field(ge=0)  # the engine never spends cash a sleeve does not have
     positions: dict[str, Position] = Field(default_factory=dict)
     option_positions: list[OptionPosition] = Field(default_factory=list)
     trades: list[Trade] = Field(default_factory=list)  # the most recent; all are in the trade log

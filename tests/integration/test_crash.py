@@ -25,11 +25,13 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     env = {"ALTERNATE_PERIOD_S": "1"}  # the test checker flips buy/sell every second: fills every cycle
     state_path = tmp_path / "state.json"
     rng = random.Random(20261121)
-    loads = 0
-    for _ in range(KILLS):
+    loads = kills = 0
+    # at least KILLS kills, and on a slow machine more, until enough fills make the test mean something
+    while kills < KILLS or (len(read_trade_log(state_path)) < 20 and kills < 3 * KILLS):
         d = DaemonProcess(config, env)
         time.sleep(rng.uniform(0.05, 2.0))
         d.kill()
+        kills += 1
         state = load_state(state_path)  # must never raise: no torn or half-written file
         loads += state is not None
 
@@ -40,7 +42,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     daemon.close()
     state = load_state(state_path)
     trades = read_trade_log(state_path)
-    assert loads >= KILLS - 5, "most kills should land after the first save"
+    assert loads >= kills - 5, "most kills should land after the first save"
     assert len(trades) >= 20, f"too few fills ({len(trades)}) for the test to mean anything"
     seqs = [t.seq for t in trades]
     assert seqs == list(range(1, state.next_trade_seq)), "each fill exactly once, none missing"

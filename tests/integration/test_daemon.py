@@ -42,6 +42,8 @@ def test_status_health_sigterm_and_restart(tmp_path):
     config = write_config(tmp_path, [spot("alpha"), spot("beta", "check_crash.py")])
     with DaemonProcess(config) as d:
         wait_for(lambda: _cycles(tmp_path) >= 1, what="the first cycle")
+        # the snapshot is published just after the save: wait for it, not only for state.json
+        wait_for(lambda: d.get("/status")[1].get("cycle_count", 0) >= 1, what="the first cycle on /status")
         code, status = d.get("/status")
         assert code == 200 and status["cycle_count"] == 1 and status["synthetic_market"] is True
         by_id = {s["id"]: s for s in status["strategies"]}

@@ -30,9 +30,10 @@ def once_run(tmp_path_factory):
     return folder, result
 
 
-def test_once_exits_zero_and_saves_state(once_run):
+def test_once_exits_non_zero_naming_the_failed_checks_and_saves_state(once_run):
     folder, result = once_run
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert f"8 of 9 checks failed: {', '.join(FAULTS)}" in result.stderr
     state = json.loads((folder / "state.json").read_text())
     assert state["cycle_count"] == 1
     assert stat.S_IMODE((folder / "state.json").stat().st_mode) == 0o600
@@ -46,7 +47,7 @@ def test_once_prints_the_cycle_summary(once_run):
     summary = [line for line in result.stdout.splitlines() if "Cycle 1 complete" in line]
     assert len(summary) == 1
     assert "| 9 strategies checked | 1 trades | Total value: $" in summary[0]
-    assert "| 8 failed" in summary[0]
+    assert f"| 8 failed: {', '.join(FAULTS)}" in summary[0]
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))

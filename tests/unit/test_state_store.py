@@ -147,9 +147,9 @@ def _refused(path: Path, content: bytes) -> str:
 
 
 def _restore_hint(path: Path) -> str:
-    good = last_good_path(path)
-    return (f"the previous good copy is {good}; inspect both, then restore it with 'cp {good} {path}' "
-            f"or move {path} away to start fresh")
+    """With no previous copy, the only hint is to move everything aside together (nothing deleted)."""
+    return (f"to start over instead, move the state and its whole history aside together, which deletes "
+            f"nothing: mkdir {path.parent / 'old'} && mv {path} {path.parent / 'old'}/")
 
 
 def test_corrupt_json_is_refused(path: Path) -> None:
@@ -201,7 +201,7 @@ def test_naive_time_is_a_schema_violation(path: Path) -> None:
 
 def test_non_object_top_level_is_refused(path: Path) -> None:
     msg = _refused(path, b"[]")
-    assert msg.startswith(f"state file {path} does not match the schema (")
+    assert msg.startswith(f"state file {path} is corrupt (the top level is a list, not an object)")
 
 
 def test_newer_schema_version_is_refused(path: Path) -> None:
@@ -209,8 +209,8 @@ def test_newer_schema_version_is_refused(path: Path) -> None:
     doc["schema_version"] = SCHEMA_VERSION + 1
     doc["something_new"] = {"a": 1}  # a newer file may hold keys this version does not know
     msg = _refused(path, json.dumps(doc).encode())
-    assert msg == (f"state file {path} has schema version {SCHEMA_VERSION + 1}, newer than this go-trader "
-                   f"understands ({SCHEMA_VERSION}); upgrade go-trader; the file was left untouched")
+    assert msg.startswith(f"state file {path} has schema version {SCHEMA_VERSION + 1}, newer than this "
+                          f"go-trader understands ({SCHEMA_VERSION}); upgrade go-trader; it was left untouched")
 
 
 def test_unreadable_file_is_refused(path: Path) -> None:
@@ -235,7 +235,7 @@ ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, ma
 def sleeves(draw: st.DrawFn, sid: str) -> Sleeve:
     capital = draw(positive)
     sleeve = new_sleeve(sid, draw(st.sampled_from(["spot", "options"])), capital)
-    sleeve.cash_usd = draw(money)
+    sleeve.cash_usd = draw(st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False))
     for sym in draw(st.lists(st.sampled_from(["BTC/USDT", "ETH/USDT", "SOL/USDT"]), unique=True, max_size=3)):
         sleeve.positions[sym] = Position(
             symbol=sym, quantity=draw(positive), entry_price=draw(positive), cost_basis_usd=draw(positive),
@@ -349,10 +349,17 @@ def test_repair_appends_fills_missing_from_the_log(path: Path) -> None:
     assert len(trade_log_path(path).read_text().splitlines()) == 3
 
 
-def test_repair_creates_the_log_from_state(path: Path) -> None:
-    state = _state_with([5, 6], next_seq=7)
+def test_repair_creates_the_log_from_state_when_it_holds_every_fill(path: Path) -> None:
+    state = _state_with([1, 2], next_seq=3)
     assert repair_trade_log(path, state) == (2, 0)
-    assert [t.seq for t in read_trade_log(path)] == [5, 6]
+    assert [t.seq for t in read_trade_log(path)] == [1, 2]
+
+
+def test_a_hole_in_the_history_is_refused_not_papered_over(path: Path) -> None:
+    state = _state_with([5, 6], next_seq=7)  # fills 1..4 are in no file any more
+    with pytest.raises(StateError, match=r"fills 1\.\.4 are in neither the trade log"):
+        repair_trade_log(path, state)
+    assert not trade_log_path(path).exists()
 
 
 def test_repair_merges_fills_of_every_sleeve_in_seq_order(path: Path) -> None:
@@ -365,26 +372,39 @@ def test_repair_merges_fills_of_every_sleeve_in_seq_order(path: Path) -> None:
     assert [(t.seq, t.strategy_id) for t in read_trade_log(path)] == [(1, "s1"), (2, "s2"), (3, "s1"), (4, "s2")]
 
 
-def test_repair_drops_lines_beyond_the_last_saved_seq(path: Path) -> None:
+def test_a_state_behind_the_log_is_refused_and_the_log_kept(path: Path) -> None:
     append_trades(path, [trade(s) for s in (1, 2, 3, 4, 5)])
+    before = trade_log_path(path).read_bytes()
     state = _state_with([1, 2, 3], next_seq=4)
-    assert repair_trade_log(path, state) == (0, 2)
-    assert [t.seq for t in read_trade_log(path)] == [1, 2, 3]
-    assert stat.S_IMODE(trade_log_path(path).stat().st_mode) == 0o600
+    with pytest.raises(StateError, match=r"behind the trade log: the log holds fills 4\.\.5"):
+        repair_trade_log(path, state)
+    assert trade_log_path(path).read_bytes() == before  # committed fills are never removed
 
 
-def test_repair_ignores_and_removes_a_torn_last_line(path: Path) -> None:
+def test_repair_sets_a_torn_last_line_aside_and_completes_the_log(path: Path) -> None:
     append_trades(path, [trade(1), trade(2)])
     torn = trade(3).model_dump_json()[:40]
     with trade_log_path(path).open("a") as f:
         f.write(torn)
     assert [t.seq for t in read_trade_log(path)] == [1, 2]  # the torn line is ignored on read
     state = _state_with([1, 2, 3], next_seq=4)
-    assert repair_trade_log(path, state) == (1, 1)
+    assert repair_trade_log(path, state) == (1, len(torn))
     text = trade_log_path(path).read_text()
     assert torn not in text.splitlines()
     assert [t.seq for t in read_trade_log(path)] == [1, 2, 3]
     assert text.endswith("\n") and len(text.splitlines()) == 3
+    kept = trade_log_path(path).with_name("state.trades.jsonl.torn")
+    assert kept.read_text() == torn + "\n"  # set aside, not deleted
+
+
+def test_a_record_whose_newline_was_cut_is_kept(path: Path) -> None:
+    append_trades(path, [trade(1)])
+    with trade_log_path(path).open("a") as f:
+        f.write(trade(2).model_dump_json())  # complete record, no newline
+    state = _state_with([1, 2, 3], next_seq=4)
+    assert repair_trade_log(path, state) == (1, 0)
+    assert [t.seq for t in read_trade_log(path)] == [1, 2, 3]
+    assert trade_log_path(path).read_text().endswith("\n")
 
 
 def test_corrupt_line_in_the_middle_is_an_error(path: Path) -> None:
