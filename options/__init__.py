@@ -1,10 +1,10 @@
 """Options: pricing, greeks, implied volatility, IV rank and scoring (pure).
 
-The options strategies arrive with the options issue (see ROADMAP); this
-package holds the names the config already validates against.
+Paper trading of the options strategies is not implemented yet; this
+package holds the pricing maths and the names the config validates against.
 """
 
-#: Options strategies of REFERENCE section 7, by name.
+#: The options strategies, by name.
 OPTIONS_STRATEGIES = (
     "momentum_options", "vol_mean_reversion", "protective_puts", "covered_calls", "wheel", "butterfly",
 )

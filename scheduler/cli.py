@@ -67,7 +67,13 @@ def cmd_run(argv: Sequence[str]) -> int:
     daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path, log_dir=log_dir)
     stop = threading.Event()
     install_signal_handlers(stop, daemon.wake)
-    daemon.open()
+    if not args.once and not args.no_status_server:
+        daemon.bind_status_server()  # a port in use refuses the start before a file is written
+    try:
+        daemon.open()
+    except BaseException:
+        daemon.close()
+        raise
     try:
         if args.once:
             report = daemon.run_cycle(force=True, stop=stop)
@@ -141,8 +147,10 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
              body: Callable[[argparse.Namespace], dict[str, str]], argv: Sequence[str]) -> int:
     import getpass
     import os
+    import time
     import urllib.error
     import urllib.request
+    import uuid
 
     from scheduler.clock import SystemClock
     from scheduler.config import STATUS_TOKEN_ENV, load_config
@@ -155,6 +163,9 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     _config_arg(p)
     p.add_argument("--state-file", type=Path)
     p.add_argument("--by", help="who is doing this, for the audit record (default: your user name)")
+    if kind != "reconcile":
+        p.add_argument("--request-id", help="makes the command idempotent: the same id again is answered with "
+                       "the first run's result instead of running twice (default: a new random id, printed)")
     if extra:
         extra(p)
     args = p.parse_args(argv)
@@ -162,7 +173,9 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     state_path, log_dir = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config),
                                  config)
     by = f"{args.by or getpass.getuser()} (cli)"
-    payload = body(args)
+    payload: dict[str, str] = body(args)
+    if kind != "reconcile":
+        payload["request_id"] = args.request_id or uuid.uuid4().hex
     lock = StateLock(state_path)
     try:
         lock.acquire()
@@ -172,22 +185,33 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
                                 "so this command can be sent to it over HTTP") from None
         host = "127.0.0.1" if config.status.host in ("0.0.0.0", "::") else config.status.host
-        try:  # the running daemon's actual address (its port may be ephemeral)
-            base = endpoint_path(state_path).read_text().strip()
-        except FileNotFoundError:
-            base = f"http://{host}:{config.status.port}"
         path = next(k for k, v in CONTROL.items() if v == kind)
-        req = urllib.request.Request(f"{base}{path}", method="POST",
-                                     data=json.dumps({**payload, "by": by}).encode(),
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=120) as r:
-                result = json.load(r)
-        except urllib.error.HTTPError as e:
-            result = json.load(e)
-            e.close()
-        except OSError as e:
-            raise GoTraderError(f"could not reach the daemon at {base}: {e}") from e
+        result = None
+        for attempt in range(3):  # the request id makes a retry safe: it is answered, not run twice
+            try:  # the running daemon's actual address (its port may be ephemeral)
+                base = endpoint_path(state_path).read_text().strip()
+            except OSError:
+                base = f"http://{host}:{config.status.port}"
+            req = urllib.request.Request(f"{base}{path}", method="POST",
+                                         data=json.dumps({**payload, "by": by}).encode(),
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=120) as r:
+                    result = json.load(r)
+                break
+            except urllib.error.HTTPError as e:
+                result = json.load(e)
+                e.close()
+                break
+            except OSError as e:
+                last_error = e
+                time.sleep(2.0 * (attempt + 1))
+        if result is None:
+            again = (f"; its outcome is unknown: run the same command again with --request-id "
+                     f"{payload['request_id']} (if it was applied you get its answer, otherwise it is applied "
+                     "once)" if "request_id" in payload else "")
+            raise GoTraderError(f"could not reach the daemon at {base}: {last_error}{again}") from None
     else:
         lock.release()
         daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path,

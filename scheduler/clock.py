@@ -1,4 +1,4 @@
-"""Clocks: the only place the daemon reads time. Tests and the backtester use
+"""Clocks: the only place the daemon reads time. Tests and replays use
 ManualClock; nothing in the engine reads a clock at all."""
 
 from __future__ import annotations

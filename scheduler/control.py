@@ -9,6 +9,7 @@ cycle, is saved the same way, and resets leave an audit record.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from market.timeframes import timeframe_ms
 from scheduler.engine import risk
-from scheduler.engine.models import AuditRecord, utc_iso
+from scheduler.engine.models import REQUESTS_KEPT, AuditRecord, State, utc_iso
 from scheduler.engine.step import SpotIntent, account_equity, sleeve_equity
 from scheduler.errors import StateSaveError
 from scheduler.state_store import append_audit, read_trade_log
 
 if TYPE_CHECKING:
     from scheduler.daemon import Daemon
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ControlMixin:
         self._commands: queue.Queue[Command] = queue.Queue()
         self._wake = threading.Event()
         self._last_reconcile_mono: float | None = None
+        self._request_id: str | None = None
 
     def submit(self: Daemon, kind: str, args: dict[str, Any], by: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """Queue a command for the main loop and wait up to ``timeout_s`` for its result."""
@@ -52,8 +56,10 @@ class ControlMixin:
         self._wake.set()
         if command.done.wait(timeout_s):
             return command.result or {}
-        return {"ok": True, "queued": True,
-                "detail": f"{kind} is queued and runs as soon as the current cycle ends"}
+        again = (f"; ask again with request_id {args['request_id']} for its answer"
+                 if isinstance(args.get("request_id"), str) else "")
+        return {"ok": True, "queued": True, **({"request_id": args["request_id"]} if again else {}),
+                "detail": f"{kind} is queued and runs as soon as the current cycle ends{again}"}
 
     def wake(self) -> None:
         self._wake.set()
@@ -74,10 +80,41 @@ class ControlMixin:
                 command.done.set()
 
     def execute(self, kind: str, args: dict[str, Any], by: str) -> dict[str, Any]:
-        """Apply one command to the state and save it. Raises KeyError/ValueError for bad input."""
+        """Apply one command to the state and save it. Raises KeyError/ValueError for bad input.
+
+        A ``request_id`` makes the command idempotent: its answer is saved with the change it
+        made, and the same id again gets that answer (``"replayed": true``) instead of a second run.
+        """
         assert self.logs is not None
         if kind == "reconcile":
             return self.reconcile()
+        args = dict(args)
+        request_id = args.pop("request_id", None)
+        if request_id is not None:
+            if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+                raise ValueError("request_id must be 1 to 64 letters, digits, '-' or '_'")
+            answered = self.state.requests.get(request_id)
+            if answered is not None:
+                if answered.get("kind") != kind:
+                    raise ValueError(f"request_id {request_id!r} was already used for {answered.get('kind')}")
+                return {**answered["result"], "request_id": request_id, "replayed": True}
+        self._request_id = request_id
+        try:
+            return self._execute(kind, args, by)
+        finally:
+            self._request_id = None
+
+    def _remember(self, new: State, kind: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Store ``result`` in ``new`` under the current request id (saved with the change)."""
+        if self._request_id is None:
+            return result
+        new.requests[self._request_id] = {"kind": kind, "result": result}
+        while len(new.requests) > REQUESTS_KEPT:
+            del new.requests[next(iter(new.requests))]
+        return {**result, "request_id": self._request_id}
+
+    def _execute(self, kind: str, args: dict[str, Any], by: str) -> dict[str, Any]:
+        assert self.logs is not None
         if self.halted:
             raise ValueError(f"trading is halted ({self.halted}); fix the state save first")
         ids = [s.id for s in self.config.strategies]
@@ -94,10 +131,11 @@ class ControlMixin:
             record = risk.reset_kill_switch(new, account_equity(new, ids), now, by)
         else:
             raise ValueError(f"unknown command {kind!r}")
+        result = self._remember(new, kind, {"ok": True, "action": record.action, "scope": record.scope,
+                                            "detail": record.detail, "by": record.by, "at": utc_iso(record.at)})
         self._commit(new, [], new.cycle_count)
         self._audit(record)
-        return {"ok": True, "action": record.action, "scope": record.scope, "detail": record.detail,
-                "by": record.by, "at": utc_iso(record.at)}
+        return result
 
     def _audit(self, record: AuditRecord) -> None:
         assert self.logs is not None
@@ -123,7 +161,7 @@ class ControlMixin:
         symbol = args.get("symbol") or s.symbols[0]
         if symbol != s.symbols[0]:
             raise ValueError(f"{sid} trades {s.symbols[0]}, not {symbol!r}")
-        if args.keys() - {"strategy", "action", "symbol"}:
+        if args.keys() - {"strategy", "action", "symbol"}:  # (request_id was taken off by execute)
             raise ValueError(f"unexpected fields {sorted(args.keys() - {'strategy', 'action', 'symbol'})}: "
                              "the backend sizes manual trades; the caller gives strategy, action and symbol only")
         now = self.clock.now()
@@ -138,15 +176,17 @@ class ControlMixin:
         intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, float(last[4]), price_at, reason="manual")
         new = self.state.model_copy(deep=True)
         events = self._step(new, [intent], fetched, now, cycle)
-        self._commit(new, events, cycle)
-        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
         mine = [e.as_json() for e in events if e.strategy_id in (sid, risk.ACCOUNT) and e.kind != "hold"]
         outcome = [e for e in mine if e["kind"] in ("fill", "rejected")]
-        return {"ok": bool(outcome) and outcome[-1]["kind"] == "fill", "strategy": sid, "action": action,
-                "symbol": symbol, "events": mine,
-                "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
-                (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
-                 f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")}
+        result = self._remember(new, "trade", {
+            "ok": bool(outcome) and outcome[-1]["kind"] == "fill", "strategy": sid, "action": action,
+            "symbol": symbol, "events": mine,
+            "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
+            (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
+             f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")})
+        self._commit(new, events, cycle)
+        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
+        return result
 
     def reconcile(self) -> dict[str, Any]:
         """Rebuild every sleeve from the trade log and compare with the state; report and log."""

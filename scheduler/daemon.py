@@ -14,6 +14,7 @@ marked as run, so they run again); a crash after it loses nothing.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -46,7 +47,7 @@ from scheduler.engine.step import (
     account_equity,
     step,
 )
-from scheduler.errors import StateError, StateSaveError
+from scheduler.errors import GoTraderError, StateError, StateSaveError
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
@@ -113,6 +114,7 @@ class Daemon(ControlMixin):
         self.started_at = clock.now()
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
+        self._serving = False
         self.logs: Logs | None = None
         self._setup_control()
 
@@ -176,10 +178,25 @@ class Daemon(ControlMixin):
             self.logs.scheduler.warning(f"State holds strategies no longer in the config (kept, not run): {', '.join(orphans)}")
         return state
 
-    def start_status_server(self) -> None:
+    def bind_status_server(self) -> None:
+        """Bind the status port, before anything is written: a port in use refuses the start."""
         token = os.environ.get(STATUS_TOKEN_ENV) or None
-        self.server = StatusServer(self.config.status.host, self.config.status.port, self.snapshot, token)
+        host, port = self.config.status.host, self.config.status.port
+        try:
+            self.server = StatusServer(host, port, self.snapshot, token)
+        except OSError as e:
+            hint = ("another program (perhaps another go-trader: see the .endpoint file beside its state) "
+                    "holds it; stop it, or set status.port (0 picks a free port)" if e.errno == errno.EADDRINUSE
+                    else "check status.host and status.port")
+            raise GoTraderError(f"cannot serve /status on {host}:{port}: {e.strerror}; {hint}") from e
+
+    def start_status_server(self) -> None:
+        if self.server is None:
+            self.bind_status_server()
+        assert self.server is not None
+        token = os.environ.get(STATUS_TOKEN_ENV) or None
         self.server.start()
+        self._serving = True
         host = "127.0.0.1" if self.config.status.host in ("0.0.0.0", "::") else self.config.status.host
         write_atomic(endpoint_path(self.state_path), f"http://{host}:{self.server.port}\n".encode())
         assert self.logs is not None
@@ -188,9 +205,14 @@ class Daemon(ControlMixin):
 
     def close(self) -> None:
         if self.server is not None:
-            self.server.stop()
+            if self._serving:
+                self.server.stop()
+            else:  # bound but never served (the start was refused): just release the port
+                self.server.httpd.server_close()
             self.server = None
+        if self._serving:  # only our own endpoint file: a refused start must not remove another's
             endpoint_path(self.state_path).unlink(missing_ok=True)
+            self._serving = False
         if self.logs is not None:
             self.logs.close()
         self.lock.release()
@@ -411,7 +433,7 @@ class Daemon(ControlMixin):
             else:
                 assert isinstance(verdict, OptionsSignal)
                 outcome = verdict.skip_reason or (f"{len(verdict.actions)} option action(s) proposed; options "
-                                                  "execution arrives with the options issue" if verdict.actions else "hold")
+                                                  "paper trading of options is not implemented yet" if verdict.actions else "hold")
                 sleeve.last_check = LastCheck(at=now, ok=True, signal=verdict.signal, price=verdict.spot_price,
                                               candle_at=verdict.timestamp, outcome=outcome)
                 log.info(f"Signal: {'HOLD' if not verdict.actions else 'ACTIONS'} | {verdict.underlying} | {outcome}")

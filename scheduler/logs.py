@@ -1,4 +1,4 @@
-"""Logging (REFERENCE section 10): human lines per strategy and for the
+"""Logging (README: State, logs, status): human lines per strategy and for the
 scheduler, a JSON event log, all in UTC, all size-rotated.
 
 Human line: ``[2026-02-11 07:28:03] [momentum-btc] [INFO] Signal: HOLD | BTC/USDT @ $66916.86``

@@ -1,4 +1,4 @@
-"""What a checker may print, and how a run is judged (REFERENCE section 3).
+"""What a checker may print, and how a run is judged (README: Checkers by hand).
 
 A check succeeds only with exit status 0 and exactly one JSON document that
 matches the schema, answers the question that was asked, and carries finite,

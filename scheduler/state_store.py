@@ -1,4 +1,4 @@
-"""state.json on disk (REFERENCE section 8): validated load, atomic save, one writer.
+"""state.json on disk (README: State, logs, status): validated load, atomic save, one writer.
 
 Save: serialise, write a temp file (mode 0600) in the same folder, fsync it,
 keep the previous file as ``<name>.last-good`` (a hard link, so a good

@@ -1,4 +1,4 @@
-"""The /status document: built from committed state only (REFERENCE section 9)."""
+"""The /status document: built from committed state only (README: State, logs, status)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The pure trading engine: fills, portfolio accounting and risk rules.
 
 No network, files, subprocesses, environment or wall clock in here: time and
-prices come in as arguments. The daemon and the backtester both call
-``engine.step``.
+prices come in as arguments. Everything that trades (the daemon, a
+manual trade, a replay) calls ``engine.step``.
 """
 
 from scheduler.engine.step import SleeveRules, SpotIntent, step

@@ -1,4 +1,4 @@
-"""Spot fill maths (REFERENCE section 5). Pure functions.
+"""Spot fill maths (README: Paper execution). Pure functions.
 
 - The fill price is the quote moved AGAINST the trader by the slippage:
   buys fill higher, sells lower. Never randomly favourable.

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: how many answered control requests state.json remembers, for idempotent retries
+REQUESTS_KEPT = 200
 
 
 class _State(BaseModel):
@@ -37,7 +39,7 @@ class Position(_State):
 
 
 class OptionPosition(_State):
-    """An option leg (filled in by the options issue; the shape is fixed now)."""
+    """An option leg (not traded yet; the shape is fixed now)."""
 
     id: str
     instrument: str
@@ -153,6 +155,9 @@ class State(_State):
     sleeves: dict[str, Sleeve] = Field(default_factory=dict)
     account: AccountState = Field(default_factory=AccountState)
     last_reconcile: dict[str, Any] | None = None
+    #: the answers to the most recent control requests by request id, saved with the change they
+    #: made, so a retry after a lost answer (a crash, a cut connection) is answered, not re-run
+    requests: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +169,9 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
             block = risk.pop("block", None)
             risk["blocks"] = {block["code"]: block} if block else {}
         doc["schema_version"] = version = 2
+    if version == 2:  # v3 remembers answered control requests
+        doc.setdefault("requests", {})
+        doc["schema_version"] = version = 3
     return doc
 
 

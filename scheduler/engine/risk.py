@@ -1,4 +1,4 @@
-"""Risk rules (REFERENCE section 6): pure functions on the state models.
+"""Risk rules (README: Risk rules): pure functions on the state models.
 
 Rules block new entries only; exits, stops and expiries always run. Every
 block is a ``Block`` stored under its reason code, with a detail and an

@@ -148,3 +148,23 @@ def test_reconcile_finds_a_corrupted_state(tmp_path: Path) -> None:
     assert any(d.startswith("alpha.cash_usd: state.json says") for d in out["differences"])
     assert any(d.startswith("beta.positions[BTC/USDT]") for d in out["differences"])
     assert "Reconciliation found 2 difference(s)" in (tmp_path / "logs" / "scheduler.log").read_text()
+
+
+def test_a_trade_retried_with_its_request_id_is_answered_not_run_twice(tmp_path: Path) -> None:
+    """A trade whose answer was lost (a cut connection, a crash after the save) is answerable:
+    the same request id, even after a restart, returns the first answer and trades nothing more."""
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    first = run_cli("trade", "--config", str(config), "--strategy", "alpha", "enter", "--request-id", "req-1")
+    assert first.returncode == 0, first.stderr
+    answer = json.loads(first.stdout)  # stdout is exactly the JSON document
+    assert answer["ok"] is True and answer["request_id"] == "req-1" and "replayed" not in answer
+    again = run_cli("trade", "--config", str(config), "--strategy", "alpha", "enter", "--request-id", "req-1")
+    replay = json.loads(again.stdout)
+    assert replay["replayed"] is True and replay["events"] == answer["events"]
+    state = load_state(tmp_path / "state.json")
+    assert state.sleeves["alpha"].trade_count == 1  # one fill, not two
+    other = run_cli("reset-kill-switch", "--config", str(config), "--request-id", "req-1")
+    assert other.returncode == 1 and "already used for trade" in other.stdout
+    fresh = run_cli("trade", "--config", str(config), "--strategy", "alpha", "close")
+    out = json.loads(fresh.stdout)
+    assert out["ok"] is True and len(out["request_id"]) == 32  # a new random id, printed

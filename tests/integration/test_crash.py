@@ -29,7 +29,13 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     # at least KILLS kills, and on a slow machine more, until enough fills make the test mean something
     while kills < KILLS or (len(read_trade_log(state_path)) < 20 and kills < 3 * KILLS):
         d = DaemonProcess(config, env)
-        time.sleep(rng.uniform(0.05, 2.0))
+        if kills % 5 == 0:  # during start-up
+            time.sleep(rng.uniform(0.05, 1.0))
+        else:  # while cycling: timed from the moment it serves, so a slow start does not eat the window
+            deadline = time.monotonic() + 30
+            while "Status server on" not in d.output and time.monotonic() < deadline and d.proc.poll() is None:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 2.0))
         d.kill()
         kills += 1
         state = load_state(state_path)  # must never raise: no torn or half-written file
