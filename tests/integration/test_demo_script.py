@@ -114,7 +114,8 @@ def test_demo_passes_the_exported_status_token(tmp_path: Path) -> None:
 
 def test_demo_says_plainly_when_its_daemon_cannot_serve(tmp_path: Path) -> None:
     # DEMO_PORT pins the port: the demo's daemon cannot bind a taken one and must say so
-    with squatter_on(8099) as port:
+    # (an OS-picked port for the squatter: 8099 may be another test's, freed at any moment)
+    with squatter_on(0) as port:
         r = run_demo(tmp_path / "run", DEMO_PORT=str(port), GO_TRADER_STATUS_TOKEN=TOKEN)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
