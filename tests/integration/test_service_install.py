@@ -359,7 +359,7 @@ def test_install_refuses_to_run_without_root(scratch_root: Path, outsider: str) 
 
 
 @needs_root
-@pytest.mark.parametrize("bad", [["--prefix", "relative/path"], ["--prefix", "/opt/with space"],
+@pytest.mark.parametrize("bad", [["--prefix", "relative/path"], ["--prefix", "/"], ["--prefix", "/opt/with space"],
                                  ["--user", "Root"], ["--user", "x;rm"], ["--root", "/no/such/dir"],
                                  ["--config", "/no/such/config.json"], ["--frobnicate"]])
 def test_install_rejects_bad_arguments_before_touching_anything(scratch_root: Path, bad: list[str]) -> None:
