@@ -1,18 +1,50 @@
-"""Vectorised numpy kernels behind the indicators: recursions, rolling sums, rolling extrema.
+"""The numeric kernels behind the indicators: input checks, TA-Lib, rolling means and stds.
 
-No Python loop runs per bar. Every kernel is *prefix-stable*: the value at bar t is
-computed by exactly the same floating-point operations whatever follows bar t, so
-slicing the input never changes an earlier output bit (the no-look-ahead tests rely
-on this). Allocation is kept low on purpose: on a 100k-bar series each fresh
-temporary costs page faults that rival the arithmetic.
+The recursive indicators (EMA, RSI, MACD, ATR) and the rolling extremes are TA-Lib's
+own C functions: one sequential loop per indicator, single-threaded, exact step by
+step (no drift on flat stretches or collapses) and prefix-stable (the value at bar t
+is computed from bars 0..t by the same operations whatever follows). Rolling means
+and standard deviations are our own (TA-Lib's running sums lose digits on near-flat
+windows and after collapses). Nothing here calls BLAS: OpenBLAS runs long products
+and dot products multi-threaded, which is slow and erratic when the other core is
+busy (as it is whenever two checkers run at once).
 """
 
 from __future__ import annotations
 
-import functools
-import threading
+import sys
+from types import ModuleType
 
 import numpy as np
+
+# TA-Lib's functions refuse periods above this (TA_BAD_PARAM).
+TALIB_MAX_PERIOD = 100_000
+
+
+def _import_talib() -> ModuleType:
+    """TA-Lib, imported without the pandas (and polars) import its package makes.
+
+    ``talib/__init__`` imports pandas only to accept a pandas Series as input,
+    which we never pass; that import costs about 0.4 s and 40 MiB per process
+    (measured: 12 ms and 5 MiB without it). A ``None`` entry in ``sys.modules``
+    makes ``from pandas import Series`` raise ModuleNotFoundError for exactly
+    that name, which talib treats as "not installed". The entries are removed
+    right after, so pandas stays importable; if pandas is already imported,
+    nothing is hidden (talib then merely wraps its functions for Series input).
+    """
+    hidden = [name for name in ("pandas", "polars") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import talib
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return talib
+
+
+talib = _import_talib()
 
 
 def finite_series(x: object, name: str = "x") -> tuple[np.ndarray, int]:
@@ -26,8 +58,6 @@ def finite_series(x: object, name: str = "x") -> tuple[np.ndarray, int]:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if np.isfinite(np.dot(arr, arr)):  # fast path: one BLAS pass; NaN, inf (or overflow) fail it
-        return arr, 0
     finite = np.isfinite(arr)
     if finite.all():
         return arr, 0
@@ -45,169 +75,13 @@ def finite_series(x: object, name: str = "x") -> tuple[np.ndarray, int]:
     return arr, start
 
 
-def check_window(n: object, name: str = "period") -> int:
-    """``n`` as a positive int; ValueError otherwise."""
+def check_window(n: object, name: str = "period", most: int | None = None) -> int:
+    """``n`` as an int from 1 to ``most`` (unbounded if None); ValueError otherwise."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    if most is not None and n > most:
+        raise ValueError(f"{name} must be at most {most} (TA-Lib's limit), got {n!r}")
     return int(n)
-
-
-def smooth(x: np.ndarray, alpha: float, seed: float, out: np.ndarray) -> np.ndarray:
-    """Exponential smoothing ``out[t] = out[t-1] + alpha * (x[t] - out[t-1])``, ``out[0] = seed``.
-
-    ``x[0]`` is ignored (its place holds the seed). This is the recursion of an
-    EMA (alpha = 2/(n+1)) and of Wilder's smoothing (alpha = 1/n). ``out`` may be
-    ``x`` itself.
-
-    Method: the deviation from the seed, ``u[t] = d*u[t-1] + alpha*(x[t] - seed)``
-    with d = 1 - alpha, is a first-order linear recurrence, solved block-wise by
-    small matrix products (see ``_scan``). Working relative to the seed makes a
-    constant series come out exactly constant.
-    """
-    if len(x) > 1:
-        d = 1.0 - alpha
-        if d <= 0.0:
-            out[1:] = x[1:]
-        else:
-            _scan(x[1:], alpha, d, out[1:], seed)
-    out[:1] = seed
-    return out
-
-
-# The linear recurrence y[t] = d*y[t-1] + a*z[t] is solved on rows of _ROW values:
-# inside a row, from a zero state, it is one product with a lower-triangular Toeplitz
-# matrix of a*d**lag; the states between rows follow the same recurrence with d**_ROW,
-# solved recursively on the row ends. _ROW = 8 is where BLAS is fastest per value for
-# this shape. Rows are counted from the series' first value and every BLAS call gets a
-# multiple of _ROW rows starting at a multiple of _ROW rows (the last row zero-padded),
-# at absolute row offsets that do not depend on the series length, so each row goes
-# through the same kernel: results are prefix-stable bit for bit.
-_ROW = 8
-_GROUP = _ROW * _ROW
-# Rows per BLAS call. OpenBLAS goes multi-threaded for gemv above 2304*4 matrix
-# elements and for gemm at m*n*k >= 65536*4: threads cost more than they save here,
-# make timings erratic and could split rows differently by length, so every call
-# stays below those thresholds (gemv: 1144 rows of 8; gemm: 4088 rows of 8 by 8).
-_GEMV_ROWS = 1144
-_GEMM_ROWS = 4088
-# A carry weighted by less than this is below half an ulp of a state of its size it joins.
-_NEGLIGIBLE = 2.0**-53
-_LAG = np.arange(_ROW)[None, :] - np.arange(_ROW)[:, None] + _ROW - 1  # [k, i] = i - k + 7
-
-# Series-sized work buffers, kept per thread and reused across calls: a fresh
-# series-sized array costs page faults that rival the arithmetic (~230 us per 100k).
-_local = threading.local()
-
-
-def scratch(key: object, size: int) -> np.ndarray:
-    """A reusable float64 work buffer of ``size`` values for ``key`` (this thread only).
-
-    The contents are garbage; the buffer is only valid until the next call with the
-    same key in the same thread (so callers that may nest use distinct keys).
-    """
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = {}
-    buf = bufs.get(key)
-    if buf is None or len(buf) < size:
-        buf = bufs[key] = np.empty(max(size, 64))
-    return buf[:size]
-
-
-@functools.lru_cache(maxsize=64)
-def _row_matrix(a: float, d: float) -> tuple[np.ndarray, np.ndarray]:
-    """The row product matrix and its last column times d/a (contiguous; see _scan_rows),
-    read-only, cached."""
-    taps = [0.0] * (_ROW - 1) + [a * d**j for j in range(_ROW)]
-    mat = np.array([t if abs(t) >= 1e-200 else 0.0 for t in taps])[_LAG]
-    last = np.ascontiguousarray(mat[:, -1]) * (d / a)
-    mat.flags.writeable = False
-    last.flags.writeable = False
-    return mat, last
-
-
-def _scan(v: np.ndarray, a: float, d: float, out: np.ndarray, offset: float = 0.0, level: int = 0) -> None:
-    """``out[t] = offset + y[t]`` where ``y[t] = d*y[t-1] + a*(v[t] - offset)``, ``y[-1] = 0``.
-
-    ``out`` may be ``v``. A row starting after state c has
-    ``y[i] = d**(i+1)*c + sum_{k<=i} a*d**(i-k)*z[k]``; the carry term is the
-    k = 0 term with z[0] raised by c*d/a, so each carry is added to its row's
-    first value and then one product per row does the rest. The rows
-    (``v - offset``, zero-padded to whole groups of rows) are formed once in a
-    reused per-thread buffer (one per recursion level), so ``v`` is only read and
-    nothing series-sized is allocated.
-    """
-    m = len(v)
-    z = scratch(("z", level), -(-m // _GROUP) * _GROUP)
-    np.subtract(v, offset, out=z[:m])
-    _scan_rows(z, m, a, d, out, offset, level)
-
-
-def row_buffer(m: int) -> np.ndarray:
-    """The (reused, per-thread) buffer that ``smooth_rows`` reads: fill its first ``m`` values."""
-    return scratch(("z", 0), -(-m // _GROUP) * _GROUP)
-
-
-def smooth_rows(z: np.ndarray, m: int, alpha: float, seed: float, out: np.ndarray) -> bool:
-    """``smooth`` of a series whose values after the seed are already in the row buffer.
-
-    ``z = row_buffer(m)`` holds ``x[1:]`` in its first ``m`` values (x[0] is the
-    seed's place); ``out`` (length m + 1) gets the recursion of ``smooth(x, alpha,
-    seed, out)``. Lets a caller produce its input (e.g. a true range) straight into
-    the buffer, saving a pass. Unlike ``smooth`` it does not work relative to the
-    seed (the seed enters as the state before the first row), which saves two more
-    passes but gives up exact constancy on a constant series (errors of an ulp or
-    so, as in the plain recursion). Needs 0 < alpha < 1.
-
-    Returns whether the input was all finite (cheaply, from the row ends: a NaN or
-    infinity makes its row's end, and so their sum, non-finite; an overflow of that
-    sum also gives False, so False only means "check the input"). The sum is numpy's
-    own, not a BLAS dot, which would go multi-threaded on long series.
-    """
-    out[:1] = seed
-    if not m:
-        return True
-    ends = _scan_rows(z, m, alpha, 1.0 - alpha, out[1:], 0.0, 0, seed)
-    return bool(np.isfinite(np.sum(ends)))
-
-
-def _scan_rows(
-    z: np.ndarray, m: int, a: float, d: float, out: np.ndarray, offset: float, level: int, state: float = 0.0
-) -> np.ndarray:
-    """``_scan`` from its row buffer ``z`` (``v - offset`` in its first m values), from
-    ``y[-1] = state`` instead of 0 if ``state`` is given. Returns the row ends, scaled
-    (carried states for all rows but the last), or the input if there is one row."""
-    rows = -(-m // _ROW)
-    prows = -(-rows // _ROW) * _ROW
-    z[m:] = 0.0
-    zr = z.reshape(prows, _ROW)
-    mat, end_col = _row_matrix(a, d)  # end_col: a row's contribution to its last value, x d/a
-    if state:  # row 0 starts after this state: the carry rule below
-        zr[0, 0] += state * (d / a)
-    if rows > 1:
-        ends = scratch(("e", level), prows)  # d/a x each row's own contribution to its last value
-        for r in range(0, prows, _GEMV_ROWS):
-            np.matmul(zr[r : r + _GEMV_ROWS], end_col, out=ends[r : r + _GEMV_ROWS])
-        carry = ends[: rows - 1]  # becomes d/a x the state at the end of rows 0 .. rows-2
-        decay = d**_ROW
-        if decay >= _NEGLIGIBLE:  # (the recursion is linear: scaling inputs scales states)
-            _scan(carry, 1.0, decay, carry, 0.0, level + 1)
-    body = m // _GROUP * _ROW  # rows written straight into out
-    dst = out[: body * _ROW].reshape(body, _ROW)
-    for r in range(0, body, _GEMM_ROWS):
-        k = min(r + _GEMM_ROWS, body)
-        if rows > 1:  # row i >= 1 starts after carry[i-1] (added while the chunk is in cache)
-            zr[max(r, 1) : k, 0] += ends[max(r, 1) - 1 : k - 1]
-        np.matmul(zr[r:k], mat, out=dst[r:k])
-        if offset:  # while the chunk is in cache
-            dst[r:k] += offset
-    if body < prows:  # the last group of rows, zero-padded
-        if rows > max(body, 1):
-            zr[max(body, 1) : rows, 0] += ends[max(body, 1) - 1 : rows - 1]
-        tmp = scratch(("t", level), _GROUP).reshape(_ROW, _ROW)
-        np.matmul(zr[body:], mat, out=tmp)
-        np.add(tmp.reshape(-1)[: m - body * _ROW], offset, out=out[body * _ROW :])
-    return ends[:rows] if rows > 1 else z[:m]
 
 
 # Outputs are produced in chunks of this many bars so that every temporary stays
@@ -251,33 +125,6 @@ def window_mean(x: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
             st *= w / (have + w)
             res += st
             have += w
-    return out
-
-
-def window_extreme(x: np.ndarray, n: int, fn: np.ufunc, out: np.ndarray | None = None) -> np.ndarray:
-    """Max (fn=np.maximum) or min (np.minimum) of each trailing window of ``n``.
-
-    Length len(x)-n+1, written to ``out`` if given (fresh otherwise). Doubling: after
-    k steps a[t] covers the 2**k bars ending at t; two overlapping power-of-two
-    windows cover any n. Exact (no arithmetic). The doubling runs in reused
-    per-thread buffers (no page faults for fresh series-sized temporaries).
-    """
-    size = len(x)
-    if out is None:
-        out = np.empty(max(size - n + 1, 0))
-    a, b = scratch("extreme a", size), scratch("extreme b", size)
-    np.copyto(a, x)
-    w = 1
-    while 2 * w <= n:
-        fn(a[w:], a[:-w], out=b[w:])
-        b[:w] = a[:w]
-        a, b = b, a
-        w *= 2
-    r = n - w
-    if r:
-        fn(a[r:], a[:-r], out=b[r:])
-        a = b
-    out[:] = a[n - 1 :]
     return out
 
 

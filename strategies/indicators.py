@@ -2,13 +2,17 @@
 
 Every function takes 1-D arrays, returns float64 arrays of the same length with
 NaN during the warm-up, and agrees with TA-Lib (the field's reference
-implementation, used only by the tests) to 1e-9 relative from TA-Lib's first
-output on, except where a docstring says the definition differs on purpose.
+implementation) to 1e-9 relative from TA-Lib's first output on, except where a
+docstring says the definition differs on purpose. EMA, RSI, MACD, ATR, the true
+range and the Donchian channel *are* TA-Lib's C loops (see strategies/_kernels.py
+for why); SMA, the rolling std, ROC and the z-score are our own, because TA-Lib's
+running sums lose digits where ours are exact.
 
 Input rules (all functions): leading NaNs are skipped, as TA-Lib's Python
 wrapper skips them (so an indicator of an indicator works); a NaN or infinity
 after the first value raises ValueError. Fewer bars than the window gives an
-all-NaN result, not an error. Windows must be integers >= 1.
+all-NaN result, not an error. Windows must be integers >= 1 (and, for the
+TA-Lib ones, at most 100000).
 
 Conventions are REFERENCE section 4: SMA is a rolling mean; EMA is
 ``ewm(span=n, adjust=False)`` seeded with the SMA of the first n values (as
@@ -18,26 +22,18 @@ standard deviation of Bollinger bands and z-scores uses ddof=1 (TA-Lib: ddof=0).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from strategies._kernels import (
+    TALIB_MAX_PERIOD,
     check_window,
     finite_series,
-    row_buffer,
-    scratch,
-    smooth,
-    smooth_rows,
-    window_extreme,
+    talib,
     window_mean,
     window_std,
 )
-
-# Elementwise work on long series is done in chunks of this many bars so that
-# temporaries stay small (fresh large arrays cost page faults).
-_CHUNK = 16384
-# ATR's true ranges are formed in chunks of this many bars, which stay in cache
-# between the passes.
-_TR_CHUNK = 16384
 
 # A window whose standard deviation is below this fraction of its mean is
 # treated as flat (std 0): what is left is floating-point noise, not volatility.
@@ -68,69 +64,45 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
 def ema(x: np.ndarray, n: int) -> np.ndarray:
     """Exponential moving average, alpha = 2/(n+1), seeded at t = n-1 with the SMA of the first n.
 
-    ``ewm(span=n, adjust=False)`` recursion with TA-Lib's seed, so it equals
-    TA-Lib ``EMA`` everywhere TA-Lib has a value.
+    ``ewm(span=n, adjust=False)`` recursion with TA-Lib's seed: TA-Lib ``EMA``
+    itself, ``prev + alpha * (x - prev)`` one bar at a time. On a flat stretch each
+    step moves toward the price and never past it, so an EMA never oscillates there
+    (it may stop an ulp short: TA-Lib's seed, a sum of n values over n, can be an ulp off).
     """
-    n = check_window(n)
-    arr, start = finite_series(x)
-    return _smoothed(arr, start, n, 2.0 / (n + 1))
-
-
-def _smoothed(arr: np.ndarray, start: int, n: int, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
-    """Smoothing of ``arr[start:]`` seeded with the mean of its first n values, into ``out``
-    (fresh if None; may be ``arr`` itself: each value is read before it is overwritten)."""
-    first = start + n - 1
-    if out is None:
-        out = np.empty(len(arr))
-    if len(arr) - start >= n:
-        seg = arr[start : start + n]
-        seed = seg[0] + float(np.mean(seg - seg[0]))  # exact on a constant window
-        smooth(arr[first:], alpha, seed, out[first:])
-    out[: min(first, len(arr))] = np.nan
-    return out
-
-
-def wilder(x: np.ndarray, n: int) -> np.ndarray:
-    """Wilder's smoothing (alpha = 1/n) seeded with the SMA of the first n values."""
-    n = check_window(n)
-    arr, start = finite_series(x)
-    return _smoothed(arr, start, n, 1.0 / n)
+    n = check_window(n, most=TALIB_MAX_PERIOD)
+    arr, _ = finite_series(x)
+    return talib.EMA(arr, n)
 
 
 def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     """Wilder's Relative Strength Index, 0..100, from t = n. TA-Lib ``RSI``.
 
     Average gain and loss are seeded with the mean of the first n changes and
-    then Wilder-smoothed: ``avg = (avg*(n-1) + change)/n``.
-    RSI = 100 * avg_gain / (avg_gain + avg_loss). Wilder's smoothing is linear,
-    so avg_gain + avg_loss is the smoothed absolute change: we smooth gains and
-    absolute changes (two recursions, no cancellation) and divide.
+    then Wilder-smoothed: ``avg = (avg*(n-1) + change)/n``;
+    RSI = 100 * avg_gain / (avg_gain + avg_loss). On a stretch of identical
+    closes both averages decay by the same factor, so RSI holds its last value.
 
     Differs from TA-Lib on purpose in one case: when both averages are 0 (no
-    price change in the whole memory, e.g. constant prices) RSI is undefined;
-    TA-Lib returns 0, which a strategy would read as "deeply oversold" and buy
-    the first uptick. We return 50 (neutral).
+    price change in the whole memory, e.g. constant prices, or a flat stretch
+    so long that the averages underflowed) RSI is undefined; TA-Lib returns 0,
+    which a strategy would read as "deeply oversold" and buy the first uptick.
+    We return 50 (neutral). RSI(1) (TA-Lib needs n >= 2) is 100 after a rise,
+    0 after a fall and 50 after no change.
     """
-    n = check_window(n)
+    n = check_window(n, most=TALIB_MAX_PERIOD)
     arr, start = finite_series(close, "close")
-    out = np.empty(len(arr))
-    if len(arr) - start < n + 1:
-        out[:] = np.nan
+    if n == 1:
+        out = np.full(len(arr), np.nan)
+        move = np.diff(arr[start:])
+        out[start + 1 :] = np.where(move > 0.0, 100.0, np.where(move < 0.0, 0.0, 50.0))
         return out
-    move = out[start + 1 :]
-    np.subtract(arr[start + 1 :], arr[start:-1], out=move)  # the changes
-    gain = np.maximum(move, 0.0, out=scratch("rsi gain", len(move)))  # reused: no page faults
-    np.abs(move, out=move)
-    up = _smoothed(gain, 0, n, 1.0 / n, out=gain)[n - 1 :]
-    both = _smoothed(move, 0, n, 1.0 / n, out=move)[n - 1 :]
-    if both.min() > 0.0:
-        np.divide(up, both, out=both)
-    else:
-        flat = both <= 0.0
-        np.divide(up, both, out=both, where=~flat)
-        both[flat] = 0.5
-    both *= 100.0
-    out[: start + n] = np.nan
+    out = talib.RSI(arr, n)
+    zero = out == 0.0
+    if zero.any():
+        # 0 means no gain in memory: only losses, or no change at all. The mirror image
+        # (-close: TA-Lib swaps the two averages bit for bit) reads 0 only if nothing fell either.
+        nothing_fell = talib.RSI(-arr, n) == 0.0
+        out[zero & nothing_fell] = 50.0
     return out
 
 
@@ -146,23 +118,19 @@ def macd(
     defined from t = slow-1 (TA-Lib hides it until the signal line starts);
     signal and histogram from t = slow+signal-2.
     """
-    fast, slow, signal = check_window(fast, "fast"), check_window(slow, "slow"), check_window(signal, "signal")
+    most = TALIB_MAX_PERIOD
+    fast, slow = check_window(fast, "fast", most), check_window(slow, "slow", most)
+    signal = check_window(signal, "signal", most)
     if fast >= slow:
         raise ValueError(f"MACD needs fast < slow, got fast={fast}, slow={slow}")
     arr, start = finite_series(close, "close")
-    size = len(arr)
     first = start + slow - 1
-    line, sig, hist = _warm(size, first), _warm(size, first + signal - 1), _warm(size, first + signal - 1)
-    if size > first:
-        _smoothed(arr, start, slow, 2.0 / (slow + 1), out=line)
-        fast_ema = _smoothed(arr, first - fast + 1, fast, 2.0 / (fast + 1), out=hist)
-        np.subtract(fast_ema[first:], line[first:], out=line[first:])
-        if size - first >= signal:
-            _smoothed(line, first, signal, 2.0 / (signal + 1), out=sig)
-            np.subtract(line, sig, out=hist)
-        else:
-            hist[:] = np.nan
-    return line, sig, hist
+    line = talib.EMA(arr, slow)
+    if len(arr) > first:
+        fast_ema = talib.EMA(arr[first - fast + 1 :], fast)  # seeded at `first`, as TA-Lib's MACD does
+        np.subtract(fast_ema[fast - 1 :], line[first:], out=line[first:])
+    sig = talib.EMA(line, signal)  # TA-Lib skips the line's leading NaNs
+    return line, sig, line - sig
 
 
 def rolling_std(x: np.ndarray, n: int, ddof: int = 1) -> np.ndarray:
@@ -267,22 +235,7 @@ def roc(close: np.ndarray, n: int) -> np.ndarray:
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     """max(high-low, |high-prev close|, |low-prev close|), from t = 1. TA-Lib ``TRANGE``."""
     h, lo, c = _same_length(high=high, low=low, close=close)
-    out = _warm(len(c), 1)
-    _true_range_into(h, lo, c, out)
-    return out
-
-
-def _true_range_into(h: np.ndarray, lo: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
-    """``out[1:]`` = max(high, prev close) - min(low, prev close): for high >= low this is
-    TA-Lib's max(high-low, |high-prev|, |low-prev|) bit for bit (the same one subtraction),
-    in fewer passes and with only a chunk-sized temporary."""
-    res = out[1:]
-    np.maximum(h[1:], c[:-1], out=res)
-    tmp = np.empty(min(_CHUNK, len(res)))
-    for a in range(0, len(res), _CHUNK):
-        b = min(a + _CHUNK, len(res))
-        np.minimum(lo[1 + a : 1 + b], c[a:b], out=tmp[: b - a])
-        res[a:b] -= tmp[: b - a]
+    return talib.TRANGE(h, lo, c)
 
 
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
@@ -290,54 +243,9 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np
 
     Seeded with the mean of the first n true ranges (bars 1..n).
     """
-    n = check_window(n)
-    h, lo, c = (np.asarray(col, dtype=np.float64) for col in (high, low, close))
-    size = len(c)
-    if n == 1 or h.ndim != 1 or lo.ndim != 1 or c.ndim != 1 or len(h) != size or len(lo) != size or size <= n:
-        return _atr_checked(h, lo, c, n)
-    out = np.empty(size)
-    with np.errstate(invalid="ignore", over="ignore"):  # bad input is caught below
-        # The seed: mean of the true ranges of bars 1..n (computed as in true_range).
-        seg = out[1 : n + 1]
-        np.maximum(h[1 : n + 1], c[:n], out=seg)
-        seg -= np.minimum(lo[1 : n + 1], c[:n])
-        seed = float(seg[0] + (seg - seg[0]).sum() / n)
-        # The true ranges of bars n+1.. go straight into the smoothing's row buffer.
-        m = size - n - 1
-        z = row_buffer(m)
-        rest = z[:m]
-        tmp = scratch("atr low", min(_TR_CHUNK, m))
-        # The input check: high.low is finite only if both are (barring overflow; min/max
-        # below would hide a +inf low or a -inf high), close is checked through the work.
-        # One BLAS pass, as finite_series makes for each column of the other indicators.
-        check = float(np.dot(h, lo))
-        for a in range(0, m, _TR_CHUNK):  # in chunks that stay in cache between the passes
-            b = min(a + _TR_CHUNK, m)
-            hs, ls, cs = h[n + 1 + a : n + 1 + b], lo[n + 1 + a : n + 1 + b], c[n + a : n + b]
-            np.maximum(hs, cs, out=rest[a:b])
-            rest[a:b] -= np.minimum(ls, cs, out=tmp[: b - a])
-        # The rest of the input check is folded into the work: a NaN or infinity in
-        # close[:-1] makes a true range non-finite, which the smoothing reports. If
-        # anything is not finite (or overflowed) the full check runs and raises with
-        # the offending column and index.
-        finite = smooth_rows(z, m, 1.0 / n, seed, out[n:])
-        finite = finite and np.isfinite(check + seed + c[-1])
-    if not finite:
-        return _atr_checked(h, lo, c, n)
-    out[:n] = np.nan
-    return out
-
-
-def _atr_checked(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    """ATR with the inputs checked first (errors, short series, ATR(1), overflow)."""
-    h, lo, c = _same_length(high=h, low=lo, close=c)
-    out = np.empty(len(c))
-    if len(c) > n:
-        _true_range_into(h, lo, c, out)
-        if n > 1:
-            _smoothed(out[1:], 0, n, 1.0 / n, out=out[1:])
-    out[: min(n, len(c))] = np.nan
-    return out
+    n = check_window(n, most=TALIB_MAX_PERIOD)
+    h, lo, c = _same_length(high=high, low=low, close=close)
+    return talib.ATR(h, lo, c, n)
 
 
 def donchian_high(high: np.ndarray, n: int) -> np.ndarray:
@@ -346,21 +254,18 @@ def donchian_high(high: np.ndarray, n: int) -> np.ndarray:
     A breakout rule compares bar t with the channel of the previous bars, i.e.
     with ``donchian_high(high, n)[t-1]``.
     """
-    return _extreme(high, n, np.maximum)
+    return _extreme(high, n, talib.MAX)
 
 
 def donchian_low(low: np.ndarray, n: int) -> np.ndarray:
     """Lowest low of ``low[t-n+1 .. t]``, from t = n-1. TA-Lib ``MIN``."""
-    return _extreme(low, n, np.minimum)
+    return _extreme(low, n, talib.MIN)
 
 
-def _extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
-    n = check_window(n)
-    arr, start = finite_series(x)
-    out = _nan(len(arr))
-    if len(arr) - start >= n:
-        window_extreme(arr[start:], n, fn, out[start + n - 1 :])
-    return out
+def _extreme(x: np.ndarray, n: int, fn: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    n = check_window(n, most=TALIB_MAX_PERIOD)
+    arr, _ = finite_series(x)
+    return arr.copy() if n == 1 else fn(arr, n)  # TA-Lib's MAX/MIN need n >= 2
 
 
 def volume_sma(volume: np.ndarray, n: int = 20) -> np.ndarray:

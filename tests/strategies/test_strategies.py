@@ -143,7 +143,7 @@ def test_registry_catalog_and_params():
 
 def test_import_is_light(repo_root):
     code = ("import sys, strategies; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('pandas', 'scipy', 'talib', 'market', 'scheduler')); print(bad)")
+            "('pandas', 'scipy', 'market', 'scheduler')); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
