@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NOW_MS = 1_748_736_000_000  # 2025-06-01T00:00:00Z: 517 days after the synthetic market opens
 MARKET = {"source": "synthetic", "seed": 42}
-HEAVY = ("scipy", "pandas", "ccxt", "matplotlib", "numba", "talib", "aiohttp", "requests", "pydantic", "yaml")
+HEAVY = ("scipy", "pandas", "ccxt", "matplotlib", "numba", "aiohttp", "requests", "pydantic", "yaml")
 
 CHECKER = str(ROOT / "checkers" / "check_strategy.py")
 CASES: list[tuple[str, list[str]]] = [
