@@ -596,9 +596,10 @@ def _parse_constant(text: str) -> _BadNumber:
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _plain(node: Any, path: str, problems: list[str]) -> Any:
-    """``node`` as plain dicts and lists; each duplicate key, bad number and undecodable
-    string is added to ``problems`` at its JSON path. Depth is bounded by the caller."""
+def _plain(node: Any, path: str, problems: list[str], undecodable: bool) -> Any:
+    """``node`` as plain dicts and lists; each duplicate key, bad number and (when the
+    bytes were not all UTF-8) undecodable string is added to ``problems`` at its JSON
+    path. Depth is bounded by the caller."""
     if isinstance(node, dict):
         parent = path or "the top level"
         for key in getattr(node, "duplicates", ()):
@@ -606,15 +607,15 @@ def _plain(node: Any, path: str, problems: list[str]) -> Any:
                             "JSON keeps only the last, so the others would be ignored silently: keep one")
         out = {}
         for key, value in node.items():
-            if _SURROGATE.search(key):
+            if undecodable and _SURROGATE.search(key):
                 problems.append(f"{_join(path, key)}: this key is not valid UTF-8; save the file as UTF-8")
-            out[key] = _plain(value, _join(path, key), problems)
+            out[key] = _plain(value, _join(path, key), problems, undecodable)
         return out
     if isinstance(node, list):
-        return [_plain(item, _join(path, i), problems) for i, item in enumerate(node)]
+        return [_plain(item, _join(path, i), problems, undecodable) for i, item in enumerate(node)]
     if isinstance(node, _BadNumber):
         problems.append(f"{path or '(top level)'}: {node.reason}")
-    elif isinstance(node, str) and _SURROGATE.search(node):
+    elif undecodable and isinstance(node, str) and _SURROGATE.search(node):
         problems.append(f"{path or '(top level)'}: this text is not valid UTF-8; save the file as UTF-8")
     return node
 
@@ -709,7 +710,7 @@ def read_document(path: Path) -> dict[str, Any]:
     except RecursionError:  # the scan above makes this unreachable; kept as a last line of defence
         raise ConfigError([f"{path}: nested too deeply to read; a config needs no more than 4 levels"]) from None
     problems: list[str] = []
-    raw = _plain(raw, "", problems)
+    raw = _plain(raw, "", problems, bad_utf8 is not None)
     if problems:
         raise ConfigError(sorted(dict.fromkeys(f"{p} ({bad_utf8})" if bad_utf8 and "UTF-8" in p else p
                                                for p in problems)))
