@@ -221,6 +221,7 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
                                 "so this command can be sent to it over HTTP") from None
         host = "127.0.0.1" if config.status.host in ("0.0.0.0", "::") else config.status.host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
         try:  # the running daemon's actual address (its port may be ephemeral)
             base = endpoint_path(state_path).read_text().strip()
         except FileNotFoundError:
