@@ -10,6 +10,7 @@
     go-trader reset-kill-switch                 lift the portfolio kill switch (audited)
     go-trader trade --strategy ID enter|close   a manual trade, sized by the backend
     go-trader reconcile                         rebuild the books from the trade log and compare
+    go-trader help [COMMAND]                    this list, or one command's options
 
 The commands that change state go to the running daemon over HTTP (they need
 GO_TRADER_STATUS_TOKEN) or, when no daemon holds the state file, apply directly.
@@ -33,16 +34,37 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=Path("config.json"), help="config file (default: config.json)")
+    p.add_argument("--config", type=Path, default=Path("config.json"), metavar="FILE",
+                   help="config file (default: config.json)")
+
+
+#: every command and what it does, for `go-trader --help` (the keys must match COMMANDS)
+SUMMARIES = {
+    "validate-config": "check a config and report every problem; runs nothing",
+    "status": "print the /status document from the saved state (no daemon needed)",
+    "list-strategies": "spot strategy names, defaults and descriptions",
+    "download-data": "fetch candles through ccxt into the files layout, only what is missing",
+    "reset-breaker": "lift every risk block of one strategy (audited)",
+    "reset-kill-switch": "lift the portfolio kill switch (audited)",
+    "trade": "a manual enter or close through the same engine and risk rules",
+    "reconcile": "rebuild the books from the trade log and compare with the state",
+    "help": "this text, or `go-trader help COMMAND` for one command's options",
+}
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="go-trader", description="Paper-trading scheduler. Subcommands: "
-                                "validate-config, status, list-strategies, download-data.")
+    commands = "\n".join(f"  {name:19} {text}" for name, text in SUMMARIES.items())
+    p = argparse.ArgumentParser(
+        prog="go-trader", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="go-trader [--config FILE] [--once] [--state-file P] [--log-dir D] [--no-status-server]\n"
+              "       go-trader COMMAND [options]",
+        description="Paper-trading scheduler. Without a command it runs the scheduler: forever (the\n"
+                    "systemd service), or one cycle of every strategy with --once.",
+        epilog=f"commands:\n{commands}\n\nExit status: 0 success, 2 configuration error, 1 any other failure.")
     _config_arg(p)
     p.add_argument("--once", action="store_true", help="run one cycle of every strategy, save, and exit")
-    p.add_argument("--state-file", type=Path, help="override the config's state_file")
-    p.add_argument("--log-dir", type=Path, help="override the config's log_dir")
+    p.add_argument("--state-file", type=Path, metavar="P", help="override the config's state_file")
+    p.add_argument("--log-dir", type=Path, metavar="D", help="override the config's log_dir")
     p.add_argument("--no-status-server", action="store_true", help="do not serve /status and /health")
     return p
 
@@ -52,8 +74,32 @@ def _paths(args: argparse.Namespace, config):  # type: ignore[no-untyped-def]
 
     state = Path(args.state_file or resolve_path(args.config, config.state_file))
     logs = args.log_dir or resolve_path(args.config, config.log_dir)
-    # the state file's own name is not resolved: a link there is refused, never followed
-    return state.parent.resolve() / state.name, Path(logs).resolve()
+    try:  # the state file's own name is not resolved: a link there is refused, never followed
+        return state.parent.resolve() / state.name, Path(logs).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a name the system refuses
+        raise ConfigError([f"{'--state-file' if args.state_file else 'state_file'} / "
+                           f"{'--log-dir' if args.log_dir else 'log_dir'}: cannot resolve the path: {e}"]) from e
+
+
+def _check_startup(args: argparse.Namespace, config, state_path: Path, log_dir: Path, *,  # type: ignore[no-untyped-def]
+                   serve_status: bool) -> None:
+    """Every check that can run before a file is written (ConfigError, exit status 2)."""
+    import os
+
+    from scheduler.config import check_startup
+
+    check_startup(config, args.config, state_path=state_path, log_dir=log_dir,
+                  env=os.environ if serve_status else None,
+                  state_label="--state-file" if getattr(args, "state_file", None) else "state_file",
+                  log_label="--log-dir" if getattr(args, "log_dir", None) else "log_dir")
+
+
+def _require_state(state_path: Path, config_path: Path) -> None:
+    """Commands that read or change a saved state refuse to start one: only the daemon does."""
+    if not state_path.exists():
+        raise GoTraderError(f"state file {state_path} does not exist: no daemon has run with this config yet (or "
+                            f"--state-file names the wrong file); start one with 'go-trader --config {config_path}' "
+                            "(or --once), then try again")
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -64,6 +110,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     config = load_config(args.config)
     state_path, log_dir = _paths(args, config)
+    _check_startup(args, config, state_path, log_dir, serve_status=not args.no_status_server)
     daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path, log_dir=log_dir)
     stop = threading.Event()
     install_signal_handlers(stop, daemon.wake)
@@ -96,6 +143,8 @@ def cmd_validate(argv: Sequence[str]) -> int:
     _config_arg(p)
     args = p.parse_args(argv)
     config = load_config(args.config)
+    state_path, log_dir = _paths(argparse.Namespace(state_file=None, log_dir=None, config=args.config), config)
+    _check_startup(args, config, state_path, log_dir, serve_status=True)
     kinds = {k: sum(s.type == k for s in config.strategies) for k in ("spot", "options")}
     print(f"{args.config}: OK ({kinds['spot']} spot and {kinds['options']} options strategies, "
           f"market {config.market.source}, every {config.interval_seconds}s)")
@@ -117,6 +166,7 @@ def cmd_status(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     config = load_config(args.config)
     state_path, _ = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config), config)
+    _require_state(state_path, args.config)
     state = load_state(state_path) or State()
     doc = build_status(state, config, {}, started_at=datetime.now(UTC), halted=None)
     print(json.dumps(doc, indent=2))
@@ -172,6 +222,8 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     config = load_config(args.config)
     state_path, log_dir = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config),
                                  config)
+    _check_startup(args, config, state_path, log_dir, serve_status=False)
+    _require_state(state_path, args.config)
     by = f"{args.by or getpass.getuser()} (cli)"
     payload: dict[str, str] = body(args)
     if kind != "reconcile":
@@ -185,6 +237,7 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
                                 "so this command can be sent to it over HTTP") from None
         host = "127.0.0.1" if config.status.host in ("0.0.0.0", "::") else config.status.host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
         path = next(k for k, v in CONTROL.items() if v == kind)
         result = None
         for attempt in range(3):  # the request id makes a retry safe: it is answered, not run twice
@@ -263,9 +316,34 @@ COMMANDS = {"reset-breaker": cmd_reset_breaker, "reset-kill-switch": cmd_reset_k
             "download-data": cmd_download}
 
 
+def cmd_help(argv: Sequence[str]) -> int:
+    if not argv:
+        _run_parser().print_help()
+        return EXIT_OK
+    if argv[0] in COMMANDS and argv[0] != "help":
+        return COMMANDS[argv[0]](["--help"])
+    return _unknown_command(argv[0])
+
+
+def _unknown_command(name: str) -> int:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    print(f"go-trader: unknown command {name!r}; {hint}commands: {', '.join(COMMANDS)} "
+          "(go-trader --help lists what each does)", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+COMMANDS["help"] = cmd_help
+assert set(COMMANDS) == set(SUMMARIES), "every command needs a line in SUMMARIES"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = COMMANDS.get(argv[0]) if argv else None
+    if argv and command is None and not argv[0].startswith("-"):
+        return _unknown_command(argv[0])
     try:
         return command(argv[1:]) if command else cmd_run(argv)
     except ConfigError as e:

@@ -1,16 +1,28 @@
 """config.json: pydantic models for every field, and a loader that reports
-every problem with its JSON path and a hint (REFERENCE section 2).
+every problem with its JSON path and a hint.
 
-Secrets never live in the file: a key that looks like one is refused with the
-environment variable to use instead.
+The loader is strict about the document itself: UTF-8 only, no duplicate keys,
+no NaN/Infinity, bounded nesting and number sizes, so nothing in the file can
+end in a traceback. Every number has an upper bound that keeps date arithmetic
+and sleeps far from overflow, and every path is checked to be a usable file
+name. ``check_startup`` adds the checks that need the file system and the
+environment (what exists at each path, the status token); the CLI runs it
+before anything is written.
+
+Secrets never live in the file: a key that looks like one is refused, naming
+the key and never its value.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import ipaddress
 import json
+import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,20 +48,39 @@ DEFAULT_DRAWDOWN_PCT = {"spot": 60.0, "options": 40.0}
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,10}$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-#: Keys that hold secrets, and the environment variable that carries each instead.
-SECRET_ENV = {
-    "status_token": "GO_TRADER_STATUS_TOKEN",
-    "token": "GO_TRADER_STATUS_TOKEN",
-    "bot_token": "GO_TRADER_TELEGRAM_TOKEN",
-    "telegram_token": "GO_TRADER_TELEGRAM_TOKEN",
-    "api_key": "GO_TRADER_EXCHANGE_API_KEY",
-    "apikey": "GO_TRADER_EXCHANGE_API_KEY",
-    "secret": "GO_TRADER_EXCHANGE_SECRET",
-    "api_secret": "GO_TRADER_EXCHANGE_SECRET",
-    "password": "GO_TRADER_EXCHANGE_PASSWORD",
-    "private_key": "GO_TRADER_EXCHANGE_SECRET",
-}
 STATUS_TOKEN_ENV = "GO_TRADER_STATUS_TOKEN"
+
+#: Keys that hold secrets, and what each belongs to. Only the status token is read
+#: (from the environment); the others belong to features go-trader does not have yet
+#: (live trading, Telegram), so no variable is named for them: nothing would read it.
+SECRET_KEYS = {
+    "status_token": "status", "token": "status",
+    "bot_token": "telegram", "telegram_token": "telegram",
+    "api_key": "exchange", "apikey": "exchange", "secret": "exchange", "api_secret": "exchange",
+    "password": "exchange", "private_key": "exchange",
+}
+_SECRET_ADVICE = {
+    "status": f"remove it and set the environment variable {STATUS_TOKEN_ENV} instead",
+    "exchange": "remove it: paper trading needs no exchange credentials and go-trader reads none "
+                "(live trading is not supported yet)",
+    "telegram": "remove it: go-trader has no Telegram notifications yet, so nothing reads it",
+}
+
+# Upper bounds that keep every number far from overflow in date arithmetic and sleeps.
+MAX_INTERVAL_S = 30 * 24 * 3600
+MAX_USD = 1e12
+# The document itself: a real config nests 4 levels and its largest number has 8 digits.
+MAX_CONFIG_BYTES = 16 * 1_048_576
+MAX_JSON_DEPTH = 64
+MAX_INT_DIGITS = 30
+# File-name limits (Linux); check_startup asks the file system for its own.
+NAME_MAX_BYTES, PATH_MAX_BYTES = 255, 4096
+#: bytes go-trader appends to the state file's name (".<name>.cycle-<n>-XXXXXXXX", ".last-good")
+STATE_NAME_RESERVE_BYTES = 40
+#: the longest name written inside log_dir: "<64-character id>.log.<backup>"
+LOG_NAME_RESERVE_BYTES = 80
+#: no strategy parameter (a period, a threshold) is anywhere near this
+MAX_PARAM = 1e9
 
 _HINTS = {
     "capital": "capital is the strategy's starting cash in USD, a number > 0",
@@ -94,6 +125,55 @@ def _check_options_args(a: list[str]) -> None:
         raise ValueError(f"args[1]: underlying {a[1]!r} must be one of {', '.join(UNDERLYINGS)}")
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` shortened for a message (a value may be megabytes long)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def path_text_problem(value: str, *, name_reserve: int = 0, total_reserve: int = 0,
+                      name_max: int = NAME_MAX_BYTES, path_max: int = PATH_MAX_BYTES) -> str | None:
+    """Why ``value`` can never be a usable path, from its text alone; None when it can.
+
+    ``name_reserve`` bytes are kept free in the last name (go-trader adds suffixes to
+    it), ``total_reserve`` in the whole path (files created inside a folder).
+    """
+    if not value.strip():
+        return "the path is empty; give a path"
+    if "\x00" in value:
+        return "the path contains a NUL character, which no file name can hold"
+    try:
+        raw = os.fsencode(os.path.expanduser(value))
+    except UnicodeEncodeError:
+        return "the path contains characters that cannot be encoded in a file name (a lone surrogate?)"
+    parts = raw.split(b"/")
+    for i, part in enumerate(parts):
+        limit = name_max - (name_reserve if i == len(parts) - 1 else 0)
+        if len(part) > limit:
+            return (f"the name {_clip(repr(os.fsdecode(part)), 40)} in the path is {len(part)} bytes long; a file name may be at "
+                    f"most {limit} bytes here" + (f" (go-trader appends up to {name_reserve} to it)" if i == len(parts) - 1
+                                                  and name_reserve else ""))
+    if len(raw) + total_reserve >= path_max:
+        return f"the path is {len(raw)} bytes long; it must stay under {path_max - total_reserve} bytes here"
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL: no such checker
+        return False
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,7 +189,7 @@ class FixedUsdSizing(_Model):
     """Spend a fixed USD amount on each entry (less if the sleeve has less cash)."""
 
     mode: Literal["fixed_usd"]
-    usd: float = Field(gt=0)
+    usd: float = Field(gt=0, le=MAX_USD)
 
 
 class RiskBasedSizing(_Model):
@@ -129,9 +209,9 @@ class StrategyConfig(_Model):
     type: Literal["spot", "options"]
     script: str
     args: list[str]
-    capital: float = Field(gt=0, allow_inf_nan=False)
+    capital: float = Field(gt=0, le=MAX_USD, allow_inf_nan=False)
     max_drawdown_pct: float | None = Field(None, gt=0, le=100)
-    interval_seconds: int = Field(0, ge=0)
+    interval_seconds: int = Field(0, ge=0, le=MAX_INTERVAL_S)
     params: dict[str, int | float] = Field(default_factory=dict)
     sizing: Sizing = Field(default_factory=FixedFractionSizing)
     close_on_drawdown: bool = False
@@ -146,6 +226,8 @@ class StrategyConfig(_Model):
                 f"id {v!r} must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a "
                 "letter or digit (it names the strategy's log file)"
             )
+        if v.lower() == "scheduler":
+            raise ValueError("id 'scheduler' is taken: the scheduler's own log is scheduler.log; choose another id")
         return v
 
     @field_validator("script")
@@ -153,8 +235,14 @@ class StrategyConfig(_Model):
     def _script(cls, v: str, info: ValidationInfo) -> str:
         if "/" in v or "\\" in v or ".." in v or not v.endswith(".py") or v.startswith("."):
             raise ValueError(f"script {v!r} must be a bare file name ending in .py, with no path separators or '..'")
-        folder = Path((info.context or {}).get("checkers_dir", DEFAULT_CHECKERS_DIR))
-        if not (folder / v).is_file():
+        if len(os.fsencode(v)) > NAME_MAX_BYTES:
+            raise ValueError(f"script name is {len(os.fsencode(v))} bytes long; a file name may be at most "
+                             f"{NAME_MAX_BYTES} bytes")
+        context = info.context or {}
+        if context.get("checkers_dir_unusable"):
+            return v  # checkers_dir itself is reported; looking inside it would only add noise
+        folder = Path(context.get("checkers_dir", DEFAULT_CHECKERS_DIR))
+        if not _is_file(folder / v):
             known = sorted(p.name for p in folder.glob("check_*.py"))
             raise ValueError(f"no checker {v!r} in {folder}; available: {', '.join(known) or 'none'}")
         return v
@@ -175,8 +263,14 @@ class StrategyConfig(_Model):
         args, kind = info.data.get("args"), info.data.get("type")
         if kind == "options" and params:
             raise ValueError("params are not supported for options strategies yet; remove 'params'")
+        # A secret-looking key is reported on its own, and its value must never be shown.
+        checked = {k: v for k, v in params.items() if not _secret_kind(k)}
+        huge = [k for k, v in checked.items() if not (isinstance(v, int) or math.isfinite(v)) or abs(v) > MAX_PARAM]
+        if huge:
+            raise ValueError(f"parameter {_clip(repr(huge[0]), 40)} must be a finite number of at most {MAX_PARAM:.0e} "
+                             f"in size, got {_clip(repr(checked[huge[0]]), 40)}")
         if kind == "spot" and args:
-            validate_params(args[0], params)
+            validate_params(args[0], checked)
         return params
 
     # Derived values -------------------------------------------------------------------------
@@ -219,18 +313,18 @@ class ExecutionConfig(_Model):
 
 
 class RiskConfig(_Model):
-    """REFERENCE section 6; semantics in scheduler/engine/risk.py."""
+    """The risk rules' settings; their semantics are in scheduler/engine/risk.py."""
 
     drawdown_block_hours: float = Field(24.0, gt=0, le=24 * 365)
     consecutive_losses: int = Field(5, ge=1, le=1000)
     loss_cooldown_minutes: float = Field(60.0, gt=0, le=60 * 24 * 365)
     max_position_pct: float = Field(20.0, gt=0, le=100)
-    max_position_usd: float = Field(5000.0, gt=0)
+    max_position_usd: float = Field(5000.0, gt=0, le=MAX_USD)
     max_exposure_pct: float = Field(80.0, gt=0, le=100)
     daily_loss_pct: float = Field(5.0, gt=0, le=100)
     portfolio_kill_pct: float = Field(25.0, gt=0, le=100)
     reconcile_interval_hours: float = Field(24.0, gt=0, le=24 * 365)
-    reconcile_tolerance_usd: float = Field(0.01, ge=0)
+    reconcile_tolerance_usd: float = Field(0.01, ge=0, le=MAX_USD)
 
 
 class RunnerConfig(_Model):
@@ -246,14 +340,27 @@ class StatusConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8099, ge=0, le=65535)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # A host name would need a resolver (DNS) at start-up, and could bind somewhere unexpected.
+        if v != "localhost":
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"host {_clip(repr(v), 60)} must be 'localhost' or an IP address such as "
+                                 "127.0.0.1, ::1 or 0.0.0.0 (a non-loopback address needs "
+                                 f"{STATUS_TOKEN_ENV})") from None
+        return v
+
 
 class LoggingConfig(_Model):
-    max_bytes: int = Field(10 * 1_048_576, ge=10_000)
+    max_bytes: int = Field(10 * 1_048_576, ge=10_000, le=1 << 40)
     backups: int = Field(5, ge=1, le=100)
 
 
 class Config(_Model):
-    interval_seconds: int = Field(600, ge=1)
+    interval_seconds: int = Field(600, ge=1, le=MAX_INTERVAL_S)
     log_dir: str = "logs"
     state_file: str = "state.json"
     strategies: list[StrategyConfig] = Field(min_length=1)
@@ -271,8 +378,23 @@ class Config(_Model):
     def fees_for(self, s: StrategyConfig) -> ExchangeFees:
         return self.execution.fees.get(s.exchange, ExchangeFees())
 
+    @field_validator("log_dir", "state_file", "checkers_dir")
+    @classmethod
+    def _path_text(cls, v: str | None, info: ValidationInfo) -> str | None:
+        reserve = {"state_file": (STATE_NAME_RESERVE_BYTES, STATE_NAME_RESERVE_BYTES),
+                   "log_dir": (0, LOG_NAME_RESERVE_BYTES)}.get(info.field_name or "", (0, 0))
+        problem = None if v is None else path_text_problem(v, name_reserve=reserve[0], total_reserve=reserve[1])
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        for key in ("root", "markets_cache"):
+            value = getattr(self.market, key, None)
+            problem = path_text_problem(value, name_reserve=16) if isinstance(value, str) else None
+            if problem:
+                raise ValueError(f"market.{key}: {problem}")
         for i, s in enumerate(self.strategies):
             if s.type == "spot" and s.exchange not in self.execution.fees:
                 raise ValueError(
@@ -286,22 +408,39 @@ class Config(_Model):
 # Loading with complete, path-qualified error messages
 
 
+def _key_text(key: Any) -> str:
+    """A key as it appears in a JSON path: printable keys as they are, others as repr."""
+    text = str(key)
+    return _clip(text if text.isprintable() else repr(text), 60)
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{_key_text(key)}" if path else _key_text(key)
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "tagged-union")):
+        if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
             continue
-        else:
-            out += f".{part}" if out else str(part)
+        out = _join(out, part)
     return out or "(top level)"
 
 
-def _describe(err: dict[str, Any], model_fields: dict[str, list[str]]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("synthetic", "files", "ccxt",
-                                                                                 "fixed_fraction", "fixed_usd",
-                                                                                 "risk_based")))
+_UNION_TAGS = ("synthetic", "files", "ccxt", "fixed_fraction", "fixed_usd", "risk_based")
+
+
+def _error_loc(err: Mapping[str, Any]) -> tuple[Any, ...]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    if len(loc) >= 3 and loc[-3] == "params" and loc[-1] in ("int", "float"):
+        loc = loc[:-1]  # one problem per parameter, not one per member of `int | float`
+    return loc
+
+
+def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str:
+    loc = _error_loc(err)
     path = _path(loc)
     msg = err["msg"].removeprefix("Value error, ")
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
@@ -310,11 +449,16 @@ def _describe(err: dict[str, Any], model_fields: dict[str, list[str]]) -> str:
         known = model_fields.get(_shape(loc[:-1]), [])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(known)}" if known else "")
-        return f"{path}: unknown key {loc[-1]!r} in {parent}{hint}"
+        return f"{path}: unknown key {_clip(repr(loc[-1]), 60)} in {parent}{hint}"
     if err["type"] == "missing":
         return f"{path}: required key is missing" + (f" ({_HINTS[field]})" if field in _HINTS else "")
+    if not loc and err["type"] == "value_error":
+        return msg  # a cross-check: the message starts with its own path
+    if len(err["loc"]) > len(loc) and err["loc"][-1] in ("int", "float") and "params" in loc:
+        msg = "a parameter value must be a number"
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or err["type"] == "missing" else f" (got {got!r})"
+    # A value_error is ours, and its message already says the value when that helps.
+    shown = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {_clip(repr(got))})"
     hint = f"; {_HINTS[field]}" if field in _HINTS and err["type"] != "value_error" else ""
     return f"{path}: {msg}{shown}{hint}"
 
@@ -335,23 +479,33 @@ _FIELDS = {
 }
 
 
-def _secret_problems(node: Any, path: str = "") -> list[str]:
-    problems = []
+def _secret_kind(key: str) -> str | None:
+    norm = key.lower().replace("-", "_")
+    if norm in SECRET_KEYS:
+        return SECRET_KEYS[norm]
+    suffixes = sorted((k for k in SECRET_KEYS if norm.endswith("_" + k)), key=len, reverse=True)
+    return SECRET_KEYS[suffixes[0]] if suffixes else None
+
+
+def _secret_paths(node: Any, path: str = "") -> dict[str, str]:
+    """JSON path -> message for every key that looks like it holds a secret. Never the value."""
+    found: dict[str, str] = {}
     if isinstance(node, dict):
         for key, value in node.items():
-            sub = f"{path}.{key}" if path else str(key)
-            norm = str(key).lower().replace("-", "_")
-            suffixes = sorted((k for k in SECRET_ENV if norm.endswith("_" + k)), key=len, reverse=True)
-            env = SECRET_ENV.get(norm) or (SECRET_ENV[suffixes[0]] if suffixes else None)
-            if env:
-                problems.append(f"{sub}: secrets must not be stored in the config file; remove it and set "
-                                f"the environment variable {env} instead")
+            sub = _join(path, key)
+            kind = _secret_kind(str(key))
+            if kind:
+                found[sub] = f"{sub}: secrets must not be stored in the config file; {_SECRET_ADVICE[kind]}"
             else:
-                problems.extend(_secret_problems(value, sub))
+                found.update(_secret_paths(value, sub))
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            problems.extend(_secret_problems(item, f"{path}[{i}]"))
-    return problems
+            found.update(_secret_paths(item, _join(path, i)))
+    return found
+
+
+def _under(path: str, prefixes: dict[str, str]) -> bool:
+    return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
 
 
 def _duplicate_ids(raw: Any) -> list[str]:
@@ -363,7 +517,8 @@ def _duplicate_ids(raw: Any) -> list[str]:
         sid = s.get("id") if isinstance(s, dict) else None
         if isinstance(sid, str) and sid:
             if sid in seen:
-                problems.append(f"strategies[{i}].id: duplicate id {sid!r} (first used at strategies[{seen[sid]}]); ids must be unique")
+                problems.append(f"strategies[{i}].id: duplicate id {_clip(repr(sid))} (first used at "
+                                f"strategies[{seen[sid]}]); ids must be unique")
             else:
                 seen[sid] = i
     return problems
@@ -371,18 +526,20 @@ def _duplicate_ids(raw: Any) -> list[str]:
 
 def parse_config(raw: Any, *, base_dir: Path, checkers_dir: Path | None = None) -> Config:
     """Validate a decoded config document; ConfigError lists every problem found."""
-    problems = _secret_problems(raw) + _duplicate_ids(raw)
-    folder = checkers_dir
-    if folder is None and isinstance(raw, dict) and isinstance(raw.get("checkers_dir"), str):
-        folder = (base_dir / raw["checkers_dir"]).resolve()
+    secrets = _secret_paths(raw)
+    problems = list(secrets.values()) + _duplicate_ids(raw)
+    folder, unusable = checkers_dir, False
+    given = raw.get("checkers_dir") if isinstance(raw, dict) else None
+    if folder is None and isinstance(given, str):
+        unusable = path_text_problem(given) is not None
+        folder = None if unusable else Path(os.path.abspath(base_dir / os.path.expanduser(given)))
+    context = {"checkers_dir": folder or DEFAULT_CHECKERS_DIR, "checkers_dir_unusable": unusable}
     try:
-        config = Config.model_validate(raw, context={"checkers_dir": folder or DEFAULT_CHECKERS_DIR})
+        config = Config.model_validate(raw, context=context)
     except ValidationError as e:
-        secret_paths = {p.split(":")[0] for p in problems}
-        problems.extend(
-            _describe(err, _FIELDS) for err in e.errors(include_url=False)
-            if not (err["type"] == "extra_forbidden" and _path(err["loc"]) in secret_paths)
-        )
+        # Nothing under a secret's key is described: its message would show the value.
+        problems.extend(_describe(err, _FIELDS) for err in e.errors(include_url=False)
+                        if not _under(_path(_error_loc(err)), secrets))
         config = None
     if problems:
         raise ConfigError(sorted(dict.fromkeys(problems)))
@@ -390,21 +547,181 @@ def parse_config(raw: Any, *, base_dir: Path, checkers_dir: Path | None = None) 
     return config
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate ``path``. Raises ConfigError (exit status 2) on any problem."""
+# ---------------------------------------------------------------------------------------------
+# The document: strict UTF-8 JSON, each problem at its JSON path
+
+
+class _JsonObject(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that remembers the keys it saw more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject()
+    repeated = []
+    for key, value in pairs:
+        if key in obj:
+            repeated.append(key)
+        obj[key] = value
+    obj.duplicates = tuple(dict.fromkeys(repeated))
+    return obj
+
+
+class _BadNumber:
+    """A number literal no setting can hold, left in place so its JSON path can be named."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parse_int(text: str) -> int | _BadNumber:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:  # also keeps int() below Python's 4300-digit limit
+        return _BadNumber(f"an integer of {digits} digits is far too large for any setting")
+    return int(text)
+
+
+def _parse_float(text: str) -> float | _BadNumber:
+    value = float(text)
+    if not math.isfinite(value):
+        return _BadNumber(f"{_clip(text, 30)} is too large for a number (it overflows to infinity)")
+    return value
+
+
+def _parse_constant(text: str) -> _BadNumber:
+    return _BadNumber(f"{text} is not a JSON number; use a finite number")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _plain(node: Any, path: str, problems: list[str], undecodable: bool) -> Any:
+    """``node`` as plain dicts and lists; each duplicate key, bad number and (when the
+    bytes were not all UTF-8) undecodable string is added to ``problems`` at its JSON
+    path. Depth is bounded by the caller."""
+    if isinstance(node, dict):
+        parent = path or "the top level"
+        for key in getattr(node, "duplicates", ()):
+            problems.append(f"{_join(path, key)}: key {_clip(repr(key), 60)} appears more than once in {parent}; "
+                            "JSON keeps only the last, so the others would be ignored silently: keep one")
+        out = {}
+        for key, value in node.items():
+            if undecodable and _SURROGATE.search(key):
+                problems.append(f"{_join(path, key)}: this key is not valid UTF-8; save the file as UTF-8")
+            out[key] = _plain(value, _join(path, key), problems, undecodable)
+        return out
+    if isinstance(node, list):
+        return [_plain(item, _join(path, i), problems, undecodable) for i, item in enumerate(node)]
+    if isinstance(node, _BadNumber):
+        problems.append(f"{path or '(top level)'}: {node.reason}")
+    elif undecodable and isinstance(node, str) and _SURROGATE.search(node):
+        problems.append(f"{path or '(top level)'}: this text is not valid UTF-8; save the file as UTF-8")
+    return node
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _too_deep(text: str) -> tuple[str, int] | None:
+    """(JSON path, offset) of the first container nested deeper than MAX_JSON_DEPTH, found
+    by a scan that never recurses (json itself would raise RecursionError near 1000)."""
+    stack: list[list[Any]] = []  # per open container: [is_object, current key or index]
+    expect_key = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok[0] == '"':
+            if expect_key and stack:
+                stack[-1][1] = tok[1:-1]
+                expect_key = False
+        elif tok in "[{":
+            if len(stack) >= MAX_JSON_DEPTH:
+                path = ""
+                for is_object, key in stack:
+                    path = _join(path, key if not is_object else (key or "?"))
+                return path or "(top level)", m.start()
+            stack.append([tok == "{", None if tok == "{" else 0])
+            expect_key = tok == "{"
+        elif tok in "]}":
+            if stack:
+                stack.pop()
+            expect_key = False
+        elif stack:  # a comma
+            if stack[-1][0]:
+                expect_key = True
+            else:
+                stack[-1][1] += 1
+    return None
+
+
+def _line_col(data: bytes | str, offset: int) -> str:
+    nl = b"\n" if isinstance(data, bytes) else "\n"
+    line = data.count(nl, 0, offset) + 1  # type: ignore[arg-type]
+    return f"{line}:{offset - (data.rfind(nl, 0, offset) + 1) + 1}"  # type: ignore[arg-type]
+
+
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _decode(data: bytes, where: Path) -> tuple[str, str | None]:
+    """The text (bytes that are not UTF-8 kept as surrogate escapes, so the JSON path of the
+    string holding them can be named), and where the first such byte is, or None."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise ConfigError([f"{where}: the file is {name}-encoded (it starts with a {name} byte-order mark); "
+                               "save it as UTF-8"])
+    data = data.removeprefix(codecs.BOM_UTF8)  # harmless, and some Windows editors write it
+    encoding = json.detect_encoding(data)
+    if encoding != "utf-8":
+        raise ConfigError([f"{where}: the file looks {encoding.upper()}-encoded (it has NUL bytes between the "
+                           "characters); save it as UTF-8"])
     try:
-        text = path.read_text()
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        bad = f"{where}:{_line_col(data, e.start)}: byte 0x{data[e.start]:02x} is not valid UTF-8"
+        return data.decode("utf-8", "surrogateescape"), bad
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, strictly: UTF-8, no duplicate keys, no NaN or Infinity,
+    bounded depth and numbers. ConfigError names each problem's JSON path (or line:column)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as e:
         raise ConfigError([f"{path}: config file not found; pass --config PATH (see config.demo.json)"]) from e
-    except OSError as e:
-        raise ConfigError([f"{path}: cannot read config file: {e.strerror}"]) from e
+    except (OSError, ValueError) as e:
+        raise ConfigError([f"{path}: cannot read config file: {getattr(e, 'strerror', None) or e}"]) from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: the file is larger than {MAX_CONFIG_BYTES // 1_048_576} MiB; "
+                           "a config is a few kilobytes"])
+    text, bad_utf8 = _decode(data, path)
+    deep = _too_deep(text)
+    if deep:
+        raise ConfigError([f"{deep[0]}: nested more than {MAX_JSON_DEPTH} levels deep ({path}:"
+                           f"{_line_col(text, deep[1])}); a config needs no more than 4"])
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_pairs_hook=_object_from_pairs, parse_int=_parse_int,
+                         parse_float=_parse_float, parse_constant=_parse_constant)
     except json.JSONDecodeError as e:
-        raise ConfigError([f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"]) from e
+        detail = f"; {bad_utf8}, save the file as UTF-8" if bad_utf8 else ""
+        raise ConfigError([f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}{detail}"]) from None
+    except RecursionError:  # the scan above makes this unreachable; kept as a last line of defence
+        raise ConfigError([f"{path}: nested too deeply to read; a config needs no more than 4 levels"]) from None
+    problems: list[str] = []
+    raw = _plain(raw, "", problems, bad_utf8 is not None)
+    if problems:
+        raise ConfigError(sorted(dict.fromkeys(f"{p} ({bad_utf8})" if bad_utf8 and "UTF-8" in p else p
+                                               for p in problems)))
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a JSON object, got {type(raw).__name__}"])
-    return parse_config(raw, base_dir=path.resolve().parent)
+    return raw
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``. Raises ConfigError (exit status 2) on any problem."""
+    return parse_config(read_document(path), base_dir=path.resolve().parent)
 
 
 def resolve_path(config_path: Path, value: str) -> Path:
@@ -415,3 +732,117 @@ def resolve_path(config_path: Path, value: str) -> Path:
 
 def checkers_dir(config: Config, config_path: Path) -> Path:
     return resolve_path(config_path, config.checkers_dir) if config.checkers_dir else DEFAULT_CHECKERS_DIR
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up checks that need the file system (read only) and the environment
+
+
+_PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+
+
+def status_problems(config: Config, env: Mapping[str, str]) -> list[str]:
+    """The status server's bind and token, checked before anything starts. Never shows the token."""
+    token = env.get(STATUS_TOKEN_ENV) or ""
+    problems = []
+    if token and not _PRINTABLE_TOKEN.match(token):
+        problems.append(f"{STATUS_TOKEN_ENV}: the token must be printable ASCII with no space at either end, "
+                        "or no HTTP client can send it (its value is not shown)")
+    if not is_loopback_host(config.status.host) and not token:
+        problems.append(f"status.host: binding the status server to {config.status.host} (not loopback) needs a "
+                        f"bearer token: set {STATUS_TOKEN_ENV}, or bind to 127.0.0.1 or ::1")
+    return problems
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):  # False on any OSError (a name too long, no permission)
+            return candidate
+    return Path("/")
+
+
+def _fs_limits(path: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the file system ``path`` would be created on."""
+    try:
+        folder = _nearest_existing(path)
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX_BYTES, PATH_MAX_BYTES
+
+
+def _place_problem(path: Path, label: str, want: str, name_reserve: int = 0, total_reserve: int = 0) -> str | None:
+    """Why ``path`` cannot be used as a ``want`` ("file" or "folder"), looking without writing."""
+    name_max, path_max = _fs_limits(path)
+    problem = path_text_problem(str(path), name_reserve=name_reserve, total_reserve=total_reserve,
+                                name_max=name_max, path_max=path_max)
+    if problem:
+        return f"{label}: {problem}"
+    try:
+        return _kind_problem(path, label, want)
+    except OSError:  # cannot even look (no permission): opening it will say so
+        return None
+
+
+def _kind_problem(path: Path, label: str, want: str) -> str | None:
+    found = _nearest_existing(path)
+    if found != path:
+        if not found.is_dir():
+            return (f"{label}: {found} exists and is not a folder, so {path} cannot be created; "
+                    "choose a path inside a folder")
+        return None
+    if want == "folder" and not path.is_dir():
+        return f"{label}: {path} exists and is not a folder; choose a folder (it is created if missing)"
+    if want == "file" and path.is_dir():
+        return f"{label}: {path} is a folder; name a file in it, e.g. {path / 'state.json'}"
+    if want == "file" and not path.is_file():
+        return f"{label}: {path} exists and is not a regular file (a device or a pipe?); name a file"
+    return None
+
+
+def _collision(config: Config, state_path: Path, log_dir: Path, state_label: str, log_label: str) -> str | None:
+    if state_path == log_dir:
+        return f"{state_label}: {state_path} is also the log folder ({log_label}); give them different paths"
+    if state_path.parent != log_dir:
+        return None
+    name, stem = state_path.name, state_path.stem
+    state_names = {name, f"{name}.last-good", f"{name}.lock", f"{name}.endpoint", f"{stem}.trades.jsonl",
+                   f"{stem}.audit.jsonl", f"{stem}.markets-binance.json", f"{stem}.markets-binanceus.json"}
+    backups = ["", *(f".{i}" for i in range(1, config.logging.backups + 1))]
+    log_names = {f"{base}{n}" for base in ["scheduler.log", "events.jsonl", *(f"{s.id}.log" for s in config.strategies)]
+                 for n in backups}
+    clash = sorted(state_names & log_names)
+    if clash:
+        return (f"{state_label}: {state_path} is in the log folder and go-trader would write {log_dir / clash[0]} "
+                "both as a log and as state; move the state file or the logs")
+    return None
+
+
+def check_startup(config: Config, config_path: Path, *, state_path: Path, log_dir: Path,
+                  env: Mapping[str, str] | None = None, state_label: str = "state_file",
+                  log_label: str = "log_dir") -> None:
+    """Everything that can be known before start-up writes a file: each path is usable for what
+    it will hold (looking, never writing), the paths do not collide and, with ``env``, the
+    status server can bind. Raises ConfigError listing every problem (exit status 2).
+
+    Whether the folders are writable is checked when the daemon opens them."""
+    problems = [p for p in (
+        _place_problem(state_path, state_label, "file", STATE_NAME_RESERVE_BYTES, STATE_NAME_RESERVE_BYTES),
+        _place_problem(log_dir, log_label, "folder", 0, LOG_NAME_RESERVE_BYTES),
+    ) if p]
+    if not problems:
+        problems += [p for p in [_collision(config, state_path, log_dir, state_label, log_label)] if p]
+    root = getattr(config.market, "root", None)
+    if isinstance(root, str):
+        where = resolve_path(config_path, root)
+        if os.path.lexists(where) and not where.is_dir():
+            problems.append(f"market.root: {where} is not a folder; it must hold <exchange>/<BASE>_<QUOTE>-<tf>.csv "
+                            "files (go-trader download-data writes them)")
+    cache = getattr(config.market, "markets_cache", None)
+    if isinstance(cache, str):
+        place = _place_problem(resolve_path(config_path, cache), "market.markets_cache", "file", 16, 16)
+        if place:
+            problems.append(place)
+    if env is not None:
+        problems += status_problems(config, env)
+    if problems:
+        raise ConfigError(problems)

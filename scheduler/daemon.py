@@ -197,7 +197,8 @@ class Daemon(ControlMixin):
         token = os.environ.get(STATUS_TOKEN_ENV) or None
         self.server.start()
         self._serving = True
-        host = "127.0.0.1" if self.config.status.host in ("0.0.0.0", "::") else self.config.status.host
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.config.status.host, self.config.status.host)
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 literal in a URL
         write_atomic(endpoint_path(self.state_path), f"http://{host}:{self.server.port}\n".encode())
         assert self.logs is not None
         self.logs.scheduler.info(f"Status server on http://{self.config.status.host}:{self.server.port}/status"

@@ -1,9 +1,10 @@
-"""config.json validation (REFERENCE section 2): every rule, its message and its JSON path."""
+"""config.json validation: every rule, its message and its JSON path."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from scheduler.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: The original's config shape, verbatim from REFERENCE section 2.
+#: The original go-trader's config shape, verbatim.
 ORIGINAL: dict[str, Any] = {
     "interval_seconds": 600,
     "log_dir": "logs",
@@ -324,20 +325,26 @@ def test_unknown_nested_section_key(checkers: Path) -> None:
 # Secrets
 
 
-@pytest.mark.parametrize("where,key,env", [
-    ("top", "bot_token", "GO_TRADER_TELEGRAM_TOKEN"),
-    ("top", "api_key", "GO_TRADER_EXCHANGE_API_KEY"),
-    ("top", "status_token", "GO_TRADER_STATUS_TOKEN"),
-    ("top", "api_secret", "GO_TRADER_EXCHANGE_SECRET"),
-    ("top", "password", "GO_TRADER_EXCHANGE_PASSWORD"),
-    ("top", "exchange_api_key", "GO_TRADER_EXCHANGE_API_KEY"),
-    ("top", "API-Key", "GO_TRADER_EXCHANGE_API_KEY"),
-    ("strategy", "api_key", "GO_TRADER_EXCHANGE_API_KEY"),
-    ("strategy", "secret", "GO_TRADER_EXCHANGE_SECRET"),
-    ("status", "token", "GO_TRADER_STATUS_TOKEN"),
-    ("runner", "apikey", "GO_TRADER_EXCHANGE_API_KEY"),
+STATUS_ADVICE = "remove it and set the environment variable GO_TRADER_STATUS_TOKEN instead"
+EXCHANGE_ADVICE = ("remove it: paper trading needs no exchange credentials and go-trader reads none "
+                   "(live trading is not supported yet)")
+TELEGRAM_ADVICE = "remove it: go-trader has no Telegram notifications yet, so nothing reads it"
+
+
+@pytest.mark.parametrize("where,key,advice", [
+    ("top", "bot_token", TELEGRAM_ADVICE),
+    ("top", "api_key", EXCHANGE_ADVICE),
+    ("top", "status_token", STATUS_ADVICE),
+    ("top", "api_secret", EXCHANGE_ADVICE),
+    ("top", "password", EXCHANGE_ADVICE),
+    ("top", "exchange_api_key", EXCHANGE_ADVICE),
+    ("top", "API-Key", EXCHANGE_ADVICE),
+    ("strategy", "api_key", EXCHANGE_ADVICE),
+    ("strategy", "secret", EXCHANGE_ADVICE),
+    ("status", "token", STATUS_ADVICE),
+    ("runner", "apikey", EXCHANGE_ADVICE),
 ])
-def test_secret_in_file_refused_naming_the_env_var(checkers: Path, where: str, key: str, env: str) -> None:
+def test_secret_in_file_refused_with_advice(checkers: Path, where: str, key: str, advice: str) -> None:
     raw = raw_config()
     if where == "top":
         raw[key], path = "s3cr3t", key
@@ -347,26 +354,34 @@ def test_secret_in_file_refused_naming_the_env_var(checkers: Path, where: str, k
         raw[where] = {key: "s3cr3t"}
         path = f"{where}.{key}"
     problems = problems_of(raw, checkers)
-    expected = (f"{path}: secrets must not be stored in the config file; remove it and set the "
-                f"environment variable {env} instead")
+    expected = f"{path}: secrets must not be stored in the config file; {advice}"
     # The secret is reported once; no second "unknown key" complaint for the same path.
     assert problems == [expected]
     assert all("s3cr3t" not in p for p in problems)
 
 
+def test_secret_messages_name_only_variables_that_are_read(checkers: Path) -> None:
+    """Only GO_TRADER_STATUS_TOKEN is read; no message may suggest another variable works."""
+    import scheduler.config as config_module
+
+    for kind, advice in config_module._SECRET_ADVICE.items():
+        named = set(re.findall(r"GO_TRADER_[A-Z_]+", advice))
+        assert named <= {"GO_TRADER_STATUS_TOKEN"}, (kind, advice)
+    source = Path(config_module.__file__).read_text()
+    assert "GO_TRADER_EXCHANGE" not in source and "GO_TRADER_TELEGRAM" not in source
+
+
 def test_secret_in_the_market_section_is_refused(checkers: Path) -> None:
     raw = raw_config(market={"source": "ccxt", "secret": "s3cr3t"})
     problems = problems_of(raw, checkers)
-    assert ("market.secret: secrets must not be stored in the config file; remove it and set the "
-            "environment variable GO_TRADER_EXCHANGE_SECRET instead") in problems
+    assert f"market.secret: secrets must not be stored in the config file; {EXCHANGE_ADVICE}" in problems
     assert all("s3cr3t" not in p for p in problems)
 
 
 def test_secret_nested_in_an_unknown_section_is_named(checkers: Path) -> None:
     raw = raw_config(telegram={"bot_token": "123:abc", "chat_id": 5})
     problems = problems_of(raw, checkers)
-    assert ("telegram.bot_token: secrets must not be stored in the config file; remove it and set the "
-            "environment variable GO_TRADER_TELEGRAM_TOKEN instead") in problems
+    assert f"telegram.bot_token: secrets must not be stored in the config file; {TELEGRAM_ADVICE}" in problems
     assert any(p.startswith("telegram: unknown key 'telegram' in (top level)") for p in problems)
     assert all("123:abc" not in p for p in problems)
 
@@ -374,16 +389,39 @@ def test_secret_nested_in_an_unknown_section_is_named(checkers: Path) -> None:
 def test_secret_inside_a_list_is_found(checkers: Path) -> None:
     raw = raw_config(strategies=[strategy(), strategy(id="two", extra=[{"api_secret": "x"}])])
     problems = problems_of(raw, checkers)
-    assert ("strategies[1].extra[0].api_secret: secrets must not be stored in the config file; remove it "
-            "and set the environment variable GO_TRADER_EXCHANGE_SECRET instead") in problems
+    assert (f"strategies[1].extra[0].api_secret: secrets must not be stored in the config file; "
+            f"{EXCHANGE_ADVICE}") in problems
 
 
-def test_telegram_bot_token_names_the_telegram_variable(checkers: Path) -> None:
+def test_telegram_bot_token_is_refused(checkers: Path) -> None:
     problems = problems_of(raw_config(telegram_bot_token="123:abc"), checkers)
-    assert problems == [
-        "telegram_bot_token: secrets must not be stored in the config file; remove it and set the "
-        "environment variable GO_TRADER_TELEGRAM_TOKEN instead"
-    ]
+    assert problems == [f"telegram_bot_token: secrets must not be stored in the config file; {TELEGRAM_ADVICE}"]
+
+
+@pytest.mark.parametrize("value", ["SUPERSECRETVALUE-91f3", 12345678901, ["SUPERSECRETVALUE-91f3"],
+                                   {"x": "SUPERSECRETVALUE-91f3"}])
+@pytest.mark.parametrize("where", ["params", "strategy", "market", "status"])
+def test_a_secret_value_is_never_echoed(checkers: Path, where: str, value: Any) -> None:
+    """Whatever the value's type, no message about a secret-looking key shows it (the params
+    key used to be refused and then described by the number check, value and all)."""
+    raw = raw_config()
+    if where == "params":
+        raw["strategies"][0]["params"] = {"api_key": value}
+        path = "strategies[0].params.api_key"
+    elif where == "strategy":
+        raw["strategies"][0]["password"] = value
+        path = "strategies[0].password"
+    elif where == "market":
+        raw["market"] = {"source": "ccxt", "api_secret": value}
+        path = "market.api_secret"
+    else:
+        raw["status"] = {"token": value}
+        path = "status.token"
+    problems = problems_of(raw, checkers)
+    assert [p for p in problems if p.startswith(path)] == [
+        next(p for p in problems if p.startswith(f"{path}: secrets must not be stored"))]
+    text = "\n".join(problems)
+    assert "SUPERSECRETVALUE" not in text and "12345678901" not in text
 
 
 # ---------------------------------------------------------------------------------------------
