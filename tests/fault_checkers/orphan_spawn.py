@@ -16,8 +16,17 @@ DAEMONISE = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', sy
              "start_new_session=True)")
 
 
+def folder() -> Path:
+    return Path(os.environ["GO_TRADER_CACHE_DIR"]).parent
+
+
 def marker() -> str:
-    return "go-trader-orphan-test:" + str(Path(os.environ["GO_TRADER_CACHE_DIR"]).parent)
+    return "go-trader-orphan-test:" + str(folder())
+
+
+def record_pid() -> None:
+    with open(folder() / "orphans.pids", "a") as f:
+        f.write(f"{os.getpid()}\n")
 
 
 def spawn_orphans() -> None:

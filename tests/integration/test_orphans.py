@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from scheduler.runner import ForkLauncher, Job, Launcher, SubprocessLauncher, run_jobs
-from tests.integration.harness import FAULTS, REPO, spot, state_doc, wait_for, write_config
+from tests.integration.harness import (
+    FAULTS,
+    REPO,
+    pids_alive,
+    spot,
+    state_doc,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +58,13 @@ def marked(marker: str, sleepers_only: bool = False) -> list[int]:
 
 @pytest.fixture
 def marker(tmp_path: Path) -> Iterator[str]:
-    """The marker the fault checkers put in their leftovers' argv; survivors are killed afterwards."""
+    """The marker the fault checkers put in their leftovers' argv. Afterwards, whatever survived
+    (the leftovers, and the hung checkers themselves, which record their pids) is killed."""
     value = f"go-trader-orphan-test:{tmp_path}"
     yield value
-    for pid in marked(value):
+    pidfile = tmp_path / "orphans.pids"
+    checkers = [int(p) for p in pidfile.read_text().split()] if pidfile.exists() else []
+    for pid in [*marked(value), *checkers]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -93,9 +104,12 @@ def test_a_killed_daemon_leaves_no_hung_checker_or_grandchild(tmp_path, marker, 
     try:
         wait_for(lambda: len(marked(marker, sleepers_only=True)) == 2, 60, "the hung checker's child and daemonised grandchild")
         daemon.kill(whole_group)
-        wait_for(lambda: not marked(marker), TIMEOUT_S + SLACK_S, "every process the checker left to die")
+        checker_pids = [int(p) for p in (tmp_path / "orphans.pids").read_text().split()]
+        wait_for(lambda: not marked(marker) and not pids_alive(tmp_path / "orphans.pids"),
+                 TIMEOUT_S + SLACK_S, "the hung checker and every process it left to die")
     finally:
         daemon.close()
+    assert len(checker_pids) == 1 and pids_alive(tmp_path / "orphans.pids") == []
     assert marked(marker) == []
 
 
