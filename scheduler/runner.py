@@ -9,6 +9,15 @@ ways to start the process, with identical behaviour:
 - ``ForkLauncher``: forked from a warm zygote (scheduler.zygote) that has
   the libraries imported already; the same isolation, a fraction of the CPU.
 
+Both start their jobs through a guardian process (scheduler.zygote, with
+``--exec`` for plain python) in its own session, so that when the scheduler
+dies, however it is killed, the guardian kills every checker and every
+process a checker left behind (see that module for how).
+
+A job's environment is built from an allow-list (``child_env``) plus the
+job's own ``env``: checkers never see the status token or exchange and
+Telegram secrets of the scheduler's environment.
+
 ``run_jobs`` never raises for a job's failure: each JobResult says what
 happened, and the caller classifies it.
 """
@@ -18,6 +27,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -33,6 +43,44 @@ from typing import Protocol
 
 STDERR_KEEP_BYTES = 64 * 1024
 CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}
+#: After a job exits, how long to keep reading pipes that an escaped descendant still holds open.
+EXIT_DRAIN_S = 2.0
+#: After the runner kills a job, how long to wait for the guardian to report its exit.
+KILL_REAP_S = 5.0
+
+#: What a checker may inherit from the scheduler's environment: the interpreter's and the C
+#: library's settings, network settings ccxt needs to reach an exchange, and the GO_TRADER_
+#: variables the checkers read (checkers/common.py; tests/conftest.py for the data path).
+ENV_ALLOW = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONDEVMODE",
+    "PYTHONFAULTHANDLER", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONSAFEPATH",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "GO_TRADER_NOW_MS", "GO_TRADER_MARKET", "GO_TRADER_CACHE_DIR", "GO_TRADER_CANDLES_LIMIT",
+    "GO_TRADER_SHARED_DATA",
+})
+ENV_ALLOW_PREFIXES = ("LC_",)
+#: Names (space- or comma-separated) of further variables to pass, e.g. for a custom checker.
+PASSTHROUGH_ENV = "GO_TRADER_CHECKER_ENV"
+#: A variable whose name matches this is never passed on, allow-listed or not.
+SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|API_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE"
+                            r"|SIGNATURE|_KEY$|^KEY", re.IGNORECASE)
+
+
+def looks_secret(name: str) -> bool:
+    return bool(SECRET_NAME_RE.search(name)) or name.startswith("GO_TRADER_TELEGRAM_")
+
+
+def child_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """The environment every job starts from: the allow-listed variables of ``parent`` (and the
+    names listed in its GO_TRADER_CHECKER_ENV), never one whose name looks like a secret, plus
+    CHILD_ENV. The job's own ``env`` goes on top of this."""
+    extra = set(parent.get(PASSTHROUGH_ENV, "").replace(",", " ").split())
+    kept = {name: value for name, value in parent.items()
+            if (name in ENV_ALLOW or name in extra or name.startswith(ENV_ALLOW_PREFIXES))
+            and not looks_secret(name)}
+    return {**kept, **CHILD_ENV}
 
 
 @dataclass(frozen=True)
@@ -45,6 +93,8 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
     max_output_bytes: int = 1_048_576
+    # Set to stop this job (grace_s later) even when run_jobs was given no stop event, or another.
+    stop: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,49 +128,24 @@ def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     return os.pipe(), os.pipe(), os.pipe()
 
 
-class SubprocessLauncher:
-    """Starts each job as a fresh ``python`` process."""
+class _GuardedLauncher:
+    """Starts jobs through a guardian (scheduler.zygote) in its own session; see that module."""
 
-    def __init__(self, python: str = sys.executable) -> None:
-        self.python = python
-
-    def launch(self, job: Job) -> _Running:
-        target = [str(job.script)] if job.script else ["-m", str(job.module)]
-        (in_r, in_w), (out_r, out_w), (err_r, err_w) = _pipes()
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
-                [self.python, *target, *job.args], stdin=in_r, stdout=out_w, stderr=err_w,
-                env={**os.environ, **CHILD_ENV, **job.env}, start_new_session=True,
-            )
-        except OSError:
-            for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (in_r, out_w, err_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        fut: Future = Future()
-        threading.Thread(target=lambda: fut.set_result(proc.wait()), daemon=True).start()
-        return _Running(proc.pid, in_w, out_r, err_r, fut)
-
-    def close(self) -> None:
-        pass
-
-
-class ForkLauncher:
-    """Forks jobs from a warm zygote process started for this launcher."""
-
-    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
+    def __init__(self, python: str, start_timeout_s: float, exec_mode: bool) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
-        self._proc = subprocess.Popen(  # noqa: S603
-            [python, "-m", "scheduler.zygote", str(theirs.fileno())], pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env={**os.environ, **CHILD_ENV},
-        )
-        theirs.close()
+        mode = ["--exec", python] if exec_mode else []
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
+                [python, "-m", "scheduler.zygote", str(theirs.fileno()), *mode], pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=child_env(os.environ),
+                start_new_session=True,  # a kill of the scheduler's process group must leave it to clean up
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._lock = threading.Lock()
         self._next_id = 0
         self._pid_futures: dict[int, Future] = {}
@@ -195,6 +220,21 @@ class ForkLauncher:
             self._proc.wait()
 
 
+class SubprocessLauncher(_GuardedLauncher):
+    """Starts each job as a fresh ``python`` process (exec'd by a guardian that imports nothing)."""
+
+    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
+        self.python = python
+        super().__init__(python, start_timeout_s, exec_mode=True)
+
+
+class ForkLauncher(_GuardedLauncher):
+    """Forks jobs from a warm zygote process started for this launcher."""
+
+    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
+        super().__init__(python, start_timeout_s, exec_mode=False)
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -207,7 +247,8 @@ def _kill_group(pid: int) -> None:
 
 def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float) -> JobResult:
     started = time.monotonic()
-    if stop.is_set():
+    stops = [e for e in (stop, job.stop) if e is not None]
+    if any(e.is_set() for e in stops):
         return JobResult(job.key, None, b"", b"", 0.0, cancelled=True)
     try:
         running = launcher.launch(job)
@@ -227,17 +268,35 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
     else:
         os.close(running.stdin)
     stop_deadline: float | None = None
+    exited_at: float | None = None
+    killed_at: float | None = None
     try:
-        while sel.get_map():
+        # One loop until the job has exited and its pipes are drained, checking the deadline and
+        # the stop events every 0.1 s whatever the job does (also once it has closed its pipes).
+        while True:
             now = time.monotonic()
-            if stop.is_set() and stop_deadline is None:
+            if stop_deadline is None and any(e.is_set() for e in stops):
                 stop_deadline = now + grace_s
-            limit = min(deadline, stop_deadline) if stop_deadline is not None else deadline
-            if now >= limit:
+            limit = deadline if stop_deadline is None else min(deadline, stop_deadline)
+            if exited_at is None and running.returncode.done():
+                exited_at = now
+            if exited_at is not None and (not sel.get_map() or now >= exited_at + EXIT_DRAIN_S):
+                break  # exited; a pipe still open after the drain time is held by an escaped descendant
+            if killed_at is not None:
+                if now >= killed_at + KILL_REAP_S:
+                    break  # killed but never reported reaped
+            elif now >= limit:
                 timed_out = True
+                killed_at = now
                 _kill_group(running.pid)
-                break
-            for key, _ in sel.select(timeout=min(0.2, limit - now)):
+            wait_s = max(0.0, min(0.1, limit - now)) if killed_at is None else 0.1
+            if not sel.get_map():
+                try:
+                    running.returncode.exception(timeout=wait_s)
+                except TimeoutError:
+                    pass
+                continue
+            for key, _ in sel.select(timeout=wait_s):
                 fd = key.fd
                 if fd == running.stdin:
                     try:
@@ -257,6 +316,7 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
                     out += chunk
                     if len(out) > job.max_output_bytes:
                         overflow = True
+                        killed_at = killed_at or time.monotonic()
                         _kill_group(running.pid)
                         del out[job.max_output_bytes:]
                         sel.unregister(fd)
@@ -264,16 +324,12 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
                     err += chunk
                     if len(err) > 2 * STDERR_KEEP_BYTES:
                         del err[:-STDERR_KEEP_BYTES]
-        try:
-            remaining = max(0.5, (stop_deadline or deadline) - time.monotonic()) if not (timed_out or overflow) else 5.0
-            returncode = running.returncode.result(timeout=remaining)
-        except Exception:  # noqa: BLE001 - never reaped in time: kill and report it
+        returncode: int | None = None
+        if running.returncode.done() and running.returncode.exception() is None:
+            returncode = running.returncode.result()
+        else:  # never reaped in time, or the guardian is gone: make sure it is dead and report it
             _kill_group(running.pid)
             timed_out = True
-            try:
-                returncode = running.returncode.result(timeout=5)
-            except Exception:  # noqa: BLE001
-                returncode = None
     finally:
         for fd in list(sel.get_map()):
             sel.unregister(fd)
@@ -292,8 +348,9 @@ def run_jobs(launcher: Launcher, jobs: Sequence[Job], *, max_concurrency: int | 
              stop: threading.Event | None = None, grace_s: float = 10.0) -> list[JobResult]:
     """Run ``jobs`` with at most ``max_concurrency`` at once; results in job order.
 
-    When ``stop`` is set, jobs not yet started are cancelled and running ones
-    get ``grace_s`` seconds more before their process group is killed.
+    When ``stop`` (or a job's own ``Job.stop``) is set, jobs not yet started are
+    cancelled and running ones get ``grace_s`` seconds more before their
+    process group is killed; run_jobs returns at most about KILL_REAP_S after that.
     """
     stop = stop or threading.Event()
     workers = max(1, min(max_concurrency or os.cpu_count() or 2, len(jobs) or 1))

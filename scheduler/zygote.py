@@ -9,6 +9,37 @@ as ``__main__``. Children hold no state from one another: each starts from
 the zygote's clean, just-imported memory. It saves the import cost of every
 check (hundreds of milliseconds of CPU) while keeping checks isolated.
 
+With ``--exec PYTHON`` it preloads nothing and each child execs a fresh
+``PYTHON SCRIPT ARGS`` instead (the runner's "subprocess" mode): the same
+supervision, a plain interpreter.
+
+It is also the checkers' guardian, so that no process of ours outlives its
+deadline or the scheduler:
+
+- It runs in its own session (the runner starts it so): killing the
+  scheduler's process group does not take the guardian with it, and the
+  guardian sees the scheduler die as end-of-file on the control socket
+  (the kernel closes a dead process's sockets, whatever killed it). It then
+  kills every checker's group and every descendant it has, and exits.
+- Every child sets PR_SET_PDEATHSIG=SIGKILL relative to the guardian (whose
+  only thread forks it, so "parent thread" and "parent process" agree) and
+  re-checks getppid() afterwards to close the race with an early death.
+  The signal survives exec, so it covers both modes.
+- Each checker and the guardian are child subreapers (PR_SET_CHILD_SUBREAPER,
+  kept across exec): a checker's descendant whose parent dies is re-parented
+  to the checker while it runs, and to the guardian once the checker is
+  gone, never to init, even after setsid() or a double fork. So every child
+  of the guardian that is not a running checker is something a finished
+  checker left behind, and is killed on sight.
+- When a checker exits (normally or not), its whole process group is killed
+  before it is reaped (waitid WNOWAIT keeps the group id from being reused),
+  so background grandchildren die with it.
+
+Residual: a descendant escapes only if it is re-parented away from the
+guardian by something outside it (ptrace, a nested subreaper it started),
+or if the guardian itself is SIGKILLed while the scheduler lives (the
+children then die by PDEATHSIG; their own orphans go to init).
+
 Protocol (one JSON document per packet on a Unix SOCK_SEQPACKET socket; pipes passed
 as SCM_RIGHTS):
   request:  {"id": N, "script": PATH | null, "module": NAME | null, "args": [...], "env": {...}}
@@ -18,6 +49,7 @@ as SCM_RIGHTS):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import runpy
@@ -25,9 +57,64 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
+from collections.abc import Callable, Iterable
 
 PRELOAD = ("numpy", "strategies", "market.base", "market.cache", "market.synthetic", "market.prefetch")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
+ORPHAN_SWEEP_S = 0.5  # a backstop: orphans are also looked for after every reap
+FINAL_SWEEP_S = 10.0  # bound on killing and reaping what is left when the guardian ends
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, or None where there is none (not Linux): then only group kills protect us."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PRCTL = _prctl()
+
+
+def _die_with(parent_pid: int) -> None:
+    """Make the kernel SIGKILL this process when ``parent_pid`` (its parent) dies, and adopt
+    this process's orphaned descendants (see the module docstring)."""
+    if PRCTL is not None:
+        PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def children_of(ppid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``ppid``, from /proc/*/stat."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[0] != b"Z" and int(fields[1]) == ppid:
+            found.append(int(name))
+    return found
+
+
+def _kill(pids: Iterable[int], group: bool) -> None:
+    for pid in pids:
+        try:
+            (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _preload() -> None:
@@ -40,21 +127,31 @@ def _preload() -> None:
             traceback.print_exc()
 
 
-def _child(request: dict, fds: list[int], control: socket.socket) -> None:
+def _child(request: dict, fds: list[int], control: socket.socket, guardian_pid: int,
+           exec_python: str | None) -> None:
     """Runs in the forked child; never returns."""
     code = 1
     try:
         control.close()
         os.setsid()  # own session and process group: the scheduler can kill the whole group
+        _die_with(guardian_pid)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
             if fd > 2:
                 os.close(fd)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_DFL)  # ignored signals would stay ignored across exec
         os.environ.update(request.get("env") or {})
         script, module = request.get("script"), request.get("module")
+        if exec_python is not None:
+            target = [script] if script else ["-m", str(module)]
+            try:
+                os.execve(exec_python, [exec_python, *target, *request.get("args", [])], dict(os.environ))
+            except OSError as e:
+                print(f"cannot start {exec_python}: {e}", file=sys.stderr)
+                code = 127
+            return
         sys.argv = [script or module or "checker", *request.get("args", [])]
         try:
             if script:
@@ -83,10 +180,13 @@ def _child(request: dict, fds: list[int], control: socket.socket) -> None:
         os._exit(code)
 
 
-def serve(control: socket.socket) -> None:
-    """Fork a child per request until the scheduler closes the socket and all children are reaped."""
-    pending: dict[int, int] = {}  # pid -> request id
+def serve(control: socket.socket, exec_python: str | None = None) -> None:
+    """Fork a child per request until the scheduler closes the socket and all children are reaped;
+    then kill and reap whatever is left of their descendants."""
+    me = os.getpid()
+    pending: dict[int, int] = {}  # pid (= its process group) -> request id
     open_ = True
+    next_sweep = 0.0
 
     def send(doc: dict) -> None:
         nonlocal open_
@@ -94,6 +194,10 @@ def serve(control: socket.socket) -> None:
             control.send(json.dumps(doc).encode())
         except OSError:
             open_ = False
+
+    def report(rid: int, returncode: int) -> None:
+        if open_:
+            send({"id": rid, "returncode": returncode})
 
     while open_ or pending:
         ready = select.select([control] if open_ else [], [], [], 0.01)[0]
@@ -103,11 +207,7 @@ def serve(control: socket.socket) -> None:
                 # The scheduler closed the socket. After a normal cycle nothing is pending; if children
                 # are still running, the scheduler died and nobody enforces their timeouts: stop them.
                 open_ = False
-                for pid in pending:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+                _kill(pending, group=True)
                 continue
             fds: list[int] = []
             for level, kind, payload in ancdata:
@@ -116,31 +216,67 @@ def serve(control: socket.socket) -> None:
             request = json.loads(data)
             pid = os.fork()
             if pid == 0:
-                _child(request, fds, control)
+                _child(request, fds, control, me, exec_python)
             for fd in fds:
                 os.close(fd)
             pending[pid] = request["id"]
             send({"id": request["id"], "pid": pid})
-        while pending:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pending.clear()
-                break
-            if pid == 0:
-                break
-            rid = pending.pop(pid, None)
-            if rid is not None and open_:
-                send({"id": rid, "returncode": os.waitstatus_to_exitcode(status)})
+        reaped = _reap(pending, report)
+        now = time.monotonic()
+        if reaped or (pending and now >= next_sweep):
+            # Anything of ours that is not a checker is an orphan re-parented to us (we are the subreaper).
+            _kill([pid for pid in children_of(me) if pid not in pending], group=False)
+            next_sweep = now + ORPHAN_SWEEP_S
+    _kill_descendants(me)
+
+
+def _reap(pending: dict[int, int], report: Callable[[int, int], None]) -> bool:
+    """Reap every exited child; a checker's process group is killed first. True if any was reaped."""
+    reaped = False
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return reaped
+        if info is None or info.si_pid == 0:
+            return reaped
+        pid = info.si_pid
+        if pid in pending:
+            # The leader is a zombie until waitpid below, so its group id cannot be reused yet.
+            _kill([pid], group=True)
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        rid = pending.pop(pid, None)
+        if rid is not None:
+            report(rid, os.waitstatus_to_exitcode(status))
+
+
+def _kill_descendants(me: int) -> None:
+    """Kill every child until none is left: each death re-parents its own children to us."""
+    deadline = time.monotonic() + FINAL_SWEEP_S
+    while time.monotonic() < deadline:
+        _kill(children_of(me), group=False)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
 
 
 def main() -> None:
+    """``python -m scheduler.zygote FD [--exec PYTHON]``."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads in a process that forks
     control = socket.socket(fileno=int(sys.argv[1]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when checks stop
-    _preload()
+    exec_python = sys.argv[3] if sys.argv[2:3] == ["--exec"] else None
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the scheduler decides when checks stop
+        signal.signal(sig, signal.SIG_IGN)
+    if PRCTL is not None:
+        PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if exec_python is None:
+        _preload()
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
-    serve(control)
+    serve(control, exec_python)
 
 
 if __name__ == "__main__":
