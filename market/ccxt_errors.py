@@ -178,8 +178,8 @@ class Breaker:
     """Decides when an exchange is down for the rest of this process.
 
     It trips after ``silent_attempts`` requests in a row got no response at all
-    (connection refused, DNS failure, connection dropped, timeout: ccxt's NetworkError
-    with no response headers), or after ``failed_calls`` calls in a row used up their
+    (connection refused, DNS failure, connection dropped: ccxt's NetworkError with no
+    response headers; the caller leaves timeouts out, a slow host is still there), or after ``failed_calls`` calls in a row used up their
     retries on transient errors (the exchange answers, but only with 5xx or 429). Any
     answer resets the first count, any successful or permanently failed call (the
     exchange answered) resets both. Once tripped, ``check`` raises at once.

@@ -8,8 +8,9 @@ The adapter is the only place that touches ccxt. It
 - turns every ccxt error into ours (``market.ccxt_errors``) and retries transient ones
   with backoff and jitter within a budget, honouring Retry-After;
 - gives up on an exchange that is not there (``Breaker``): after 3 requests in a row
-  with no response, or 2 calls in a row that used up their retries, every further call
-  of this instance raises ``SourceUnavailableError`` at once;
+  that got no connection or no answer (refused, DNS failure, dropped; a timeout is only
+  slow and does not count), or 2 calls in a row that used up their retries, every further
+  call of this instance raises ``SourceUnavailableError`` at once;
 - treats a 2xx body that is not JSON (truncated, malformed, empty) as ccxt's
   ``BadResponse`` (transient) instead of letting ccxt parse a string as data;
 - returns closed candles only and refuses stale ones (``check_fresh``).
@@ -189,8 +190,11 @@ class CcxtSource:
             except ccxt.BaseError as e:
                 headers = ex.last_response_headers
                 ours = translate(e, what=what, response_headers=headers)
-                # ccxt sets the headers once an HTTP answer arrived: None means no answer at all
-                silent = isinstance(e, ccxt.NetworkError) and headers is None
+                # ccxt sets the headers once an HTTP answer arrived: None means no answer at all.
+                # A timeout is left out: the host is there but slow (a loaded exchange, a big
+                # answer), which the retry budget and the failed-calls count already bound.
+                silent = (isinstance(e, ccxt.NetworkError) and not isinstance(e, ccxt.RequestTimeout)
+                          and headers is None)
                 breaker.attempt_failed(ours, got_response=not silent, what=what)
                 raise ours from e
             breaker.answered()

@@ -84,6 +84,16 @@ def test_an_exchange_that_recovers_never_trips(fx: FakeExchange) -> None:
             assert len(src.fetch_candles("BTC/USDT", "1h", now_ms=NOW, limit=10)) == 10
 
 
+def test_timeouts_are_slow_not_absent(fx: FakeExchange) -> None:
+    """A host that answers late is there: three timeouts in a row do not trip the breaker
+    (the retry budget bounds them), and the fourth attempt is made and answered."""
+    with make_source(fx, Sleeps(), max_retries=4, timeout_s=1.0) as src:
+        src.load_markets()
+        fx.add_fault(KLINES, "delay", delay_s=3.0, count=3)
+        assert len(src.fetch_candles("BTC/USDT", "1h", now_ms=NOW, limit=10)) == 10
+    assert fx.requests[KLINES] == 4
+
+
 def test_spot_and_options_exchanges_have_their_own_breakers(fx: FakeExchange) -> None:
     src = make_source(fx, Sleeps(), base_url=_Closed.url)
     with src:
