@@ -21,9 +21,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scheduler.errors import GoTraderError, TransientExchangeError
+
+if TYPE_CHECKING:
+    from market.base import MarketSource
 
 ENV_NOW = "GO_TRADER_NOW_MS"
 ENV_MARKET = "GO_TRADER_MARKET"
@@ -64,7 +67,7 @@ def cache_dir() -> Path | None:
     return Path(env) if env else None
 
 
-def open_market(args: argparse.Namespace) -> Any:
+def open_market(args: argparse.Namespace) -> MarketSource:
     """The checker's MarketSource: the cycle's cache over the configured source when the
     scheduler gave one (GO_TRADER_CACHE_DIR), else the configured source itself."""
     from market.sources import open_source

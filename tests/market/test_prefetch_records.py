@@ -126,3 +126,17 @@ def test_a_symbol_the_synthetic_market_lacks_does_not_unprice_the_others(tmp_pat
     with pytest.raises(PermanentExchangeError, match="models only BTC/USDT, ETH/USDT, SOL/USDT"):
         cached.fetch_candles("BTC/USDX", "1h", now_ms=NOW, limit=5)
     assert cached.fetch_prices(["ETH/USDT"], now_ms=NOW) == {"ETH/USDT": doc["prices"]["ETH/USDT"]}
+
+
+def test_a_manifest_holding_only_source_failed_fails_everything_at_once(tmp_path: Path) -> None:
+    """The smallest record a scheduler can write itself when its fetch step died (killed on
+    timeout, crashed): every checker of the cycle then fails at once, asking nothing."""
+    (tmp_path / "manifest.json").write_text(json.dumps({"source_failed": {
+        "what": "fetch step", "error": "fetch step timed out after 80 s", "error_class": "transient"}}))
+    cached = CycleCacheSource(tmp_path, NoLive())
+    with pytest.raises(TransientExchangeError, match="fetch step timed out after 80 s"):
+        cached.fetch_candles("BTC/USDT", "1h", now_ms=NOW, limit=5)
+    with pytest.raises(TransientExchangeError, match="the price of BTC/USDT, ETH/USDT .* timed out"):
+        cached.fetch_prices(["BTC/USDT", "ETH/USDT"], now_ms=NOW)
+    with pytest.raises(TransientExchangeError, match="market rules of BTC/USDT"):
+        cached.fetch_market_rules(["BTC/USDT"])
