@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from market.base import Candles, MarketRules
+from market.specs import SYNTHETIC_SYMBOLS
 from market.timeframes import last_closed_open_ms, timeframe_ms
 from scheduler.errors import PermanentExchangeError
 
@@ -41,7 +42,7 @@ _PROFILES: dict[str, tuple[float, float, float, float]] = {
     "SOL/USDT": (150.0, 9_000.0, 1e-3, 0.90),
 }
 #: the only symbols the synthetic market has; any other is refused (PermanentExchangeError)
-SYMBOLS: tuple[str, ...] = tuple(_PROFILES)
+SYMBOLS: tuple[str, ...] = SYNTHETIC_SYMBOLS
 MIN_NOTIONAL_USD = 5.0
 
 

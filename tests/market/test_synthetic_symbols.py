@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.synthetic import SYMBOLS, SyntheticSource
+from market.synthetic import _PROFILES, SYMBOLS, SyntheticSource
 from scheduler.errors import PermanentExchangeError
 
 NOW = 1_773_138_000_000
@@ -41,6 +41,7 @@ def test_no_other_symbol_gets_a_price(symbol: str) -> None:
 
 
 def test_the_modelled_symbols_still_trade() -> None:
+    assert tuple(_PROFILES) == SYMBOLS  # the numpy-free list in market.specs matches the model
     src = SyntheticSource(42)
     prices = src.fetch_prices(list(SYMBOLS), now_ms=NOW)
     assert set(prices) == set(SYMBOLS) and all(p is not None and p > 0 for p in prices.values())
