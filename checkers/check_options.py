@@ -8,9 +8,9 @@ Existing option positions come as a JSON list on stdin (the scheduler's way:
 argv is visible to every user and has a size limit) or, for manual runs, as
 the third argument.
 
-The options strategies themselves (pricing, chains, scoring) arrive with the
-options issue (ROADMAP). Until then this checker validates its input and
-answers with no actions and a skip_reason saying so: it never trades.
+The options strategies themselves (pricing, chains, scoring) are not
+implemented yet. Until they are, this checker validates its input and answers
+with no actions and a skip_reason saying so: it never trades.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"positions must be a JSON list, got {type(positions).__name__}")
     except ValueError as e:
         common.fail(doc, e)
-    doc["skip_reason"] = (f"options strategy {args.strategy} is not implemented yet (options issue); "
+    doc["skip_reason"] = (f"options strategy {args.strategy} is not implemented yet; "
                           f"no action taken with {len(positions)} open position(s)")
     common.emit(doc)
     return 0

@@ -3,8 +3,10 @@
 
     python3 checkers/check_price.py BTC/USDT ETH/USDT
 
-Prints {"BTC/USDT": 67000.0, ...}. A symbol whose price could not be had is
-null, never 0; the exit status is then 1.
+Prints {"BTC/USDT": 67000.0, ...} and exits 0. When a price could not be had,
+that symbol is null (never 0) and the document also has "error" (which symbols,
+and why) and "error_class" (transient: may work next time; permanent: needs a
+fix); the exit status is then non-zero.
 """
 
 from __future__ import annotations
@@ -21,33 +23,37 @@ import math  # noqa: E402
 from checkers import common  # noqa: E402
 
 
+def _positive(p: object) -> float | None:
+    return float(p) if isinstance(p, (int, float)) and math.isfinite(p) and p > 0 else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("symbols", nargs="+")
+    parser.add_argument("symbols", nargs="+", help="BASE/QUOTE symbols, e.g. BTC/USDT")
     common.add_context_args(parser)
     args = parser.parse_args(argv)
-    prices: dict[str, float | None] = {s: None for s in args.symbols}
-    folder = common.cache_dir()
+    doc: dict[str, object] = {s: None for s in args.symbols}
+    source = None
     try:
-        from market.cache import read_manifest
+        from scheduler.errors import DataError, PermanentExchangeError
 
-        cached = (read_manifest(folder) or {}).get("prices", {}) if folder else {}
-        missing = [s for s in args.symbols if cached.get(s) is None]
-        prices.update({s: cached[s] for s in args.symbols if cached.get(s) is not None})
+        clash = [s for s in args.symbols if s in ("error", "error_class")]
+        if clash:  # the document's own keys
+            raise PermanentExchangeError(f"{clash[0]!r} is not a symbol; symbols look like BTC/USDT")
+        source = common.open_market(args)
+        prices = source.fetch_prices(list(dict.fromkeys(args.symbols)), now_ms=common.now_ms(args))
+        doc.update({s: _positive(prices.get(s)) for s in args.symbols})
+        missing = [s for s in args.symbols if doc[s] is None]
         if missing:
-            from market.sources import open_source
-
-            source = open_source(common.market_spec(args))
-            try:
-                prices.update(source.fetch_prices(missing, now_ms=common.now_ms(args)))
-            finally:
-                source.close()
-    except Exception as e:  # noqa: BLE001
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    clean = {s: (float(p) if isinstance(p, (int, float)) and math.isfinite(p) and p > 0 else None)
-             for s, p in prices.items()}
-    common.emit(clean)
-    return 0 if all(v is not None for v in clean.values()) else 1
+            raise DataError(f"no price for {', '.join(missing)} from {source.name}: it has none for this "
+                            "time (unknown symbol, no data, or only stale data)")
+    except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
+        common.fail(doc, e)
+    finally:
+        if source is not None:
+            source.close()
+    common.emit(doc)
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 
 Prints {strategy, symbol, timeframe, signal, price, indicators, timestamp, ...}
 where price is the close of the last CLOSED candle and timestamp its close
-time. On failure it prints the same document with "error" and exits non-zero.
+time. On failure it prints the same document with "error" and "error_class"
+(transient: may work next time; permanent: needs a fix) and exits non-zero.
 """
 
 from __future__ import annotations
@@ -23,20 +24,6 @@ import json  # noqa: E402
 from checkers import common  # noqa: E402
 
 
-def _candles(symbol: str, timeframe: str, now_ms: int, args: argparse.Namespace, source_box: list):
-    from market.cache import read_candles
-
-    folder = common.cache_dir()
-    candles = read_candles(folder, symbol, timeframe) if folder else None
-    if candles is None:
-        if not source_box:
-            from market.sources import open_source
-
-            source_box.append(open_source(common.market_spec(args)))
-        candles = source_box[0].fetch_candles(symbol, timeframe, now_ms=now_ms, limit=common.candles_limit())
-    return candles.closed_at(now_ms)  # never the forming candle, whatever the source
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("strategy")
@@ -49,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"strategy": args.strategy, "symbol": args.symbol, "timeframe": args.timeframe, "signal": 0}
     if args.symbol_b:
         doc["symbol_b"] = args.symbol_b
-    source_box: list = []
+    source = None
     try:
         import strategies
         from market.base import check_fresh
@@ -57,9 +44,15 @@ def main(argv: list[str] | None = None) -> int:
 
         now_ms = common.now_ms(args)
         params = validate_params(args.strategy, json.loads(args.params))
-        candles = _candles(args.symbol, args.timeframe, now_ms, args, source_box)
+        source = common.open_market(args)
+
+        def closed(symbol: str):  # never the forming candle, whatever the source
+            candles = source.fetch_candles(symbol, args.timeframe, now_ms=now_ms, limit=common.candles_limit())
+            return candles.closed_at(now_ms)
+
+        candles = closed(args.symbol)
         check_fresh(candles, now_ms)
-        candles_b = _candles(args.symbol_b, args.timeframe, now_ms, args, source_box) if args.symbol_b else None
+        candles_b = closed(args.symbol_b) if args.symbol_b else None
         result = strategies.evaluate(args.strategy, candles, params, candles_b)
         stop = result.indicators.get("stop_price") if result.signal == 1 else None
         doc.update({
@@ -71,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
         common.fail(doc, e)
     finally:
-        for source in source_box:
+        if source is not None:
             source.close()
     common.emit(doc)
     return 0

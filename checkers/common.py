@@ -4,9 +4,11 @@ time, and printing exactly one JSON document.
 Run by the scheduler, a checker gets its context from the environment:
 ``GO_TRADER_NOW_MS`` (the decision time), ``GO_TRADER_MARKET`` (the config's
 market section as JSON) and ``GO_TRADER_CACHE_DIR`` (this cycle's market
-cache, see market.cache). Run by hand, it uses the wall clock and the market
-of ``--config FILE`` (default: live Binance through ccxt) and fetches for
-itself.
+cache, see market.cache). It reads through that cache (``open_market``): what
+the cycle's fetch step got is served from it, what the fetch step failed to get
+fails at once with the recorded error, and only what it never asked goes to the
+exchange. Run by hand, with no cache, it uses the wall clock and the market of
+``--config FILE`` (default: live Binance through ccxt) and fetches for itself.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from scheduler.errors import GoTraderError, TransientExchangeError
+
+if TYPE_CHECKING:
+    from market.base import MarketSource
 
 ENV_NOW = "GO_TRADER_NOW_MS"
 ENV_MARKET = "GO_TRADER_MARKET"
@@ -60,6 +65,19 @@ def market_spec(args: argparse.Namespace) -> dict[str, Any]:
 def cache_dir() -> Path | None:
     env = os.environ.get(ENV_CACHE)
     return Path(env) if env else None
+
+
+def open_market(args: argparse.Namespace) -> MarketSource:
+    """The checker's MarketSource: the cycle's cache over the configured source when the
+    scheduler gave one (GO_TRADER_CACHE_DIR), else the configured source itself."""
+    from market.sources import open_source
+
+    folder = cache_dir()
+    if folder is None:
+        return open_source(market_spec(args))
+    from market.cache_source import CycleCacheSource
+
+    return CycleCacheSource(folder, lambda: open_source(market_spec(args)))
 
 
 def candles_limit() -> int:

@@ -15,7 +15,14 @@ import numpy as np
 
 from market.rules import MarketRules
 from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import DataError
+from scheduler.errors import DataError, TransientExchangeError
+
+
+class SourceUnavailableError(TransientExchangeError):
+    """The source gave up on its exchange for the rest of this process: it looked
+    unreachable (requests got no response at all) or its calls kept failing after their
+    retries. Every further call fails at once with this error instead of retrying the
+    network again. Transient: a later process (the next cycle) tries again."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ ccxt's hierarchy (ccxt.base.errors.error_hierarchy) has two branches that matter
 
 ``tests/market/test_ccxt_errors.py`` walks every class ccxt defines and proves each
 maps to exactly one of ours.
+
+``Breaker`` stops a process from retrying an exchange that is plainly not there
+(connection refused, DNS failure, no answer): after a few such requests in a row, or a
+few calls in a row that used up their retries, every further call fails at once with
+``SourceUnavailableError``, so an offline fetch step costs about one retry budget, not
+one per pair.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any, TypeVar
 import ccxt
 import numpy as np
 
+from market.base import SourceUnavailableError
 from scheduler.errors import ExchangeError, PermanentExchangeError, TransientExchangeError
 
 T = TypeVar("T")
@@ -115,7 +122,8 @@ class RetryPolicy:
     Architecture Blog, "Exponential Backoff And Jitter", 2015); when the server sent
     Retry-After the delay is at least that. It gives up (re-raising the last transient
     error) after ``max_retries`` retries or when the next wait would pass ``budget_s``
-    measured from the first attempt. Permanent errors and DataError are raised at once.
+    measured from the first attempt. Permanent errors, DataError and
+    SourceUnavailableError (the source gave up on itself, see ``Breaker``) are raised at once.
     ``sleep``/``monotonic``/``rng`` are injected so tests never sleep for real.
     """
 
@@ -143,6 +151,8 @@ class RetryPolicy:
         while True:
             try:
                 return attempt()
+            except SourceUnavailableError:
+                raise
             except TransientExchangeError as e:
                 if retries >= self.max_retries:
                     raise TransientExchangeError(
@@ -161,3 +171,56 @@ class RetryPolicy:
                 self.waits_s.append(delay)
                 self.sleep(delay)
                 retries += 1
+
+
+@dataclass
+class Breaker:
+    """Decides when an exchange is down for the rest of this process.
+
+    It trips after ``silent_attempts`` requests in a row got no response at all
+    (connection refused, DNS failure, connection dropped: ccxt's NetworkError with no
+    response headers; the caller leaves timeouts out, a slow host is still there), or after ``failed_calls`` calls in a row used up their
+    retries on transient errors (the exchange answers, but only with 5xx or 429). Any
+    answer resets the first count, any successful or permanently failed call (the
+    exchange answered) resets both. Once tripped, ``check`` raises at once.
+    """
+
+    name: str
+    silent_attempts: int = 3
+    failed_calls: int = 2
+    tripped: str | None = None  # why, once tripped
+    _silent: int = 0
+    _failed: int = 0
+
+    def check(self, what: str) -> None:
+        """Raise SourceUnavailableError when tripped (before any request is made)."""
+        if self.tripped is not None:
+            raise SourceUnavailableError(f"{what}: not tried: {self.tripped}")
+
+    def answered(self) -> None:
+        """A request got an answer that ended the call (a result or a permanent error)."""
+        self._silent = self._failed = 0
+
+    def attempt_failed(self, error: ExchangeError, *, got_response: bool, what: str) -> None:
+        """Record one failed request; raises SourceUnavailableError when this trips it."""
+        if not isinstance(error, TransientExchangeError):
+            self.answered()
+            return
+        self._silent = 0 if got_response else self._silent + 1
+        if self._silent >= self.silent_attempts:
+            self.tripped = (
+                f"{self.name} is unreachable: {self._silent} requests in a row got no response "
+                f"(last: {error}); it is not tried again in this process"
+            )
+            raise SourceUnavailableError(f"{what}: {self.tripped}") from error
+
+    def call_gave_up(self, error: TransientExchangeError, *, what: str) -> None:
+        """Record a call that used up its retries; raises SourceUnavailableError when this
+        trips it."""
+        self._failed += 1
+        if self._failed >= self.failed_calls:
+            self.tripped = (
+                f"{self.name} is unavailable: {self._failed} calls in a row failed after their "
+                f"retries (last: {error}); it is not tried again in this process"
+            )
+            raise SourceUnavailableError(f"{what}: {self.tripped}") from error

@@ -7,6 +7,10 @@ The adapter is the only place that touches ccxt. It
   futures hosts);
 - turns every ccxt error into ours (``market.ccxt_errors``) and retries transient ones
   with backoff and jitter within a budget, honouring Retry-After;
+- gives up on an exchange that is not there (``Breaker``): after 3 requests in a row
+  that got no connection or no answer (refused, DNS failure, dropped; a timeout is only
+  slow and does not count), or 2 calls in a row that used up their retries, every further
+  call of this instance raises ``SourceUnavailableError`` at once;
 - treats a 2xx body that is not JSON (truncated, malformed, empty) as ccxt's
   ``BadResponse`` (transient) instead of letting ccxt parse a string as data;
 - returns closed candles only and refuses stale ones (``check_fresh``).
@@ -40,8 +44,8 @@ from urllib.parse import urlsplit
 import ccxt
 import numpy as np
 
-from market.base import Candles, MarketRules, check_fresh
-from market.ccxt_errors import RetryPolicy, translate
+from market.base import Candles, MarketRules, SourceUnavailableError, check_fresh
+from market.ccxt_errors import Breaker, RetryPolicy, translate
 from market.options_data import (
     OptionChain,
     OptionQuote,
@@ -53,7 +57,7 @@ from market.options_data import (
 from market.specs import CcxtSpec, validate
 from market.timeframes import last_closed_open_ms, timeframe_ms
 from scheduler import fsio
-from scheduler.errors import DataError, PermanentExchangeError
+from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,8 @@ class CcxtSource:
         )
         self._spot: ccxt.Exchange | None = None
         self._options: ccxt.Exchange | None = None
+        #: per exchange id; kept across close() so a down exchange stays down for this process
+        self._breakers: dict[str, Breaker] = {}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **kwargs: Any) -> CcxtSource:
@@ -165,17 +171,42 @@ class CcxtSource:
             )
         return self._options
 
+    def _breaker(self, ex: ccxt.Exchange) -> Breaker:
+        if ex.id not in self._breakers:
+            base = self.spec.base_url if ex is self._spot else self.spec.options_base_url
+            self._breakers[ex.id] = Breaker(f"ccxt:{ex.id}" + (f" at {base}" if base else ""))
+        return self._breakers[ex.id]
+
     def _call(self, ex: ccxt.Exchange, fn: Callable[[], Any], what: str) -> Any:
-        """Run one ccxt call with error translation and the retry policy."""
+        """Run one ccxt call with error translation, the retry policy and the breaker (an
+        exchange that is not there fails every call at once after the first few)."""
+        breaker = self._breaker(ex)
+        breaker.check(what)
 
         def attempt() -> Any:
             ex.last_response_headers = None  # so a Retry-After is never a stale one
             try:
-                return fn()
+                result = fn()
             except ccxt.BaseError as e:
-                raise translate(e, what=what, response_headers=ex.last_response_headers) from e
+                headers = ex.last_response_headers
+                ours = translate(e, what=what, response_headers=headers)
+                # ccxt sets the headers once an HTTP answer arrived: None means no answer at all.
+                # A timeout is left out: the host is there but slow (a loaded exchange, a big
+                # answer), which the retry budget and the failed-calls count already bound.
+                silent = (isinstance(e, ccxt.NetworkError) and not isinstance(e, ccxt.RequestTimeout)
+                          and headers is None)
+                breaker.attempt_failed(ours, got_response=not silent, what=what)
+                raise ours from e
+            breaker.answered()
+            return result
 
-        return self.retry.run(attempt, what=what)
+        try:
+            return self.retry.run(attempt, what=what)
+        except SourceUnavailableError:
+            raise
+        except TransientExchangeError as e:
+            breaker.call_gave_up(e, what=what)
+            raise
 
     def close(self) -> None:
         for ex in (self._spot, self._options):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from scheduler.errors import DataError, PermanentExchangeError
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 EXTENSIONS = (".csv", ".csv.gz", ".parquet")
+#: the exchanges ``go-trader download-data`` can fetch from
+DOWNLOADABLE = ("binance", "binanceus")
 
 
 def candle_file_stem(symbol: str, timeframe: str) -> str:
@@ -93,7 +97,7 @@ def rules_from_markets_json(doc: Any, symbols: Sequence[str], where: str) -> dic
     for s in symbols:
         entry = doc.get(s)
         if not isinstance(entry, Mapping):
-            raise DataError(f"{where}: no market rules for {s}; run go-trader download-data for it")
+            raise DataError(f"{where}: no market rules for {s}")
         try:
             out[s] = MarketRules(
                 s,
@@ -130,6 +134,13 @@ def rules_from_binance_exchange_info(
     return out
 
 
+def _missing_rules(doc: Any, symbols: Sequence[str]) -> list[str]:
+    """The symbols a markets.json of our shape has no entry for (none for exchangeInfo)."""
+    if not isinstance(doc, Mapping) or isinstance(doc.get("symbols"), list):
+        return []
+    return [s for s in symbols if not isinstance(doc.get(s), Mapping)]
+
+
 class FilesSource:
     """MarketSource over candle files (see the module docstring)."""
 
@@ -149,7 +160,23 @@ class FilesSource:
         s = validate(FilesSpec, spec)
         return cls(s.root, s.exchange, max_stale_candles=s.max_stale_candles)
 
-    def _rows(self, symbol: str, timeframe: str) -> np.ndarray:
+    def download_hint(self, symbols: Sequence[str], timeframes: Sequence[str], since_ms: int) -> str:
+        """How to get missing data: the ``go-trader download-data`` command that writes it
+        into this source's folder (candles from the day of ``since_ms``, and the symbols'
+        market rules)."""
+        if self.exchange not in DOWNLOADABLE:
+            return (f"go-trader download-data fetches only from {' or '.join(DOWNLOADABLE)}; put "
+                    f"{self.exchange}'s files in {self.folder} yourself")
+        day = datetime.fromtimestamp(max(since_ms, 0) / 1000, tz=UTC).strftime("%Y-%m-%d")
+        cmd = ["go-trader", "download-data", "--symbols", *symbols, "--timeframes", *timeframes,
+               "--since", day, "--root", str(self.root)]
+        if self.exchange != "binance":
+            cmd += ["--exchange", self.exchange]
+        return f"get it with: {shlex.join(cmd)}"
+
+    def _rows(self, symbol: str, timeframe: str, since_ms: int) -> np.ndarray:
+        """All rows of the file; ``since_ms`` (the first candle wanted) only shapes the hint
+        when there is no file."""
         if timeframe not in TIMEFRAMES:
             raise PermanentExchangeError(
                 f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}"
@@ -158,8 +185,8 @@ class FilesSource:
         if path is None:
             raise DataError(
                 f"{self.name}: no candle file for {symbol} {timeframe} in {self.folder} (looked for "
-                f"{candle_file_stem(symbol, timeframe)}{{{','.join(EXTENSIONS)}}}); fetch it with "
-                f"go-trader download-data --symbols {symbol} --timeframes {timeframe}"
+                f"{candle_file_stem(symbol, timeframe)}{{{','.join(EXTENSIONS)}}}); "
+                f"{self.download_hint([symbol], [timeframe], since_ms)}"
             )
         st = os.stat(path)
         key = (st.st_mtime_ns, st.st_size)
@@ -176,8 +203,9 @@ class FilesSource:
         """The last ``limit`` candles that had closed at ``now_ms``; stale -> DataError."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        arr = self._rows(symbol, timeframe)
-        last_open = now_ms - timeframe_ms(timeframe)  # closed means open + tf <= now
+        tf_ms = timeframe_ms(timeframe) if timeframe in TIMEFRAMES else 0
+        arr = self._rows(symbol, timeframe, now_ms - (limit + self.max_stale_candles) * tf_ms)
+        last_open = now_ms - tf_ms  # closed means open + tf <= now
         n = int(np.searchsorted(arr[:, 0], last_open, side="right"))
         rows = arr[max(0, n - limit) : n]
         candles = Candles.from_rows(symbol, timeframe, rows, self.name).closed_at(now_ms)
@@ -210,11 +238,21 @@ class FilesSource:
                         doc = json.load(f)
                 except (OSError, ValueError) as e:
                     raise DataError(f"{path}: unreadable market rules: {e}") from e
+                missing = _missing_rules(doc, symbols)
+                if missing:
+                    raise DataError(f"{path}: no market rules for {', '.join(missing)}; "
+                                    f"{self._rules_hint(missing)}")
                 return rules_from_markets_json(doc, symbols, str(path))
         raise DataError(
             f"{self.name}: no market rules in {self.folder} (markets.json); "
-            "go-trader download-data writes it"
+            f"{self._rules_hint(list(symbols))}"
         )
+
+    def _rules_hint(self, symbols: list[str]) -> str:
+        # download-data writes the rules of the symbols it fetches; a few days of daily
+        # candles is the smallest fetch that does it (the date is only a hint: wall clock)
+        since_ms = int(datetime.now(tz=UTC).timestamp() * 1000) - 3 * 86_400_000
+        return self.download_hint(symbols, ["1d"], since_ms)
 
     def close(self) -> None:
         with self._lock:

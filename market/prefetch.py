@@ -9,9 +9,28 @@ request on stdin::
 
 It loads market rules once, fetches candles once per unique (symbol,
 timeframe), fetches one ticker batch, writes them to the per-cycle cache
-(market.cache) and prints one JSON document: prices, rules, and a per-pair
-status with its most recent closed candles. A pair that failed is reported with its error; it never stops the
-others. A price that could not be had is null, never 0.
+(market.cache) and prints one JSON document, also written to the cache as
+``manifest.json``::
+
+    {"now_ms": ..., "source": "ccxt:binance",
+     "source_failed": null | {"what": "market rules", ERROR},
+     "pairs": {"BTC/USDT 1h": {"ok": true, "bars": 500, "last_open_ms": ..., "gaps": 0,
+                               "recent": [[ts_ms, open, high, low, close], ...]}
+                              | {"ok": false, ERROR}},
+     "prices": {"BTC/USDT": 67000.0 | null},
+     "price_errors": {"BTC/USDX": ERROR},        # only when the batch had to be split
+     "rules": {"BTC/USDT": {...MarketRules...}},
+     "errors": [{"what": "market rules" | "prices", ERROR}]}
+
+where ERROR is ``"error": "TypeName: message", "error_class": "transient" |
+"permanent", "error_type": "TypeName", "transient": bool``.
+
+A pair that failed is reported with its error; it never stops the others. But when
+the source gives up on its exchange (``SourceUnavailableError``: unreachable, or
+failing call after call), ``source_failed`` records that error and nothing else is
+asked of the source: every pair and price still missing gets the same error at once.
+Checkers of the cycle read these records (market.cache_source) instead of asking the
+exchange again. A price that could not be had is null, never 0.
 """
 
 from __future__ import annotations
@@ -19,11 +38,11 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from market.base import MarketSource, check_fresh
+from market.base import Candles, MarketSource, SourceUnavailableError, check_fresh
 from market.cache import MANIFEST, write_candles, write_json_atomic
 from scheduler.errors import ExchangeError, TransientExchangeError
 
@@ -32,8 +51,32 @@ DEFAULT_LIMIT = 500
 BARS_REPORTED = 48
 
 
-def _error(e: Exception) -> dict[str, Any]:
-    return {"error": f"{type(e).__name__}: {e}", "transient": isinstance(e, TransientExchangeError)}
+def error_entry(e: ExchangeError) -> dict[str, Any]:
+    """How a failure is recorded: the message, its class (what the caller should do) and
+    its type (so a checker reading the cache raises the same kind of error)."""
+    transient = isinstance(e, TransientExchangeError)
+    return {"error": f"{type(e).__name__}: {e}", "error_class": "transient" if transient else "permanent",
+            "error_type": type(e).__name__, "transient": transient}
+
+
+class _Fetch:
+    """One fetch step's bookkeeping: once the source is down, nothing else is tried."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.result = result
+
+    def call(self, what: str, fn: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
+        """(value, None), or (None, the recorded error) when it failed or the source is down."""
+        down = self.result["source_failed"]
+        if down is not None:
+            return None, {k: v for k, v in down.items() if k != "what"}
+        try:
+            return fn(), None
+        except ExchangeError as e:
+            entry = error_entry(e)
+            if isinstance(e, SourceUnavailableError):
+                self.result["source_failed"] = {"what": what, **entry}
+            return None, entry
 
 
 def prefetch(
@@ -53,38 +96,60 @@ def prefetch(
         raise FileNotFoundError(f"cycle cache folder {cache_dir} does not exist (the cycle is over)")
     unique_pairs = sorted({(s, tf) for s, tf in pairs})
     symbols = sorted({s for s, _ in unique_pairs} | set(price_symbols))
-    result: dict[str, Any] = {"now_ms": now_ms, "source": source.name, "pairs": {}, "prices": {},
-                              "rules": {}, "errors": []}
-    try:
-        result["rules"] = {s: r.as_json() for s, r in source.fetch_market_rules(symbols).items()}
-    except ExchangeError as e:
-        result["errors"].append({"what": "market rules", **_error(e)})
+    result: dict[str, Any] = {"now_ms": now_ms, "source": source.name, "source_failed": None, "pairs": {},
+                              "prices": {}, "price_errors": {}, "rules": {}, "errors": []}
+    fetch = _Fetch(result)
+    rules, err = fetch.call("market rules", lambda: source.fetch_market_rules(symbols))
+    if err is None:
+        result["rules"] = {s: r.as_json() for s, r in rules.items()}
+    else:
+        result["errors"].append({"what": "market rules", **err})
     for symbol, tf in unique_pairs:
         key = f"{symbol} {tf}"
-        try:
-            candles = source.fetch_candles(symbol, tf, now_ms=now_ms, limit=limit)
-            check_fresh(candles, now_ms)
-            write_candles(cache_dir, candles)
-            tail = candles.tail(BARS_REPORTED)
-            result["pairs"][key] = {
-                "ok": True, "bars": len(candles), "last_open_ms": int(candles.ts_ms[-1]), "gaps": len(candles.gaps),
-                "recent": [[int(t), float(o), float(h), float(lo), float(c)] for t, o, h, lo, c in
-                           zip(tail.ts_ms, tail.open, tail.high, tail.low, tail.close, strict=True)],
-            }
-        except ExchangeError as e:
-            result["pairs"][key] = {"ok": False, **_error(e)}
+        candles, err = fetch.call(f"candles {key}", lambda s=symbol, t=tf: _candles(source, s, t, now_ms, limit))
+        if err is not None:
+            result["pairs"][key] = {"ok": False, **err}
+            continue
+        write_candles(cache_dir, candles)
+        tail = candles.tail(BARS_REPORTED)
+        result["pairs"][key] = {
+            "ok": True, "bars": len(candles), "last_open_ms": int(candles.ts_ms[-1]), "gaps": len(candles.gaps),
+            "recent": [[int(t), float(o), float(h), float(lo), float(c)] for t, o, h, lo, c in
+                       zip(tail.ts_ms, tail.open, tail.high, tail.low, tail.close, strict=True)],
+        }
     if symbols:
-        try:
-            prices = source.fetch_prices(symbols, now_ms=now_ms)
-            result["prices"] = {
-                s: (p if isinstance(p, (int, float)) and math.isfinite(p) and p > 0 else None)
-                for s, p in ((s, prices.get(s)) for s in symbols)
-            }
-        except ExchangeError as e:
-            result["prices"] = {s: None for s in symbols}
-            result["errors"].append({"what": "prices", **_error(e)})
+        _prices(fetch, source, symbols, now_ms)
     write_json_atomic(cache_dir / MANIFEST, result)
     return result
+
+
+def _candles(source: MarketSource, symbol: str, tf: str, now_ms: int, limit: int) -> Candles:
+    candles = source.fetch_candles(symbol, tf, now_ms=now_ms, limit=limit)
+    check_fresh(candles, now_ms)
+    return candles
+
+
+def _prices(fetch: _Fetch, source: MarketSource, symbols: list[str], now_ms: int) -> None:
+    """One batch; when the batch is refused permanently (a symbol the source does not
+    have), each symbol alone, so one bad symbol does not leave every mark unpriced."""
+    result = fetch.result
+    prices, err = fetch.call("prices", lambda: source.fetch_prices(symbols, now_ms=now_ms))
+    if err is not None and err["error_class"] == "permanent" and len(symbols) > 1:
+        prices = {}
+        for s in symbols:
+            one, one_err = fetch.call(f"price {s}", lambda s=s: source.fetch_prices([s], now_ms=now_ms))
+            if one_err is None:
+                prices[s] = one.get(s)
+            else:
+                result["price_errors"][s] = one_err
+    elif err is not None:
+        result["errors"].append({"what": "prices", **err})
+        prices = {}
+    result["prices"] = {s: _positive(prices.get(s)) for s in symbols}
+
+
+def _positive(p: Any) -> float | None:
+    return float(p) if isinstance(p, (int, float)) and math.isfinite(p) and p > 0 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,11 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: the symbols the synthetic market models (market.synthetic refuses any other); here so a
+#: config check can use it without importing numpy
+SYNTHETIC_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
 class SyntheticSpec(_Spec):
     """The project's own seeded SYNTHETIC market (offline demo and tests)."""
 

@@ -10,11 +10,14 @@ across timeframes).
 Model: 5-minute log returns with a daily volatility regime that follows an
 AR(1) process in log-vol (volatility clustering), plus rare jumps; volume
 scales with the regime. Base resolution is 5 minutes, so 1m/3m candles are
-not offered.
+not offered. It models three symbols, BTC/USDT, ETH/USDT and SOL/USDT; any
+other symbol is refused with a PermanentExchangeError, never given made-up
+prices.
 """
 
 from __future__ import annotations
 
+import difflib
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -22,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from market.base import Candles, MarketRules
+from market.specs import SYNTHETIC_SYMBOLS
 from market.timeframes import last_closed_open_ms, timeframe_ms
 from scheduler.errors import PermanentExchangeError
 
@@ -33,16 +37,34 @@ _YEAR_MS = 365.25 * _DAY_MS
 
 # symbol -> (start price, 5m base volume, amount step, annual vol)
 _PROFILES: dict[str, tuple[float, float, float, float]] = {
-    "BTC": (60_000.0, 40.0, 1e-5, 0.55),
-    "ETH": (3_000.0, 600.0, 1e-4, 0.70),
-    "SOL": (150.0, 9_000.0, 1e-3, 0.90),
+    "BTC/USDT": (60_000.0, 40.0, 1e-5, 0.55),
+    "ETH/USDT": (3_000.0, 600.0, 1e-4, 0.70),
+    "SOL/USDT": (150.0, 9_000.0, 1e-3, 0.90),
 }
-_DEFAULT_PROFILE = (100.0, 10_000.0, 1e-3, 0.80)
+#: the only symbols the synthetic market has; any other is refused (PermanentExchangeError)
+SYMBOLS: tuple[str, ...] = SYNTHETIC_SYMBOLS
 MIN_NOTIONAL_USD = 5.0
 
 
+def check_symbols(symbols: Sequence[str]) -> None:
+    """Raise PermanentExchangeError naming every symbol the synthetic market does not
+    model, and the ones it does."""
+    unknown = [s for s in symbols if s not in _PROFILES]
+    if not unknown:
+        return
+    hints = []
+    for s in unknown:
+        near = difflib.get_close_matches(str(s).upper(), SYMBOLS, n=1, cutoff=0.6)
+        hints.append(f"{s!r} (did you mean {near[0]}?)" if near else repr(s))
+    raise PermanentExchangeError(
+        f"the synthetic market has no symbol {', '.join(hints)}; it models only "
+        f"{', '.join(SYMBOLS)}. Use one of these, or market.source 'ccxt' or 'files' for others"
+    )
+
+
 def _profile(symbol: str) -> tuple[float, float, float, float]:
-    return _PROFILES.get(symbol.split("/")[0], _DEFAULT_PROFILE)
+    check_symbols([symbol])
+    return _PROFILES[symbol]
 
 
 def _rng(seed: int, symbol: str, stream: str, block: int) -> np.random.Generator:
@@ -120,6 +142,7 @@ class SyntheticSource:
         return cls(seed=int(spec.get("seed", 42)))
 
     def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Candles:
+        check_symbols([symbol])
         tf = timeframe_ms(timeframe)
         if tf < BASE_MS or tf % BASE_MS:
             raise PermanentExchangeError(
@@ -146,7 +169,9 @@ class SyntheticSource:
         )
 
     def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
-        """Last price = close of the last closed 5-minute candle."""
+        """Last price = close of the last closed 5-minute candle. A symbol the market does
+        not model is refused (PermanentExchangeError), not priced."""
+        check_symbols(symbols)
         out: dict[str, float | None] = {}
         for sym in symbols:
             candles = self.fetch_candles(sym, "5m", now_ms=now_ms, limit=1)
@@ -154,6 +179,7 @@ class SyntheticSource:
         return out
 
     def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        check_symbols(symbols)
         return {s: MarketRules(s, _profile(s)[2], _profile(s)[2], MIN_NOTIONAL_USD) for s in symbols}
 
     def close(self) -> None:

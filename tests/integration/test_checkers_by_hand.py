@@ -1,4 +1,4 @@
-"""The checker scripts as a person runs them: python3 checkers/<script> ... (REFERENCE section 3)."""
+"""The checker scripts as a person runs them: python3 checkers/<script> ... (README, "Checkers by hand")."""
 
 from __future__ import annotations
 
@@ -40,6 +40,26 @@ def test_pairs_spread_by_hand_and_a_bad_strategy() -> None:
 def test_check_price_by_hand() -> None:
     rc, doc, _ = _run("checkers/check_price.py", "BTC/USDT", "ETH/USDT", "--config", DEMO, "--now-ms", NOW_MS)
     assert rc == 0 and set(doc) == {"BTC/USDT", "ETH/USDT"} and all(v > 0 for v in doc.values())
+
+
+def test_check_price_failure_document_has_error_and_class() -> None:
+    rc, doc, err = _run("checkers/check_price.py", "BTC/USDT", "BTC/USDX", "--config", DEMO, "--now-ms", NOW_MS)
+    assert rc == 1 and doc["BTC/USDX"] is None and doc["error_class"] == "permanent"
+    assert "no symbol 'BTC/USDX'" in doc["error"] and "models only BTC/USDT, ETH/USDT, SOL/USDT" in doc["error"]
+    assert "BTC/USDX" in err
+    rc, doc, _ = _run("checkers/check_price.py", "error", "--config", DEMO, "--now-ms", NOW_MS)
+    assert rc == 1 and doc["error_class"] == "permanent" and "not a symbol" in doc["error"]
+
+
+def test_synthetic_market_refuses_symbols_it_does_not_model() -> None:
+    for symbol in ("BTCUSDT", "BTC/USDX", "DOGE/USDT"):
+        rc, doc, _ = _run("checkers/check_strategy.py", "sma_crossover", symbol, "1h", "--config", DEMO,
+                          "--now-ms", NOW_MS)
+        assert rc == 1 and doc["error_class"] == "permanent" and "price" not in doc
+        assert f"no symbol {symbol!r}" in doc["error"] and "models only BTC/USDT, ETH/USDT, SOL/USDT" in doc["error"]
+    rc, doc, _ = _run("checkers/check_strategy.py", "pairs_spread", "BTC/USDT", "1d", "ETH/USDX", "--config", DEMO,
+                      "--now-ms", NOW_MS)
+    assert rc == 1 and "no symbol 'ETH/USDX'" in doc["error"]
 
 
 def test_check_options_takes_positions_on_stdin_or_argv() -> None:

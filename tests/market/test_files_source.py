@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from market.download import main as download_main
 from market.files_source import FilesSource, rules_from_binance_exchange_info
 from scheduler.errors import ConfigError, DataError, PermanentExchangeError
-from tests.fake_exchange import iso_ms
+from tests.fake_exchange import fake_exchange, iso_ms
 from tests.market.conftest import real_rows
 
 HOUR = 3_600_000
@@ -152,3 +155,45 @@ def test_file_changes_are_picked_up(tmp_path: Path) -> None:
     assert len(src.fetch_candles("ABC/USDT", "1h", now_ms=start + 5 * HOUR, limit=50)) == 5
     _write(path, _rows(start, 8))
     assert len(src.fetch_candles("ABC/USDT", "1h", now_ms=start + 8 * HOUR, limit=50)) == 8
+
+
+def _hinted_command(error: BaseException) -> list[str]:
+    text = str(error)
+    assert "get it with: " in text, text
+    return shlex.split(text.split("get it with: ", 1)[1])
+
+
+def test_the_download_hints_are_commands_that_work(tmp_path: Path) -> None:
+    """The hint of a missing candle file, and of missing market rules, run as printed
+    (against the local fake exchange), gives the source what it lacked."""
+    start = 1_700_000_000_000 // HOUR * HOUR
+    now = start + 250 * HOUR + 600_000
+    rows = np.array([[start + i * HOUR, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 1.0] for i in range(300)])
+    src = FilesSource(tmp_path / "my data")  # a space: the command must quote it
+    with pytest.raises(DataError, match="no candle file") as missing_file:
+        src.fetch_candles("ABC/USDT", "1h", now_ms=now, limit=100)
+    with pytest.raises(DataError, match="no market rules") as missing_rules:
+        src.fetch_market_rules(["ABC/USDT"])
+    with fake_exchange(None, now_ms=now) as fx:
+        fx.set_candles("ABC/USDT", "1h", rows)
+        fx.set_candles("ABC/USDT", "1d", rows[:10])
+        for error, fixed in ((missing_rules.value, lambda: src.fetch_market_rules(["ABC/USDT"])),
+                             (missing_file.value, lambda: src.fetch_candles("ABC/USDT", "1h", now_ms=now, limit=100))):
+            cmd = _hinted_command(error)
+            assert cmd[:2] == ["go-trader", "download-data"] and "--since" in cmd
+            err = io.StringIO()
+            assert download_main([*cmd[2:], "--base-url", fx.url], stderr=err) == 0, err.getvalue()
+            assert fixed()
+    assert len(src.fetch_candles("ABC/USDT", "1h", now_ms=now, limit=100)) == 100
+    assert src.fetch_market_rules(["ABC/USDT"])["ABC/USDT"].min_notional_usd == 5.0
+    with pytest.raises(DataError, match="no market rules for XYZ/USDT; get it with: ") as e:
+        src.fetch_market_rules(["ABC/USDT", "XYZ/USDT"])
+    assert _hinted_command(e.value)[3] == "XYZ/USDT"
+
+
+def test_no_download_hint_for_an_exchange_download_data_cannot_fetch(tmp_path: Path) -> None:
+    src = FilesSource(tmp_path, exchange="kraken")
+    with pytest.raises(DataError, match="fetches only from binance or binanceus; put kraken's files in"):
+        src.fetch_candles("ABC/USDT", "1h", now_ms=iso_ms("2024-01-02"), limit=10)
+    with pytest.raises(DataError, match="--exchange binanceus"):
+        FilesSource(tmp_path, exchange="binanceus").fetch_candles("ABC/USDT", "1h", now_ms=0, limit=10)
