@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from market.base import Candles
+from market.manifest import MANIFEST
 from scheduler import fsio
-
-MANIFEST = "manifest.json"
 
 
 def _name(symbol: str, timeframe: str) -> str:

@@ -18,6 +18,8 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_MONTH_S = 30 * 86400.0  # upper bound of the age limits: beyond it a limit means nothing
+
 #: the symbols the synthetic market models (market.synthetic refuses any other); here so a
 #: config check can use it without importing numpy
 SYNTHETIC_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
@@ -27,7 +29,7 @@ class SyntheticSpec(_Spec):
     """The project's own seeded SYNTHETIC market (offline demo and tests)."""
 
     source: Literal["synthetic"]
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy seeds are non-negative
 
 
 class FilesSpec(_Spec):
@@ -36,7 +38,7 @@ class FilesSpec(_Spec):
     source: Literal["files"] = "files"
     root: str
     exchange: str = "binance"
-    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
+    max_stale_candles: int = Field(2, ge=0, le=1000)  # newest closed candle may lag this many
 
 
 class CcxtSpec(_Spec):
@@ -51,12 +53,12 @@ class CcxtSpec(_Spec):
     retry_budget_s: float = Field(30.0, ge=0, le=600)
     max_retries: int = Field(4, ge=0, le=20)
     enable_rate_limit: bool = True  # ccxt's own request spacing
-    max_stale_candles: int = Field(2, ge=0)  # newest closed candle may lag this many
-    max_price_age_s: float = Field(900.0, gt=0)  # older tickers count as "no price"
-    max_chain_age_s: float = Field(900.0, gt=0)  # older option chains are stale
+    max_stale_candles: int = Field(2, ge=0, le=1000)  # newest closed candle may lag this many
+    max_price_age_s: float = Field(900.0, gt=0, le=_MONTH_S)  # older tickers count as "no price"
+    max_chain_age_s: float = Field(900.0, gt=0, le=_MONTH_S)  # older option chains are stale
     #: where loaded markets are kept between processes (the scheduler sets it beside the state)
     markets_cache: str | None = None
-    markets_max_age_s: float = Field(6 * 3600.0, gt=0)
+    markets_max_age_s: float = Field(6 * 3600.0, gt=0, le=_MONTH_S)
 
 
 MarketSpec = Annotated[SyntheticSpec | FilesSpec | CcxtSpec, Field(discriminator="source")]

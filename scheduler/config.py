@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 import checkers
-from market.specs import CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
+from market.specs import SYNTHETIC_SYMBOLS, CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
 from market.timeframes import TIMEFRAMES
 from options import OPTIONS_STRATEGIES, UNDERLYINGS
 from scheduler.errors import ConfigError
@@ -396,6 +396,11 @@ class Config(_Model):
             if problem:
                 raise ValueError(f"market.{key}: {problem}")
         for i, s in enumerate(self.strategies):
+            if s.type == "spot" and self.market.source == "synthetic":
+                unknown = [sym for sym in s.symbols if sym not in SYNTHETIC_SYMBOLS]
+                if unknown:
+                    raise ValueError(f"strategies[{i}].args: the synthetic market models only "
+                                     f"{', '.join(SYNTHETIC_SYMBOLS)}, not {', '.join(map(repr, unknown))}")
             if s.type == "spot" and s.exchange not in self.execution.fees:
                 raise ValueError(
                     f"strategies[{i}].exchange {s.exchange!r} has no fee schedule; add "

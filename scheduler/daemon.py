@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from market.manifest import write_fetch_failed
 from market.rules import MarketRules
 from market.timeframes import timeframe_ms
 from scheduler.clock import Clock
@@ -247,7 +248,10 @@ class Daemon(ControlMixin):
             except (OSError, RuntimeError) as e:
                 assert self.logs is not None
                 self.logs.scheduler.warning(f"Fork server unavailable ({e}); starting checkers as plain processes")
-        return SubprocessLauncher()
+        try:
+            return SubprocessLauncher()
+        except RuntimeError as e:  # its guardian could not start: a fault of this cycle, retried
+            raise OSError(f"cannot start checker processes: {e}") from e
 
     def _context_env(self, now: datetime, cache_dir: Path) -> dict[str, str]:
         market = self.config.market.model_dump()
@@ -297,14 +301,24 @@ class Daemon(ControlMixin):
                                  f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
             doc = decode_one_document(result.stdout)
         except ValueError as e:
-            self.logs.scheduler.error(f"Fetch step failed ({e}); checkers will fetch for themselves")
+            reason = f"the fetch step failed ({e})"
+            if stop is None or not stop.is_set():
+                write_fetch_failed(Path(env["GO_TRADER_CACHE_DIR"]), reason)  # checkers fail at once, not refetch
+            self.logs.scheduler.error(f"Fetch step failed ({e}); this cycle's checks fail without fetching again")
             self.logs.event("fetch_failed", cycle, None, reason=str(e))
-            return {}
+            return {"source_failed": {"what": "fetch step", "error": reason, "error_class": "transient"}}
+        failed = doc.get("source_failed")
+        if failed:  # one line for the source: every pair below repeats the same error
+            self.logs.scheduler.error(f"Fetch step: the market source failed at {failed.get('what')}: "
+                                      f"{failed.get('error')}; this cycle's checks fail without fetching again")
         for key, info in doc.get("pairs", {}).items():
-            if not info.get("ok"):
+            if not info.get("ok") and not (failed and info.get("error") == failed.get("error")):
                 self.logs.scheduler.warning(f"Fetch step: {key}: {info.get('error')}")
+        for sym, info in (doc.get("price_errors") or {}).items():
+            self.logs.scheduler.warning(f"Fetch step: price of {sym}: {info.get('error')}")
         for err in doc.get("errors", []):
-            self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
+            if not (failed and err.get("error") == failed.get("error")):
+                self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
         self.logs.event("fetch", cycle, None, source=doc.get("source"), pairs=len(doc.get("pairs", {})),
                         prices=doc.get("prices"), seconds=round(result.duration_s, 3))
         return doc

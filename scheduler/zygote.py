@@ -61,7 +61,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 
-PRELOAD = ("numpy", "strategies", "market.base", "market.cache", "market.synthetic", "market.prefetch")
+PRELOAD = ("numpy", "strategies", "market.base", "market.cache", "market.cache_source", "market.synthetic",
+           "market.prefetch")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PR_SET_CHILD_SUBREAPER = 36
 ORPHAN_SWEEP_S = 0.5  # a backstop: orphans are also looked for after every reap

@@ -40,7 +40,14 @@ def write_config(folder: Path, strategies: list[dict[str, Any]], **overrides: An
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scheduler", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env=_child_env(env))
+
+
+def _child_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The daemon's environment with ``env`` added; test variables are passed on to the checkers
+    (which otherwise get only an allow-listed environment) through GO_TRADER_CHECKER_ENV."""
+    extra = " ".join(k for k in (env or {}) if not k.startswith("GO_TRADER_"))
+    return {**os.environ, **(env or {}), **({"GO_TRADER_CHECKER_ENV": extra} if extra else {})}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -82,7 +89,7 @@ class DaemonProcess:
         self._out = open(self.out_path, "w")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen([sys.executable, "-m", "scheduler", "--config", str(config), *extra_args],
                                      cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+                                     env=_child_env(env))
 
     @property
     def output(self) -> str:

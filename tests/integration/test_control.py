@@ -154,6 +154,7 @@ def test_a_trade_retried_with_its_request_id_is_answered_not_run_twice(tmp_path:
     """A trade whose answer was lost (a cut connection, a crash after the save) is answerable:
     the same request id, even after a restart, returns the first answer and trades nothing more."""
     config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    assert run_cli("--config", str(config), "--once").returncode == 0  # a state to trade in
     first = run_cli("trade", "--config", str(config), "--strategy", "alpha", "enter", "--request-id", "req-1")
     assert first.returncode == 0, first.stderr
     answer = json.loads(first.stdout)  # stdout is exactly the JSON document

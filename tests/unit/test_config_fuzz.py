@@ -354,8 +354,7 @@ def _upper_bound(info: Any) -> float | None:
 
 # market.* settings live in market/specs.py (owned outside scheduler/config.py); none of them
 # can overflow the daemon's own arithmetic (they are compared, never turned into dates or sleeps).
-UNBOUNDED_ELSEWHERE = {"market.seed", "market.max_stale_candles", "market.max_price_age_s",
-                       "market.max_chain_age_s", "market.markets_max_age_s"}
+UNBOUNDED_ELSEWHERE: set[str] = set()
 
 
 def test_every_numeric_setting_has_an_upper_bound() -> None:
@@ -458,3 +457,12 @@ def test_the_shipped_configs_still_pass_startup(tmp_path: Path) -> None:
         config = load_config(REPO_ROOT / name)
         check_startup(config, REPO_ROOT / name, state_path=tmp_path / "state.json", log_dir=tmp_path / "logs",
                       env={})
+
+
+def test_the_synthetic_market_refuses_symbols_it_does_not_model(checkers: Path) -> None:
+    doc = {"market": {"source": "synthetic"}, "strategies": [
+        {"id": "x", "type": "spot", "script": "check_strategy.py", "args": ["sma_crossover", "BTC/USDX", "1h"],
+         "capital": 100}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, base_dir=checkers.parent, checkers_dir=checkers)
+    assert "the synthetic market models only BTC/USDT, ETH/USDT, SOL/USDT, not 'BTC/USDX'" in str(info.value)
