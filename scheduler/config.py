@@ -453,7 +453,10 @@ def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str
         parent = _path(loc[:-1])
         known = model_fields.get(_shape(loc[:-1]), [])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(known)}" if known else "")
+        if str(loc[-1]) in known:  # a key of another variant (e.g. a synthetic-market key under ccxt)
+            hint = f"; it is not a setting of this kind of {parent} (check its 'source' or 'mode')"
+        else:
+            hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(known)}" if known else "")
         return f"{path}: unknown key {_clip(repr(loc[-1]), 60)} in {parent}{hint}"
     if err["type"] == "missing":
         return f"{path}: required key is missing" + (f" ({_HINTS[field]})" if field in _HINTS else "")

@@ -466,3 +466,13 @@ def test_the_synthetic_market_refuses_symbols_it_does_not_model(checkers: Path) 
     with pytest.raises(ConfigError) as info:
         parse_config(doc, base_dir=checkers.parent, checkers_dir=checkers)
     assert "the synthetic market models only BTC/USDT, ETH/USDT, SOL/USDT, not 'BTC/USDX'" in str(info.value)
+
+
+def test_a_key_of_another_market_source_is_named_as_such(checkers: Path) -> None:
+    doc = {"market": {"source": "ccxt", "seed": 42}, "strategies": [
+        {"id": "x", "type": "spot", "script": "check_strategy.py", "args": ["sma_crossover", "BTC/USDT", "1h"],
+         "capital": 100}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, base_dir=checkers.parent, checkers_dir=checkers)
+    assert "did you mean 'seed'" not in str(info.value)
+    assert "it is not a setting of this kind of market" in str(info.value)

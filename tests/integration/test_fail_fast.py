@@ -1,0 +1,92 @@
+"""Failing loudly and fast: SIGTERM is honoured during the fetch step, and a cycle in which
+every check failed turns /health to degraded."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scheduler.clock import ManualClock
+from scheduler.config import load_config
+from scheduler.daemon import Daemon
+from tests.integration.harness import REPO, DaemonProcess, spot, write_config
+
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._held:
+            c.close()
+
+
+def test_sigterm_during_a_hanging_fetch_step_stops_the_daemon_promptly(tmp_path: Path) -> None:
+    hole = BlackHole()
+    try:
+        config = write_config(tmp_path, [spot("alpha", "check_strategy.py")])
+        doc = json.loads(config.read_text())
+        doc["market"] = {"source": "ccxt", "base_url": f"http://127.0.0.1:{hole.port}",
+                         "timeout_s": 60, "retry_budget_s": 120}
+        doc["checkers_dir"] = str(REPO / "checkers")
+        config.write_text(json.dumps(doc))
+        with DaemonProcess(config) as d:
+            assert hole.accepted.wait(60), f"the fetch step never reached the exchange: {d.output}"
+            d.signal(signal.SIGTERM)
+            # the fetch step would wait 60 s per request and retry for 120 s: a stop must not wait for it
+            code = d.wait(timeout=20)
+            assert code == 0, d.output
+            assert "abandoned: stop requested during the fetch step" in d.output
+    finally:
+        hole.close()
+
+
+def test_health_is_degraded_when_every_check_of_a_cycle_failed(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, [spot("a", "check_crash.py"), spot("b", "check_garbage.py")])
+    d = Daemon(load_config(config_path), config_path, clock=ManualClock(datetime(2026, 3, 1, tzinfo=UTC)),
+               state_path=tmp_path / "state.json", log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        report = d.run_cycle(force=True)
+        assert report is not None and report.failed_ids == ["a", "b"]
+        code, body = d._health()
+        assert code == 503 and body["status"] == "degraded"
+        assert "every check of cycle 1 failed (2 of 2)" in body["reason"]
+    finally:
+        d.close()
+
+
+def test_health_is_ok_when_some_checks_succeed(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, [spot("a", "check_crash.py"), spot("b", "check_hold.py")])
+    d = Daemon(load_config(config_path), config_path, clock=ManualClock(datetime(2026, 3, 1, tzinfo=UTC)),
+               state_path=tmp_path / "state.json", log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        report = d.run_cycle(force=True)
+        assert report is not None and report.failed_ids == ["a"]
+        assert d._health()[0] == 200
+    finally:
+        d.close()
