@@ -1,6 +1,6 @@
 """Spot strategies and their indicators: pure functions from closed candles to signals.
 
-Public API (what checkers/check_strategy.py and the backtester call):
+Public API (what checkers/check_strategy.py and any replay call):
 
 - ``signal_series(name, candles, params=None, candles_b=None) -> SignalSeries``
 - ``evaluate(name, candles, params=None, candles_b=None) -> Evaluation``

@@ -1,4 +1,4 @@
-"""The entry points the checker, the backtester and the daemon call.
+"""The entry points the checker and the daemon (and any replay) call.
 
 ``signal_series`` gives one signal per bar (for backtests); ``evaluate`` gives
 the decision at the last bar with the values behind it (for the checker).

@@ -3,7 +3,7 @@
 Lean on purpose (standard library only): the daemon validates config against
 this without importing numpy. The implementations live beside it and are
 registered under exactly these names (a test checks both lists agree).
-Defaults are REFERENCE section 4 and section 11 (edge70).
+Defaults are the strategies' published ones (README: go-trader list-strategies).
 """
 
 from __future__ import annotations

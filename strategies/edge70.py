@@ -1,4 +1,4 @@
-"""edge70: the older live engine's daily Donchian trend breakout (REFERENCE sections 4 and 11).
+"""edge70: the older live engine's daily Donchian trend breakout.
 
 At each daily bar t (L = long_lookback, S = short_lookback):
 

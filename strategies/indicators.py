@@ -14,7 +14,7 @@ after the first value raises ValueError. Fewer bars than the window gives an
 all-NaN result, not an error. Windows must be integers >= 1 (and, for the
 TA-Lib ones, at most 100000).
 
-Conventions are REFERENCE section 4: SMA is a rolling mean; EMA is
+Conventions: SMA is a rolling mean; EMA is
 ``ewm(span=n, adjust=False)`` seeded with the SMA of the first n values (as
 TA-Lib seeds it); RSI and ATR use Wilder's smoothing seeded the same way; the
 standard deviation of Bollinger bands and z-scores uses ddof=1 (TA-Lib: ddof=0).
@@ -181,7 +181,7 @@ def bollinger(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bollinger bands (upper, middle, lower): SMA_n +/- num_std * std_n, from t = n-1.
 
-    The std is the sample std (ddof=1) per REFERENCE section 4. TA-Lib ``BBANDS``
+    The std is the sample std (ddof=1) as the strategies define it. TA-Lib ``BBANDS``
     uses ddof=0, so ours equals ``BBANDS(close, n, k*sqrt(n/(n-1)), k*sqrt(n/(n-1)))``.
     """
     n = check_window(n)

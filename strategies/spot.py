@@ -1,4 +1,4 @@
-"""The classic spot strategies of REFERENCE section 4, as pure functions of closed bars.
+"""The classic spot strategies (go-trader list-strategies), as pure functions of closed bars.
 
 Each strategy is a ``Spec``: ``compute(bars, params)`` returns the int8 signal
 and the float64 indicator arrays behind it (one value per bar, the value at bar

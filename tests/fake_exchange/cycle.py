@@ -1,9 +1,9 @@
-"""The 22-strategy deployment (REFERENCE section 2) and its fetch step, shared by the
+"""The 22-strategy deployment (config.demo.json's shape) and its fetch step, shared by the
 call-count test and bench/bench_fetch.py.
 
 ``fetch_cycle`` is the batched fetch: markets once, candles once per unique
 (symbol, timeframe), one ticker batch, and per options underlying one chain and one
-DVOL call. It uses the lead's ``market.prefetch.prefetch`` for the spot part when that
+DVOL call. It uses ``market.prefetch.prefetch`` for the spot part when that
 exists with the agreed signature, else calls the source in the same pattern.
 ``fetch_baseline`` is the original's way: every strategy fetches for itself with a
 fresh client (so it also reloads the markets).
@@ -56,7 +56,7 @@ def deployment_22() -> list[Strategy]:
     return out
 
 
-OPTIONS_CANDLES_TF = {"momentum_options": "4h"}  # ROC(14) on 4h candles (REFERENCE section 7)
+OPTIONS_CANDLES_TF = {"momentum_options": "4h"}  # ROC(14) on 4h candles
 
 
 def candle_pairs(strategy: Strategy) -> list[tuple[str, str]]:
@@ -93,7 +93,7 @@ def fetch_cycle(
     source: Any, strategies: list[Strategy], *, now_ms: int, cache_dir: Path, limit: int = 500
 ) -> str:
     """One batched fetch step, as the scheduler runs it (market.prefetch), plus the options
-    calls that the options issue will move into it. Returns "prefetch"."""
+    calls that options trading will move into it. Returns "prefetch"."""
     from market.prefetch import prefetch
 
     pairs, prices, unders = plan(strategies)
