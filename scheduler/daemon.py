@@ -123,9 +123,9 @@ class Daemon(ControlMixin):
     def preflight(self) -> None:
         """Every check that needs no write: links, owners, writable folders. StateError to refuse."""
         refuse_links(self.state_path)
-        check_owner(self.state_path)
         check_writable_folder(self.state_path.parent, "state")
         check_writable_folder(self.log_dir, "log")
+        check_owner(self.state_path)
 
     def open(self) -> None:
         """Take the lock, load and check state, open logs. Raises StateError to refuse to start;

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -82,6 +83,16 @@ def check_owner(path: Path) -> None:
     service would then refuse to start. So the rule is: run as the files' owner.
     """
     uid = os.geteuid()
+    if not os.path.lexists(path):  # a new state goes to its folder's owner (a shared sticky /tmp aside)
+        try:
+            st = os.stat(path.parent)
+        except OSError:
+            st = None
+        if st is not None and st.st_uid != uid and not (st.st_mode & stat.S_ISVTX and st.st_mode & 0o002):
+            raise StateError(f"the state folder {path.parent} belongs to {_user(st.st_uid)}, but this go-trader "
+                             f"runs as {_user(uid)}; run it as the owner (for the service: sudo -u "
+                             f"{_user(st.st_uid, bare=True)} go-trader ...), so that every file stays readable by "
+                             "the service")
     for p in (path, trade_log_path(path), audit_log_path(path), last_good_path(path)):
         try:
             owner = os.lstat(p).st_uid

@@ -235,6 +235,24 @@ def test_a_file_owned_by_another_user_is_refused(path: Path) -> None:
         check_owner(path)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
+def test_a_new_state_in_a_folder_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "service-state"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(StateError, match=r"the state folder .* belongs to .*run it as the owner"):
+        check_owner(folder / "state.json")
+
+
+def test_a_shared_sticky_folder_is_not_an_owner_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    if os.geteuid() == 0:
+        os.chown(folder, 65534, 65534)
+    check_owner(folder / "state.json")
+
+
 def test_own_files_pass_the_owner_check(path: Path) -> None:
     save_state(path, state_with(1))
     append_trades(path, [fill(1)])
