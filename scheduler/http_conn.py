@@ -48,6 +48,8 @@ HEAD_LIMIT_BYTES = 65_536 + 8_192  # past this, hand over: http.server answers 4
 ACCEPT_BATCH = 16  # accepts per loop turn, so reads of waiting clients are not starved by a burst
 ACCEPT_PAUSE_S = 0.5  # rest for the listener after accept() ran out of descriptors
 LISTEN_BACKLOG = 128  # a burst of connects must not overflow the queue (a dropped SYN costs the client 1 s)
+LINGER_S = 1.0  # at most this long, and LINGER_BYTES, reading away an unwanted body before close
+LINGER_BYTES = 1_048_576
 _POLL_S = 0.2  # how soon stop() is noticed
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -181,7 +183,11 @@ class ConnectionFront:
         self._listen(True)
         try:
             while not self._stop.is_set():
-                self.turn()
+                try:
+                    self.turn()
+                except Exception:  # a bug here must not end /health for good: log it, rest, go on
+                    log.exception("status server: unexpected error; going on in %gs", ACCEPT_PAUSE_S)
+                    self._stop.wait(ACCEPT_PAUSE_S)
         finally:
             self._close_all()
 
@@ -295,6 +301,7 @@ class ConnectionFront:
         try:
             sock.setblocking(True)
             self.dispatch(sock, head, address, deadline)
+            _linger(sock)
         except OSError as e:  # the client went away (reset, broken pipe, timeout): nothing to tell
             log.debug("status server: client %s: %s", address, e)
         finally:
@@ -330,6 +337,25 @@ class ConnectionFront:
         self._listen(False)
         self._selector.close()
         self.listener.close()
+
+
+def _linger(sock: socket.socket) -> None:
+    """Before closing, read away a request body the answer did not need (a refused upload):
+    closing with unread bytes sends RST, which can destroy the answer before the client reads it."""
+    try:
+        if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+            return
+    except (BlockingIOError, InterruptedError):
+        return  # nothing unread: close() sends FIN
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + LINGER_S
+    for _ in range(LINGER_BYTES // 65_536):
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            return
+        sock.settimeout(remaining_s)
+        if not sock.recv(65_536):
+            return
 
 
 def _answer_and_close(sock: socket.socket, answer: bytes) -> None:

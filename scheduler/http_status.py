@@ -391,8 +391,18 @@ class StatusServer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving and release the port; also right for a server bound but never started."""
         self.front.stop()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         else:  # never started: the listener is ours to close
             self.listener.close()
+
+    # the daemon releases a bound, never-started server with ``server.httpd.server_close()``
+    # (the http.server API this class had); stop() does the same
+    @property
+    def httpd(self) -> StatusServer:
+        return self
+
+    def server_close(self) -> None:
+        self.stop()
