@@ -50,6 +50,8 @@ ACCEPT_PAUSE_S = 0.5  # rest for the listener after accept() ran out of descript
 LISTEN_BACKLOG = 128  # a burst of connects must not overflow the queue (a dropped SYN costs the client 1 s)
 LINGER_S = 1.0  # at most this long, and LINGER_BYTES, reading away an unwanted body before close
 LINGER_BYTES = 1_048_576
+CLOSING_MAX = 16  # answered (503/408) sockets kept open until the client's FIN; counted in the reserve
+_CLOSING = object()  # selector data of those sockets
 _POLL_S = 0.2  # how soon stop() is noticed
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -171,6 +173,7 @@ class ConnectionFront:
                                   f"the request headers took more than {header_timeout_s:g}s; send them at once")
         self._selector = selectors.DefaultSelector()
         self._pending: OrderedDict[int, _Pending] = OrderedDict()  # by fd, oldest first
+        self._closing: OrderedDict[int, tuple[socket.socket, float]] = OrderedDict()  # answered, awaiting FIN
         self._active = 0  # requests handed to a thread and not yet closed
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -197,6 +200,8 @@ class ConnectionFront:
         for key, _ in self._selector.select(self._wait_s()):
             if key.data is None:
                 accept = True
+            elif key.data is _CLOSING:
+                self._read_closing(key.fileobj)  # type: ignore[arg-type]
             else:
                 self._read(key.data)
         if accept:
@@ -207,6 +212,11 @@ class ConnectionFront:
             if now - oldest.accepted_mono < self.header_timeout_s:
                 break
             self._drop(oldest, self._timed_out)
+        while self._closing:
+            sock, deadline = next(iter(self._closing.values()))
+            if now < deadline:
+                break
+            self._close_answered(sock)
         if not self._listening and now >= self._resume_mono:
             self._listen(True)
 
@@ -222,6 +232,8 @@ class ConnectionFront:
         if self._pending:
             first = next(iter(self._pending.values()))
             wait = min(wait, first.accepted_mono + self.header_timeout_s - time.monotonic())
+        if self._closing:
+            wait = min(wait, next(iter(self._closing.values()))[1] - time.monotonic())
         if not self._listening:
             wait = min(wait, self._resume_mono - time.monotonic())
         return max(wait, 0.0)
@@ -259,7 +271,7 @@ class ConnectionFront:
         if full and self._pending:
             self._drop(next(iter(self._pending.values())), _BUSY)
         elif full:
-            _answer_and_close(sock, _BUSY)
+            self._answer(sock, _BUSY)
             return
         entry = _Pending(sock, address, time.monotonic())
         try:
@@ -329,11 +341,45 @@ class ConnectionFront:
         if answer is None:
             entry.sock.close()
         else:
-            _answer_and_close(entry.sock, answer)
+            self._answer(entry.sock, answer)
+
+    def _answer(self, sock: socket.socket, answer: bytes) -> None:
+        """A canned answer without blocking, then close. Closing with bytes still coming sends RST,
+        which can destroy the answer before the client reads it, so up to CLOSING_MAX answered
+        sockets wait (at most LINGER_S) for the client's end, reading away what it sends."""
+        try:
+            sock.setblocking(False)
+            sock.send(answer)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(self._closing) >= CLOSING_MAX:
+            sock.close()
+            return
+        self._selector.register(sock, selectors.EVENT_READ, _CLOSING)
+        self._closing[sock.fileno()] = (sock, time.monotonic() + LINGER_S)
+
+    def _read_closing(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(65_536):
+                return  # more of what it was sending: read away, wait for its end
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._close_answered(sock)
+
+    def _close_answered(self, sock: socket.socket) -> None:
+        self._closing.pop(sock.fileno(), None)
+        self._selector.unregister(sock)
+        sock.close()
 
     def _close_all(self) -> None:
         for entry in list(self._pending.values()):
             self._drop(entry, None)
+        for sock, _ in list(self._closing.values()):
+            self._close_answered(sock)
         self._listen(False)
         self._selector.close()
         self.listener.close()
@@ -356,20 +402,3 @@ def _linger(sock: socket.socket) -> None:
         sock.settimeout(remaining_s)
         if not sock.recv(65_536):
             return
-
-
-def _answer_and_close(sock: socket.socket, answer: bytes) -> None:
-    """Best effort, never blocking: a short canned answer, then FIN (not RST, so it can be read)."""
-    try:
-        sock.setblocking(False)
-        for _ in range(4):  # what the client sent, so close() sends FIN rather than RST
-            if not sock.recv(65_536):
-                break
-    except OSError:
-        pass
-    try:
-        sock.send(answer)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    sock.close()

@@ -12,7 +12,13 @@ POST endpoints act on the trading state and always need the token:
   /trade              {"strategy": ID, "action": "enter"|"close", "symbol": SYMBOL?, "by": NAME}
   /reconcile          {}
 They are queued to the daemon's main loop (the single writer) and answered
-with its result, or 202 when a running cycle delays them.
+with its result, or 202 when a running cycle delays them. Bodies are framed by
+Content-Length or Transfer-Encoding: chunked, at most MAX_BODY bytes (413).
+
+Without a token (a loopback bind) only loopback Host names are answered (421):
+a DNS-rebinding page reaches 127.0.0.1 under its own name. The Bearer scheme is
+case-insensitive (RFC 9110 11.1). Connections, their limits and deadlines are
+scheduler.http_conn's.
 """
 
 from __future__ import annotations
@@ -381,7 +387,7 @@ class StatusServer:
     @property
     def url(self) -> str:
         """Where a client on this machine reaches the server (a wildcard bind is reached on loopback)."""
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "127.0.0.1"}.get(self.host, self.host)
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         return f"http://{url_host(host)}:{self.port}"
 
     def _serve(self, sock: socket.socket, head: bytes, address: tuple, deadline_mono: float) -> None:
