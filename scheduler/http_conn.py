@@ -16,7 +16,8 @@ out and trading halted). So:
   so a flood of idle connections cannot lock out /health), or, when every
   slot is a request being answered, is answered 503 and closed at once;
 - a connection that has not sent its headers within ``HEADER_TIMEOUT_S`` is
-  answered 408 and closed;
+  answered 408 and closed (answered sockets wait up to LINGER_S for the
+  client's FIN, at most CLOSING_MAX of them, so the answer is not lost to RST);
 - when accept() itself fails for want of descriptors (EMFILE, ENFILE, ...)
   the listener rests for ``ACCEPT_PAUSE_S`` instead of spinning on it.
 """
