@@ -12,34 +12,215 @@ POST endpoints act on the trading state and always need the token:
   /trade              {"strategy": ID, "action": "enter"|"close", "symbol": SYMBOL?, "by": NAME}
   /reconcile          {}
 They are queued to the daemon's main loop (the single writer) and answered
-with its result, or 202 when a running cycle delays them.
+with its result, or 202 when a running cycle delays them. Bodies are framed by
+Content-Length or Transfer-Encoding: chunked, at most MAX_BODY bytes (413).
+
+Without a token (a loopback bind) only loopback Host names are answered (421):
+a DNS-rebinding page reaches 127.0.0.1 under its own name. The Bearer scheme is
+case-insensitive (RFC 9110 11.1). Connections, their limits and deadlines are
+scheduler.http_conn's.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import ipaddress
 import json
+import re
+import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import BinaryIO
 
 from scheduler.errors import ConfigError
+from scheduler.http_conn import (
+    HEADER_TIMEOUT_S,
+    REQUEST_TIMEOUT_S,
+    ConnectionFront,
+    DeadlineReader,
+    SocketWriter,
+    bind_listener,
+    connection_cap,
+    nofile_soft_limit,
+    url_host,
+)
 
 MAX_URL = 2048
-MAX_BODY = 4096
+MAX_BODY = 65_536  # control bodies are a few names; anything bigger is refused with 413
+MAX_CHUNK_LINE = 1024  # a chunk-size line with its extensions
+MAX_TRAILERS = 32
 CONTROL = {"/reset-breaker": "reset_breaker", "/reset-kill-switch": "reset_kill_switch", "/trade": "trade",
            "/reconcile": "reconcile"}
+TOKEN_HINT = "set GO_TRADER_STATUS_TOKEN and send it as Authorization: Bearer $GO_TRADER_STATUS_TOKEN"
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# -- request checks (pure: header values in, verdict out) --------------------------------------
+_PORT = re.compile(r"(:[0-9]*)?")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
+def host_name(value: str) -> str | None:
+    """The host of a Host header value (``host[:port]``), lower case, IPv6 without brackets;
+    None when the value is not of that form."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[1:end], value[end + 1:]
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        name, sep, port = value.partition(":")
+        rest = sep + port
+    return name if name and _PORT.fullmatch(rest) else None
+
+
+def is_loopback_name(name: str, bind_host: str) -> bool:
+    """Whether a Host name surely means this machine: localhost, a loopback address, or the
+    configured status.host. A DNS-rebinding page reaches us under its own name, so it fails."""
+    name = name.rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        ip = None
+    if ip is not None and (ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None
+                                              and ip.ipv4_mapped.is_loopback)):
+        return True
+    bind = bind_host.strip("[]").lower().rstrip(".")
+    try:
+        wildcard = ipaddress.ip_address(bind).is_unspecified
+    except ValueError:
+        wildcard = False
+    return bool(bind) and name == bind and not wildcard
+
+
+def host_problem(values: list[str], version: str, token: str | None, bind_host: str) -> tuple[int, str] | None:
+    """What is wrong with a request's Host headers, as (status code, message), or None.
+
+    RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one valid Host, else 400. An
+    HTTP/1.0 request without Host is accepted (curl -0, nc, monitoring probes): a rebinding
+    attack comes from a browser, and browsers always send Host. Without a token (a loopback
+    bind) only loopback names are answered (421), so a page under an attacker's DNS name
+    cannot read /status; with a token the token protects, and any name (a public DNS name
+    for a 0.0.0.0 bind) is fine.
+    """
+    if len(values) > 1:
+        return 400, f"send one Host header, not {len(values)}"
+    if not values:
+        return (400, "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)") \
+            if version >= "HTTP/1.1" else None
+    name = host_name(values[0])
+    if name is None:
+        return 400, f"Host header {values[0][:100]!r} is not host[:port]"
+    if token or is_loopback_name(name, bind_host):
+        return None
+    return 421, (f"Host {name[:100]!r} is not this server: without a token it answers only to localhost, "
+                 f"127.0.0.1, [::1] or status.host ({bind_host}); use one of those, or {TOKEN_HINT}")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of ``Authorization: Bearer X``; the scheme is case-insensitive (RFC 9110 11.1)."""
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def token_matches(header: str | None, token: str) -> bool:
+    given = bearer_token(header)
+    if given is None:
+        return False
+    try:  # http.client decodes header bytes as latin-1: back to the bytes the client sent
+        given_bytes = given.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given_bytes, token.encode())
+
+
+class BodyError(Exception):
+    """A request body that cannot be read: the status code and message to answer with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def read_body(headers: Message, rfile: BinaryIO, limit_bytes: int) -> bytes:
+    """The request body, framed by Content-Length or Transfer-Encoding: chunked (RFC 9112 6-7).
+
+    Raises BodyError: 413 past ``limit_bytes``, 501 for a transfer coding other than chunked,
+    400 for a malformed or truncated body, or both framings at once (a smuggling vector).
+    """
+    codings = [c.strip().lower() for v in headers.get_all("Transfer-Encoding") or [] for c in v.split(",")]
+    codings = [c for c in codings if c]
+    lengths = [v.strip() for v in headers.get_all("Content-Length") or []]
+    if codings and lengths:
+        raise BodyError(400, "send either Content-Length or Transfer-Encoding, not both")
+    if codings:
+        if codings != ["chunked"]:
+            raise BodyError(501, f"Transfer-Encoding {', '.join(codings)[:100]!r} is not supported; "
+                                 "send the body with Content-Length, or chunked")
+        return read_chunked(rfile, limit_bytes)
+    if not lengths:
+        return b""
+    if len(set(lengths)) > 1 or not _DIGITS.fullmatch(lengths[0]):
+        raise BodyError(400, f"Content-Length must be one number of bytes, not {', '.join(lengths)[:100]!r}")
+    length = int(lengths[0])
+    if length > limit_bytes:
+        raise BodyError(413, f"the body is {length} bytes; at most {limit_bytes} are accepted")
+    data = rfile.read(length)
+    if len(data) < length:
+        raise BodyError(400, f"the body ended after {len(data)} of its {length} bytes")
+    return data
+
+
+def read_chunked(rfile: BinaryIO, limit_bytes: int) -> bytes:
+    """Decode a chunked body (RFC 9112 section 7.1), refusing it past ``limit_bytes`` before reading."""
+    body = bytearray()
+    while True:
+        line = rfile.readline(MAX_CHUNK_LINE + 1)
+        if not line.endswith(b"\n"):
+            raise BodyError(400, "chunked body: a chunk-size line is missing or longer than "
+                                 f"{MAX_CHUNK_LINE} bytes")
+        size_field = line.split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(size_field):
+            raise BodyError(400, f"chunked body: chunk size {size_field[:20]!r} is not hexadecimal")
+        size = int(size_field, 16)
+        if size == 0:
+            break
+        if len(body) + size > limit_bytes:
+            raise BodyError(413, f"the chunked body is over {limit_bytes} bytes, the most accepted")
+        data = rfile.read(size)
+        if len(data) < size or rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise BodyError(400, "chunked body: a chunk is shorter than its size or not followed by CRLF")
+        body += data
+    for _ in range(MAX_TRAILERS):  # the trailer section, up to its blank line; its fields are ignored
+        line = rfile.readline(MAX_CHUNK_LINE + 1)
+        if line in (b"\r\n", b"\n"):
+            return bytes(body)
+        if not line.endswith(b"\n"):
+            raise BodyError(400, "chunked body: it ends without the blank line after the last chunk")
+    raise BodyError(400, f"chunked body: more than {MAX_TRAILERS} trailer lines")
 
 
 class Snapshot:
@@ -52,10 +233,30 @@ class Snapshot:
         self.control: Callable[[str, dict, str], dict] | None = None
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every request needs (the handler's ``server``)."""
+
+    snapshot: Snapshot
+    token: str | None
+    bind_host: str
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "go-trader"
     sys_version = ""
-    timeout = 10  # a client that stalls is dropped, it cannot hold a thread
+    server: _Context  # type: ignore[assignment]
+
+    def __init__(self, request: socket.socket, client_address: tuple, server: _Context, *, head: bytes,
+                 deadline_mono: float) -> None:
+        self._head, self._deadline_mono = head, deadline_mono
+        super().__init__(request, client_address, server)  # type: ignore[arg-type]
+
+    def setup(self) -> None:
+        # the front already read the header block; reads go on from there until the deadline
+        self.connection = self.request
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, self._head, self._deadline_mono))
+        self.wfile = SocketWriter(self.connection)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the daemon logs
         pass
@@ -72,22 +273,34 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, code: int, message: str, extra: dict[str, str] | None = None) -> None:
+        self.close_connection = True
         self._send(code, json.dumps({"error": message}).encode(), extra)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own errors (bad request line, long URL, ...) as JSON, never HTML or HTTP/0.9."""
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
-        self.close_connection = True
         self.command = getattr(self, "command", None) or "GET"
         self._error(code, message or HTTPStatus(code).phrase)
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, then the Host check (before any method or path is looked at)."""
+        if not super().parse_request():
+            return False
+        problem = host_problem(self.headers.get_all("Host") or [], self.request_version, self.server.token,
+                               self.server.bind_host)
+        if problem:
+            self._error(*problem)
+            return False
+        return True
+
     def _authorized(self) -> bool:
-        token: str | None = self.server.token  # type: ignore[attr-defined]
-        if not token:
-            return True
-        given = self.headers.get("Authorization", "")
-        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+        token = self.server.token
+        return not token or token_matches(self.headers.get("Authorization"), token)
+
+    def _unauthorized(self) -> None:
+        self._error(401, "missing or wrong bearer token (Authorization: Bearer $GO_TRADER_STATUS_TOKEN)",
+                    {"WWW-Authenticate": "Bearer"})
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if len(self.path) > MAX_URL:
@@ -96,9 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in ("/status", "/health"):
             return self._error(404, f"no such endpoint {path[:100]!r}; use /status or /health")
         if not self._authorized():
-            return self._error(401, "missing or wrong bearer token (Authorization: Bearer $GO_TRADER_STATUS_TOKEN)",
-                               {"WWW-Authenticate": "Bearer"})
-        snap: Snapshot = self.server.snapshot  # type: ignore[attr-defined]
+            return self._unauthorized()
+        snap = self.server.snapshot
         if path == "/status":
             return self._send(200, snap.status_body)
         code, doc = snap.health()
@@ -112,25 +324,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._not_allowed()
         if path not in CONTROL:
             return self._error(404, f"no such endpoint {path[:100]!r}; POST to one of {', '.join(CONTROL)}")
-        if not self.server.token:  # type: ignore[attr-defined]
-            return self._error(403, "control endpoints are off: set GO_TRADER_STATUS_TOKEN and send it as a bearer token")
+        if not self.server.token:
+            return self._error(403, f"control endpoints are off: {TOKEN_HINT}")
         if not self._authorized():
-            return self._error(401, "missing or wrong bearer token (Authorization: Bearer $GO_TRADER_STATUS_TOKEN)",
-                               {"WWW-Authenticate": "Bearer"})
+            return self._unauthorized()
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            return self._error(400, "Content-Length must be a number")
-        if length < 0 or length > MAX_BODY:
-            return self._error(413, f"body must be at most {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length else b"{}"
+            raw = read_body(self.headers, self.rfile, MAX_BODY)
+        except BodyError as e:
+            return self._error(e.code, e.message)
+        except TimeoutError:
+            return self._error(408, f"the body did not arrive within {REQUEST_TIMEOUT_S:g}s of the headers")
         try:
             body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             return self._error(400, "body must be a JSON object")
         if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
             return self._error(400, "body must be a JSON object of strings")
-        snap: Snapshot = self.server.snapshot  # type: ignore[attr-defined]
+        snap = self.server.snapshot
         if snap.control is None:
             return self._error(503, "the daemon is not accepting commands yet")
         by = f"{body.pop('by', None) or 'unnamed'} (http {self.client_address[0]})"
@@ -148,25 +358,57 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StatusServer:
-    def __init__(self, host: str, port: int, snapshot: Snapshot, token: str | None) -> None:
+    """The status server on ``host:port`` (IPv4 or IPv6, as the host is); serves on its own thread.
+
+    ``max_connections`` defaults to what the descriptor limit allows (http_conn.connection_cap).
+    """
+
+    def __init__(self, host: str, port: int, snapshot: Snapshot, token: str | None, *,
+                 max_connections: int | None = None, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
         if not is_loopback(host) and not token:
             raise ConfigError([f"status.host: binding the status server to {host} (not loopback) needs a bearer "
                                "token: set GO_TRADER_STATUS_TOKEN, or bind to 127.0.0.1"])
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.snapshot = snapshot  # type: ignore[attr-defined]
-        self.httpd.token = token  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="status-http", daemon=True)
+        try:
+            self.listener = bind_listener(host, port)
+        except socket.gaierror as e:
+            raise ConfigError([f"status.host: {host!r} is not an address this machine can bind ({e}); "
+                               "use an IP address such as 127.0.0.1 or ::1"]) from e
+        self.host = host
+        self._context = _Context(snapshot, token, host)
+        self.front = ConnectionFront(self.listener, self._serve,
+                                     max_connections or connection_cap(nofile_soft_limit()),
+                                     header_timeout_s=header_timeout_s)
+        self._thread = threading.Thread(target=self.front.serve_forever, name="status-http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self.listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the server (a wildcard bind is reached on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{url_host(host)}:{self.port}"
+
+    def _serve(self, sock: socket.socket, head: bytes, address: tuple, deadline_mono: float) -> None:
+        _Handler(sock, address, self._context, head=head, deadline_mono=deadline_mono)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        """Stop serving and release the port; also right for a server bound but never started."""
+        self.front.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        else:  # never started: the listener is ours to close
+            self.listener.close()
+
+    # the daemon releases a bound, never-started server with ``server.httpd.server_close()``
+    # (the http.server API this class had); stop() does the same
+    @property
+    def httpd(self) -> StatusServer:
+        return self
+
+    def server_close(self) -> None:
+        self.stop()

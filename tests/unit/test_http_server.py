@@ -1,0 +1,235 @@
+"""The status server in this process, over real loopback sockets: slow clients dropped, the
+connection cap, accept() out of descriptors, quiet client disconnects, raw Host cases, IPv6."""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from scheduler.http_conn import ConnectionFront, bind_listener
+from scheduler.http_status import Snapshot, StatusServer
+
+
+def _snapshot(control: Callable[[str, dict, str], dict] | None = None) -> Snapshot:
+    snap = Snapshot()
+    snap.status_body = b'{"cycle_count": 7}'
+    snap.health = lambda: (200, {"status": "ok"})
+    snap.control = control or (lambda kind, args, by: {"ok": True, "kind": kind, "args": args})
+    return snap
+
+
+@contextmanager
+def _server(host: str = "127.0.0.1", token: str | None = None, **kw: Any) -> Iterator[StatusServer]:
+    server = StatusServer(host, 0, kw.pop("snapshot", None) or _snapshot(), token, **kw)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        e.close()
+        return e.code, json.loads(body)
+
+
+def _raw(port: int, payload: bytes, family: int = socket.AF_INET, host: str = "127.0.0.1") -> bytes:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect((host, port))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _wait(predicate: Callable[[], Any], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_client_that_never_finishes_its_headers_is_answered_408_and_dropped() -> None:
+    with _server(header_timeout_s=0.3) as server, socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        s.settimeout(10)  # far longer than the server's deadline: the server closes first
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.0 408") and b"send them at once" in answer
+        _wait(lambda: server.front.open_connections() == 0)
+
+
+def test_idle_connections_past_the_cap_push_out_the_oldest_and_health_still_answers() -> None:
+    with _server(max_connections=4) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(12)]
+        try:
+            _wait(lambda: server.front.dropped >= 8)
+            assert server.front.open_connections() <= 4
+            assert _get(f"{server.url}/health") == (200, {"status": "ok"})
+            for s in idle[:8]:  # the oldest were closed (with a 503), the newest wait for their headers
+                s.settimeout(10)
+                assert s.recv(65536).startswith(b"HTTP/1.0 503")
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_when_every_slot_is_a_request_being_answered_a_new_one_gets_503() -> None:
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def slow_control(kind: str, args: dict, by: str) -> dict:
+        entered.release()
+        release.wait(10)
+        return {"ok": True}
+
+    with _server(token="t0ken", snapshot=_snapshot(slow_control), max_connections=2) as server:
+        results: list[int] = []
+
+        def post() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("POST", "/reconcile", body=b"{}", headers={"Authorization": "Bearer t0ken"})
+            results.append(conn.getresponse().status)
+            conn.close()
+
+        posts = [threading.Thread(target=post) for _ in range(2)]
+        for t in posts:
+            t.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        code, doc = _get(f"{server.url}/health")
+        assert code == 503 and "busy" in doc["error"]
+        release.set()
+        for t in posts:
+            t.join(10)
+        assert results == [200, 200]
+        assert _get(f"{server.url}/health", {"Authorization": "Bearer t0ken"}) == (200, {"status": "ok"})
+
+
+class _OutOfDescriptors(socket.socket):
+    """A listener whose accept() fails with EMFILE while ``failing`` is set."""
+
+    failing = True
+    calls = 0
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        self.calls += 1
+        if self.failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_accept_out_of_descriptors_pauses_instead_of_spinning() -> None:
+    real = bind_listener("127.0.0.1", 0)
+    listener = _OutOfDescriptors(real.family, real.type, fileno=real.detach())
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    served = threading.Event()
+    front = ConnectionFront(listener, lambda sock, head, address, deadline: served.set(), cap=4)
+    thread = threading.Thread(target=front.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /health HTTP/1.0\r\n\r\n")  # queued in the kernel: accept() keeps failing
+            time.sleep(1.0)
+            assert 1 <= listener.calls <= 6, f"accept() was called {listener.calls} times in 1 s: it spins"
+            assert thread.is_alive()
+            listener.failing = False
+            assert served.wait(10), "the connection waiting in the queue was never served"
+    finally:
+        front.stop()
+        thread.join(10)
+
+
+def test_a_client_that_disconnects_early_leaves_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    release, answered = threading.Event(), threading.Event()
+
+    def control(kind: str, args: dict, by: str) -> dict:
+        release.wait(10)
+        return {"ok": True, "detail": "x" * 200_000}  # more than a socket buffer: the write must fail
+
+    with _server(token="t0ken", snapshot=_snapshot(control)) as server:
+        baseline = threading.active_count()
+        for _ in range(3):
+            release.clear()
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(b"POST /reconcile HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n"
+                      b"Content-Length: 2\r\n\r\n{}")
+            _wait(lambda: threading.active_count() > baseline)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a reset: the answer has nowhere to go
+            release.set()
+            _wait(lambda: threading.active_count() == baseline)
+        answered.set()
+        assert _get(f"http://127.0.0.1:{server.port}/health", {"Authorization": "Bearer t0ken"})[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err
+
+
+def test_raw_host_cases() -> None:
+    with _server() as server:
+        assert _raw(server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
+        assert _raw(server.port, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400")
+        two = b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"
+        assert _raw(server.port, two).startswith(b"HTTP/1.0 400")
+        evil = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}")
+        assert evil.startswith(b"HTTP/1.0 421") and b"not this server" in evil
+        assert _raw(server.port, b"GET /health HTTP/1.1\nHost: localhost\n\n").startswith(b"HTTP/1.0 200")
+
+
+def test_control_bodies_chunked_and_oversized() -> None:
+    with _server(token="t0ken") as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", "/trade", body=iter([b'{"strategy": "a",', b' "action": "enter"}']),
+                     headers={"Authorization": "Bearer t0ken"})
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())) == (200, {"ok": True, "kind": "trade",
+                                                          "args": {"strategy": "a", "action": "enter"}})
+        conn.close()
+        big = b'{"by": "' + b"x" * 70_000 + b'"}'
+        answer = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: bearer t0ken\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(big) + big)
+        assert answer.startswith(b"HTTP/1.0 413")
+        gz = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n"
+                  b"Transfer-Encoding: gzip\r\n\r\n")
+        assert gz.startswith(b"HTTP/1.0 501") and b"Content-Length" in gz
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback (::1) on this machine")
+def test_ipv6_hosts_bind_with_the_right_family() -> None:
+    with _server("::1") as server:
+        assert server.url == f"http://[::1]:{server.port}"
+        assert _get(f"{server.url}/status") == (200, {"cycle_count": 7})
+    with _server("::", token="t0ken") as server:  # the wildcard serves both families
+        auth = {"Authorization": "Bearer t0ken"}
+        assert _get(f"http://[::1]:{server.port}/health", auth)[0] == 200
+        assert _get(f"http://127.0.0.1:{server.port}/health", auth)[0] == 200
