@@ -158,13 +158,16 @@ def path_text_problem(value: str, *, name_reserve: int = 0, total_reserve: int =
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host == "localhost":
+    """True for ``localhost`` (any case, a trailing dot allowed) and loopback IP literals
+    (127.0.0.0/8, ::1, IPv4-mapped 127.x, bracketed or not)."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(name)
     except ValueError:
         return False
+    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
 
 
 def _is_file(path: Path) -> bool:

@@ -198,19 +198,14 @@ class Daemon(ControlMixin):
         token = os.environ.get(STATUS_TOKEN_ENV) or None
         self.server.start()
         self._serving = True
-        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.config.status.host, self.config.status.host)
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # an IPv6 literal in a URL
-        write_atomic(endpoint_path(self.state_path), f"http://{host}:{self.server.port}\n".encode())
+        write_atomic(endpoint_path(self.state_path), f"{self.server.url}\n".encode())
         assert self.logs is not None
         self.logs.scheduler.info(f"Status server on http://{self.config.status.host}:{self.server.port}/status"
                                  + (" (bearer token required)" if token else ""))
 
     def close(self) -> None:
         if self.server is not None:
-            if self._serving:
-                self.server.stop()
-            else:  # bound but never served (the start was refused): just release the port
-                self.server.httpd.server_close()
+            self.server.stop()  # also right for a server bound but never started (a refused start)
             self.server = None
         if self._serving:  # only our own endpoint file: a refused start must not remove another's
             endpoint_path(self.state_path).unlink(missing_ok=True)

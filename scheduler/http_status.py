@@ -37,6 +37,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import BinaryIO
 
+from scheduler.config import is_loopback_host as is_loopback
 from scheduler.errors import ConfigError
 from scheduler.http_conn import (
     HEADER_TIMEOUT_S,
@@ -57,15 +58,6 @@ MAX_TRAILERS = 32
 CONTROL = {"/reset-breaker": "reset_breaker", "/reset-kill-switch": "reset_kill_switch", "/trade": "trade",
            "/reconcile": "reconcile"}
 TOKEN_HINT = "set GO_TRADER_STATUS_TOKEN and send it as Authorization: Bearer $GO_TRADER_STATUS_TOKEN"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # -- request checks (pure: header values in, verdict out) --------------------------------------
@@ -97,14 +89,7 @@ def is_loopback_name(name: str, bind_host: str) -> bool:
     """Whether a Host name surely means this machine: localhost, a loopback address, or the
     configured status.host. A DNS-rebinding page reaches us under its own name, so it fails."""
     name = name.rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(name)
-    except ValueError:
-        ip = None
-    if ip is not None and (ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None
-                                              and ip.ipv4_mapped.is_loopback)):
+    if is_loopback(name):
         return True
     bind = bind_host.strip("[]").lower().rstrip(".")
     try:
@@ -403,12 +388,3 @@ class StatusServer:
             self._thread.join(timeout=5)
         else:  # never started: the listener is ours to close
             self.listener.close()
-
-    # the daemon releases a bound, never-started server with ``server.httpd.server_close()``
-    # (the http.server API this class had); stop() does the same
-    @property
-    def httpd(self) -> StatusServer:
-        return self
-
-    def server_close(self) -> None:
-        self.stop()
