@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,28 @@ def _child_env(env: dict[str, str] | None) -> dict[str, str]:
     (which otherwise get only an allow-listed environment) through GO_TRADER_CHECKER_ENV."""
     extra = " ".join(k for k in (env or {}) if not k.startswith("GO_TRADER_"))
     return {**os.environ, **(env or {}), **({"GO_TRADER_CHECKER_ENV": extra} if extra else {})}
+
+
+def raw_request(port: int, payload: bytes, family: int = socket.AF_INET, host: str = "127.0.0.1") -> bytes:
+    """Send ``payload`` as it is, half-close, and return every byte the server answered."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect((host, port))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -15,6 +15,7 @@ from scheduler.state_store import load_state
 from tests.integration.harness import (
     DaemonProcess,
     pids_alive,
+    raw_request,
     run_cli,
     spot,
     state_doc,
@@ -26,16 +27,6 @@ from tests.integration.harness import (
 def _cycles(folder) -> int:
     doc = state_doc(folder)
     return doc["cycle_count"] if doc else 0
-
-
-def _raw_request(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_status_health_sigterm_and_restart(tmp_path):
@@ -59,9 +50,9 @@ def test_status_health_sigterm_and_restart(tmp_path):
         conn.request("POST", "/status", body=b"x")
         assert conn.getresponse().status == 405
         conn.close()
-        assert _raw_request(d.port(), b"BLAH\r\n\r\n").startswith(b"HTTP/1.0 400")
-        assert _raw_request(d.port(), b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")[:12] in (b"HTTP/1.1 414", b"HTTP/1.0 414")
-        assert _raw_request(d.port(), b"\x00\xff\xfe garbage\r\n\r\n")[:12].split()[1] == b"400"
+        assert raw_request(d.port(), b"BLAH\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert raw_request(d.port(), b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")[:12] in (b"HTTP/1.1 414", b"HTTP/1.0 414")
+        assert raw_request(d.port(), b"\x00\xff\xfe garbage\r\n\r\n")[:12].split()[1] == b"400"
         assert d.get("/status")[0] == 200
 
         saved = load_state(tmp_path / "state.json")

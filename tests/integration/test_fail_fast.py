@@ -10,6 +10,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from scheduler.clock import ManualClock
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
@@ -64,29 +66,22 @@ def test_sigterm_during_a_hanging_fetch_step_stops_the_daemon_promptly(tmp_path:
         hole.close()
 
 
-def test_health_is_degraded_when_every_check_of_a_cycle_failed(tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, [spot("a", "check_crash.py"), spot("b", "check_garbage.py")])
+@pytest.mark.parametrize("scripts,failed,code", [
+    (("check_crash.py", "check_garbage.py"), ["a", "b"], 503),  # every check failed: degraded
+    (("check_crash.py", "check_hold.py"), ["a"], 200),  # one still works: ok
+])
+def test_health_is_degraded_only_when_every_check_of_a_cycle_failed(
+        tmp_path: Path, scripts: tuple[str, str], failed: list[str], code: int) -> None:
+    config_path = write_config(tmp_path, [spot("a", scripts[0]), spot("b", scripts[1])])
     d = Daemon(load_config(config_path), config_path, clock=ManualClock(datetime(2026, 3, 1, tzinfo=UTC)),
                state_path=tmp_path / "state.json", log_dir=tmp_path / "logs", stdout_logs=False)
     d.open()
     try:
         report = d.run_cycle(force=True)
-        assert report is not None and report.failed_ids == ["a", "b"]
-        code, body = d._health()
-        assert code == 503 and body["status"] == "degraded"
-        assert "every check of cycle 1 failed (2 of 2)" in body["reason"]
-    finally:
-        d.close()
-
-
-def test_health_is_ok_when_some_checks_succeed(tmp_path: Path) -> None:
-    config_path = write_config(tmp_path, [spot("a", "check_crash.py"), spot("b", "check_hold.py")])
-    d = Daemon(load_config(config_path), config_path, clock=ManualClock(datetime(2026, 3, 1, tzinfo=UTC)),
-               state_path=tmp_path / "state.json", log_dir=tmp_path / "logs", stdout_logs=False)
-    d.open()
-    try:
-        report = d.run_cycle(force=True)
-        assert report is not None and report.failed_ids == ["a"]
-        assert d._health()[0] == 200
+        assert report is not None and report.failed_ids == failed
+        status, body = d._health()
+        assert status == code
+        if code == 503:
+            assert body["status"] == "degraded" and "every check of cycle 1 failed (2 of 2)" in body["reason"]
     finally:
         d.close()

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, DaemonProcess, spot, state_doc, wait_for, write_config
+from tests.integration.harness import (
+    REPO,
+    DaemonProcess,
+    has_ipv6_loopback,
+    spot,
+    state_doc,
+    wait_for,
+    write_config,
+)
 
 NOFILE_SOFT = 256  # the daemon's descriptor limit in the flood test
 FLOOD_SOCKETS = 400  # held open at once: more than the daemon has descriptors
@@ -263,16 +271,7 @@ def test_a_chunked_control_body_is_decoded_not_read_as_empty(tmp_path: Path) -> 
         assert d.wait(30) == 0
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
 @pytest.mark.parametrize("host", ["::1", "::"])
 def test_an_ipv6_status_host_binds_and_serves(tmp_path: Path, host: str) -> None:
     config = write_config(tmp_path, [spot("alpha", "check_hold.py")], status={"host": host, "port": 0})

@@ -20,6 +20,7 @@ import pytest
 
 from scheduler.http_conn import ConnectionFront, bind_listener
 from scheduler.http_status import Snapshot, StatusServer
+from tests.integration.harness import has_ipv6_loopback, raw_request
 
 
 def _snapshot(control: Callable[[str, dict, str], dict] | None = None) -> Snapshot:
@@ -48,18 +49,6 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) 
         body = e.read()
         e.close()
         return e.code, json.loads(body)
-
-
-def _raw(port: int, payload: bytes, family: int = socket.AF_INET, host: str = "127.0.0.1") -> bytes:
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect((host, port))
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _wait(predicate: Callable[[], Any], timeout_s: float = 10.0) -> None:
@@ -188,13 +177,13 @@ def test_a_client_that_disconnects_early_leaves_no_traceback(capfd: pytest.Captu
 
 def test_raw_host_cases() -> None:
     with _server() as server:
-        assert _raw(server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
-        assert _raw(server.port, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert raw_request(server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
+        assert raw_request(server.port, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400")
         two = b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"
-        assert _raw(server.port, two).startswith(b"HTTP/1.0 400")
-        evil = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}")
+        assert raw_request(server.port, two).startswith(b"HTTP/1.0 400")
+        evil = raw_request(server.port, b"POST /trade HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}")
         assert evil.startswith(b"HTTP/1.0 421") and b"not this server" in evil
-        assert _raw(server.port, b"GET /health HTTP/1.1\nHost: localhost\n\n").startswith(b"HTTP/1.0 200")
+        assert raw_request(server.port, b"GET /health HTTP/1.1\nHost: localhost\n\n").startswith(b"HTTP/1.0 200")
 
 
 def test_control_bodies_chunked_and_oversized() -> None:
@@ -207,24 +196,15 @@ def test_control_bodies_chunked_and_oversized() -> None:
                                                           "args": {"strategy": "a", "action": "enter"}})
         conn.close()
         big = b'{"by": "' + b"x" * 70_000 + b'"}'
-        answer = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: bearer t0ken\r\n"
+        answer = raw_request(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: bearer t0ken\r\n"
                       b"Content-Length: %d\r\n\r\n" % len(big) + big)
         assert answer.startswith(b"HTTP/1.0 413")
-        gz = _raw(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n"
+        gz = raw_request(server.port, b"POST /trade HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\n"
                   b"Transfer-Encoding: gzip\r\n\r\n")
         assert gz.startswith(b"HTTP/1.0 501") and b"Content-Length" in gz
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback (::1) on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
 def test_ipv6_hosts_bind_with_the_right_family() -> None:
     with _server("::1") as server:
         assert server.url == f"http://[::1]:{server.port}"
