@@ -362,6 +362,12 @@ class LoggingConfig(_Model):
     backups: int = Field(5, ge=1, le=100)
 
 
+class HistoryConfig(_Model):
+    """The equity history file beside the state (served as /history)."""
+
+    max_bytes: int = Field(4 * 1_048_576, ge=65_536, le=1 << 30)
+
+
 class Config(_Model):
     interval_seconds: int = Field(600, ge=1, le=MAX_INTERVAL_S)
     log_dir: str = "logs"
@@ -373,6 +379,7 @@ class Config(_Model):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     checkers_dir: str | None = None
 
     def interval_for(self, s: StrategyConfig) -> int:

@@ -23,7 +23,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,12 +32,13 @@ from pathlib import Path
 from market.manifest import write_fetch_failed
 from market.rules import MarketRules
 from market.timeframes import timeframe_ms
+from scheduler import history, metrics
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
 from scheduler.control import ControlMixin
 from scheduler.engine import risk
 from scheduler.engine.fills import Costs
-from scheduler.engine.models import LastCheck, Sleeve, State, new_sleeve, utc_iso
+from scheduler.engine.models import LastCheck, Sleeve, State, Trade, new_sleeve, utc_iso
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import (
     Bar,
@@ -46,9 +47,11 @@ from scheduler.engine.step import (
     SleeveRules,
     SpotIntent,
     account_equity,
+    sleeve_equity,
     step,
 )
 from scheduler.errors import GoTraderError, StateError, StateSaveError
+from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
@@ -62,6 +65,7 @@ from scheduler.state_store import (
     check_writable_folder,
     endpoint_path,
     load_state,
+    read_trade_log,
     refuse_links,
     repair_trade_log,
     save_state,
@@ -112,6 +116,7 @@ class Daemon(ControlMixin):
         #: set when every check of the last cycle failed: /health says degraded
         self._all_failed: str | None = None
         self._retry_s = 0.0
+        self.counters = metrics.Counters()
         self.started_at = clock.now()
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
@@ -148,6 +153,7 @@ class Daemon(ControlMixin):
             if loaded is None:
                 save_state(self.state_path, self.state)
                 self.logs.scheduler.info(f"New state file {self.state_path} with {len(self.state.sleeves)} strategies")
+            self._count_fills(read_trade_log(self.state_path))
             self.reconcile()
         except BaseException:
             self.lock.release()
@@ -296,6 +302,8 @@ class Daemon(ControlMixin):
                                  f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
             doc = decode_one_document(result.stdout)
         except ValueError as e:
+            self.counters.fetch_steps += 1
+            self.counters.fetch_failures += 1
             reason = f"the fetch step failed ({e})"
             if stop is None or not stop.is_set():
                 write_fetch_failed(Path(env["GO_TRADER_CACHE_DIR"]), reason)  # checkers fail at once, not refetch
@@ -303,6 +311,8 @@ class Daemon(ControlMixin):
             self.logs.event("fetch_failed", cycle, None, reason=str(e))
             return {"source_failed": {"what": "fetch step", "error": reason, "error_class": "transient"}}
         failed = doc.get("source_failed")
+        self.counters.fetch_steps += 1
+        self.counters.fetch_failures += bool(failed)
         if failed:  # one line for the source: every pair below repeats the same error
             self.logs.scheduler.error(f"Fetch step: the market source failed at {failed.get('what')}: "
                                       f"{failed.get('error')}; this cycle's checks fail without fetching again")
@@ -403,8 +413,23 @@ class Daemon(ControlMixin):
                             if failed_ids and len(failed_ids) == len(due) else None)
         self._log_cycle(report, events)
         self._last_cycle_mono = time.monotonic()
+        self.counters.cycles += 1
+        self.counters.last_cycle_seconds, self.counters.last_cycle_cpu_seconds = duration, report.cpu_s
+        self._record_history(now, cycle)
         self._publish()
         return report
+
+    def _record_history(self, now: datetime, cycle: int) -> None:
+        """One row of equity per cycle in the history file (a chart's data, not a ledger: a
+        failure is logged, never a reason to stop trading)."""
+        assert self.logs is not None
+        ids = [s.id for s in self.config.strategies]
+        strategies = {sid: sleeve_equity(self.state.sleeves[sid]) for sid in ids}
+        try:
+            history.append(history_path(self.state_path), history.row(now, cycle, self._total_value(), strategies),
+                           self.config.history.max_bytes)
+        except OSError as e:
+            self.logs.scheduler.error(f"could not append to the equity history {history_path(self.state_path)}: {e}")
 
     def _judge_all(self, state: State, due: list[StrategyConfig], results: list[JobResult], now: datetime,
                    cycle: int) -> tuple[list[SpotIntent], list[str]]:
@@ -426,6 +451,7 @@ class Daemon(ControlMixin):
                 sleeve.last_run_at = now  # ran (even if it failed): not again until its next interval
             if isinstance(verdict, CheckFailure):
                 failed.append(s.id)
+                self.counters.check_failures[(s.id, verdict.error_class)] += 1
                 sleeve.last_check = LastCheck(at=now, ok=False, error=verdict.reason, error_class=verdict.error_class)
                 log.error(f"Check failed ({verdict.error_class}): {verdict.reason} | no trade this cycle")
                 self.logs.event("check_failed", cycle, s.id, reason=verdict.reason, error_class=verdict.error_class,
@@ -474,6 +500,7 @@ class Daemon(ControlMixin):
         first_new_seq = self.state.next_trade_seq  # fills the previous committed state did not hold
         self.state = new
         fills = [t for s in new.sleeves.values() for t in s.trades if t.seq >= first_new_seq]
+        self._count_fills(fills)
         try:
             append_trades(self.state_path, sorted(fills, key=lambda t: t.seq))
         except StateSaveError as e:  # the state holds the fills; start-up repairs the log from it
@@ -498,7 +525,9 @@ class Daemon(ControlMixin):
         except StateSaveError as e:
             self.logs.scheduler.critical(f"TRADING STILL STOPPED: {e}; retrying in at most {RETRY_MAX_S:.0f} s")
             return
+        first_new_seq = self.state.next_trade_seq
         self.state, self._unsaved, self.halted = self._unsaved, None, None
+        self._count_fills([t for s in self.state.sleeves.values() for t in s.trades if t.seq >= first_new_seq])
         repair_trade_log(self.state_path, self.state)
         self.logs.scheduler.warning("State saved again; trading resumes")
         self._publish()
@@ -506,11 +535,22 @@ class Daemon(ControlMixin):
     def _total_value(self) -> float | None:
         return account_equity(self.state, [s.id for s in self.config.strategies])
 
+    def _count_fills(self, fills: Iterable[Trade]) -> None:
+        for t in fills:
+            self.counters.trades[(t.strategy_id, t.side, t.reason)] += 1
+
     def _publish(self) -> None:
         doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted)
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
+        self.snapshot.metrics_body = metrics.render(doc, self.counters, healthy=self._health()[0] == 200)
         self.snapshot.health = self._health
         self.snapshot.control = self.submit
+        self.snapshot.history = self._history_answer
+
+    def _history_answer(self, since_ms: int | None, strategy: str | None) -> bytes:
+        """The /history body (runs on the HTTP thread: reads only the history file)."""
+        points = history.read(history_path(self.state_path), since_ms=since_ms, strategy=strategy)
+        return json.dumps({"points": points, "max_points": history.MAX_POINTS}, separators=(",", ":")).encode()
 
     def _health(self) -> tuple[int, dict]:
         if self.halted:

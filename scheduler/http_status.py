@@ -208,11 +208,50 @@ def read_chunked(rfile: BinaryIO, limit_bytes: int) -> bytes:
     raise BodyError(400, f"chunked body: more than {MAX_TRAILERS} trailer lines")
 
 
+GET_ENDPOINTS = ("/status", "/health", "/metrics", "/history")
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def parse_history_query(query: str) -> tuple[int | None, str | None]:
+    """(since in Unix ms, strategy) from a /history query string; ValueError saying what is wrong.
+
+    ``since`` is ISO 8601 with a time zone (``2026-01-01T00:00:00Z``) or Unix milliseconds."""
+    from datetime import datetime
+    from urllib.parse import parse_qs
+
+    try:
+        params = parse_qs(query, strict_parsing=bool(query), max_num_fields=4)
+    except ValueError as e:
+        raise ValueError(f"bad query string: {e}; use ?since=2026-01-01T00:00:00Z&strategy=ID") from None
+    unknown = set(params) - {"since", "strategy"}
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) {', '.join(sorted(unknown))[:100]}; use since and strategy")
+    since = params.get("since", [None])[-1]
+    since_ms = None
+    if since is not None:
+        try:
+            if since.isdigit() and len(since) <= 16:
+                since_ms = int(since)
+            else:
+                t = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                if t.tzinfo is None:
+                    raise ValueError("no time zone")
+                since_ms = int(t.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            raise ValueError(f"since must be ISO 8601 with a time zone (2026-01-01T00:00:00Z) or Unix ms, "
+                             f"got {since[:40]!r}") from None
+    return since_ms, params.get("strategy", [None])[-1]
+
+
 class Snapshot:
     """The committed /status body and the health verdict, swapped atomically."""
 
     def __init__(self) -> None:
         self.status_body = b'{"status":"starting"}'
+        #: Prometheus text for /metrics, rendered with each snapshot
+        self.metrics_body = b""
+        #: the /history answer for (since_ms, strategy): reads the history file
+        self.history: Callable[[int | None, str | None], bytes] = lambda since_ms, strategy: b'{"points":[]}'
         self.health: Callable[[], tuple[int, dict]] = lambda: (503, {"status": "starting"})
         #: runs a control command on the main loop: (kind, args, by) -> result
         self.control: Callable[[str, dict, str], dict] | None = None
@@ -246,9 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the daemon logs
         pass
 
-    def _send(self, code: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+    def _send(self, code: int, body: bytes, extra: dict[str, str] | None = None, *,
+              content_type: str = "application/json") -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         for k, v in (extra or {}).items():
@@ -290,14 +330,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if len(self.path) > MAX_URL:
             return self._error(414, "URL too long")
-        path = self.path.split("?", 1)[0]
-        if path not in ("/status", "/health"):
-            return self._error(404, f"no such endpoint {path[:100]!r}; use /status or /health")
+        path, _, query = self.path.partition("?")
+        if path not in GET_ENDPOINTS:
+            return self._error(404, f"no such endpoint {path[:100]!r}; use one of {', '.join(GET_ENDPOINTS)}")
         if not self._authorized():
             return self._unauthorized()
         snap = self.server.snapshot
         if path == "/status":
             return self._send(200, snap.status_body)
+        if path == "/metrics":
+            return self._send(200, snap.metrics_body, content_type=METRICS_CONTENT_TYPE)
+        if path == "/history":
+            try:
+                since_ms, strategy = parse_history_query(query)
+            except ValueError as e:
+                return self._error(400, str(e))
+            return self._send(200, snap.history(since_ms, strategy))
         code, doc = snap.health()
         return self._send(code, json.dumps(doc).encode())
 
@@ -305,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
-        if path in ("/status", "/health"):
+        if path in GET_ENDPOINTS:
             return self._not_allowed()
         if path not in CONTROL:
             return self._error(404, f"no such endpoint {path[:100]!r}; POST to one of {', '.join(CONTROL)}")
@@ -337,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed here",
-                    {"Allow": "GET, HEAD" if self.path.split("?", 1)[0] in ("/status", "/health") else "POST"})
+                    {"Allow": "GET, HEAD" if self.path.split("?", 1)[0] in GET_ENDPOINTS else "POST"})
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
