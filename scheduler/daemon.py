@@ -540,7 +540,8 @@ class Daemon(ControlMixin):
             self.counters.trades[(t.strategy_id, t.side, t.reason)] += 1
 
     def _publish(self) -> None:
-        doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted)
+        doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted,
+                           controls_enabled=self.server is not None and bool(os.environ.get(STATUS_TOKEN_ENV)))
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
         self.snapshot.metrics_body = metrics.render(doc, self.counters, healthy=self._health()[0] == 200)
         self.snapshot.health = self._health

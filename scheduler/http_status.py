@@ -23,6 +23,8 @@ scheduler.http_conn's.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import io
 import ipaddress
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import BinaryIO
 
 from scheduler.config import is_loopback_host as is_loopback
@@ -208,7 +211,41 @@ def read_chunked(rfile: BinaryIO, limit_bytes: int) -> bytes:
     raise BodyError(400, f"chunked body: more than {MAX_TRAILERS} trailer lines")
 
 
-GET_ENDPOINTS = ("/status", "/health", "/metrics", "/history")
+GET_ENDPOINTS = ("/", "/status", "/health", "/metrics", "/history")
+DASHBOARD_HTML = (Path(__file__).with_name("dashboard.html")).read_bytes()
+
+
+def _content_security_policy(page: bytes) -> str:
+    """Only this page's own inline script and style, data from this origin, no framing, no forms
+    posting elsewhere: the dashboard loads nothing from any other site (it works offline)."""
+    def digest(tag: bytes) -> str:
+        start = page.index(b">", page.index(b"<" + tag)) + 1
+        body = page[start:page.index(b"</" + tag, start)]
+        return "'sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode() + "'"
+
+    return (f"default-src 'none'; script-src {digest(b'script')}; style-src {digest(b'style')}; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+DASHBOARD_HEADERS = {"Content-Security-Policy": _content_security_policy(DASHBOARD_HTML),
+                     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                     "Referrer-Policy": "no-referrer"}
+
+
+def cross_site_problem(origin: str | None, fetch_site: str | None, host: str | None) -> str | None:
+    """Why a state-changing request looks cross-site (a page of another origin posting here), or
+    None. Browsers send Origin on every POST and Sec-Fetch-Site where they support it; curl and
+    the CLI send neither, and they are not browsers a web page could drive."""
+    if fetch_site and fetch_site.lower() not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})"
+    if origin and origin != "null":
+        from urllib.parse import urlsplit
+
+        if not host or urlsplit(origin).netloc.lower() != host.lower():
+            return f"cross-site request refused (Origin {origin[:80]} is not this server)"
+    elif origin == "null":
+        return "cross-site request refused (Origin: null)"
+    return None
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -333,6 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path not in GET_ENDPOINTS:
             return self._error(404, f"no such endpoint {path[:100]!r}; use one of {', '.join(GET_ENDPOINTS)}")
+        if path == "/":  # the page holds no data: it asks for the token and fetches the endpoints below with it
+            return self._send(200, DASHBOARD_HTML, DASHBOARD_HEADERS, content_type="text/html; charset=utf-8")
         if not self._authorized():
             return self._unauthorized()
         snap = self.server.snapshot
@@ -359,6 +398,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, f"no such endpoint {path[:100]!r}; POST to one of {', '.join(CONTROL)}")
         if not self.server.token:
             return self._error(403, f"control endpoints are off: {TOKEN_HINT}")
+        problem = cross_site_problem(self.headers.get("Origin"), self.headers.get("Sec-Fetch-Site"),
+                                     self.headers.get("Host"))
+        if problem:
+            return self._error(403, problem)
         if not self._authorized():
             return self._unauthorized()
         try:

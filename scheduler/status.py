@@ -15,8 +15,11 @@ def _opt_iso(t: datetime | None) -> str | None:
     return utc_iso(t) if t else None
 
 
+RECENT_TRADES_SHOWN = 10
+
+
 def build_status(state: State, config: Config, prices: Mapping[str, float | None], *,
-                 started_at: datetime, halted: str | None) -> dict[str, Any]:
+                 started_at: datetime, halted: str | None, controls_enabled: bool = False) -> dict[str, Any]:
     strategies = []
     total: float | None = 0.0
     for s in config.strategies:
@@ -46,6 +49,8 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
             "pnl_pct": None if equity is None else (equity / sleeve.initial_capital_usd - 1) * 100,
             "realized_pnl_usd": sleeve.realized_pnl_usd, "fees_paid_usd": sleeve.fees_paid_usd,
             "trade_count": sleeve.trade_count,
+            "recent_trades": [t.model_dump(mode="json", exclude={"strategy_id"})
+                              for t in sleeve.trades[-RECENT_TRADES_SHOWN:]],
             "risk": {
                 "peak_equity_usd": sleeve.risk.peak_equity_usd, "drawdown_pct": sleeve.risk.drawdown_pct,
                 "max_drawdown_pct": s.drawdown_pct, "consecutive_losses": sleeve.risk.consecutive_losses,
@@ -73,5 +78,6 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
         "cycle_count": state.cycle_count, "last_cycle_at": _opt_iso(state.last_cycle_at),
         "started_at": utc_iso(started_at), "halted": halted, "market": config.market.source,
         "synthetic_market": config.market.source == "synthetic",
+        "controls_enabled": controls_enabled,
         "prices": dict(prices), "total_value_usd": total, "account": account, "strategies": strategies,
     }

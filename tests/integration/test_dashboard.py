@@ -1,0 +1,80 @@
+"""The web dashboard at / in a real headless browser (Debian's chromium) against a running
+daemon: the strategies table and the equity chart render, with no console errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from scheduler.http_status import DASHBOARD_HTML, cross_site_problem
+from tests.integration.harness import DaemonProcess, spot, state_doc, wait_for, write_config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "t0ken"
+# flags the machine needs: headless as root, no GPU, and no background connections to the internet
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1300,1000", "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0"]
+
+
+def _chromium(tmp_path: Path, url: str, *mode: str) -> tuple[str, str]:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *mode, url],
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout, result.stderr
+
+
+def _console(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_the_page_loads_nothing_from_elsewhere() -> None:
+    page = DASHBOARD_HTML.decode()
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page), "the dashboard must work offline"
+    assert "innerHTML" not in page  # data is put in with text nodes only: no injection
+
+
+@pytest.mark.parametrize("origin,site,host,refused", [
+    (None, None, "127.0.0.1:8099", False),  # curl, the CLI
+    ("http://127.0.0.1:8099", "same-origin", "127.0.0.1:8099", False),  # the dashboard itself
+    ("https://evil.example", "cross-site", "127.0.0.1:8099", True),
+    ("https://evil.example", None, "127.0.0.1:8099", True),  # an older browser without Sec-Fetch-Site
+    ("null", None, "127.0.0.1:8099", True),  # a sandboxed frame or a file: page
+    (None, "same-site", "127.0.0.1:8099", True),
+])
+def test_cross_site_requests_are_refused(origin: str | None, site: str | None, host: str, refused: bool) -> None:
+    assert (cross_site_problem(origin, site, host) is not None) == refused
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it when "
+                                             "run as root with apt)")
+def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha", interval_seconds=1), spot("beta", "check_hold.py",
+                                                                                  interval_seconds=1)],
+                          interval_seconds=1)
+    with DaemonProcess(config, {"GO_TRADER_STATUS_TOKEN": TOKEN, "ALTERNATE_PERIOD_S": "1"}) as d:
+        port = d.port()
+        wait_for(lambda: (state_doc(tmp_path) or {}).get("cycle_count", 0) >= 3, what="three cycles")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:  # the page itself: no token
+            assert r.headers["Content-Type"].startswith("text/html")
+            assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+        dom, err = _chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", "--dump-dom")
+        assert _console(err) == [], _console(err)
+        assert 'data-strategy="alpha"' in dom and 'data-strategy="beta"' in dom
+        points = int(re.search(r'<canvas id="chart" data-points="(\d+)"', dom).group(1))
+        assert points >= 2, "the equity chart drew no curve"
+        assert "synthetic market" in dom and ">enter<" in dom  # controls shown: a token is configured
+        shot = tmp_path / "dashboard.png"
+        _, err = _chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", f"--screenshot={shot}")
+        assert shot.stat().st_size > 10_000 and _console(err) == []
+        dom, _ = _chromium(tmp_path, f"http://127.0.0.1:{port}/", "--dump-dom")  # no token: it asks for one
+        assert 'id="auth" style="display: flex;"' in dom and 'data-strategy="alpha"' not in dom
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
