@@ -108,7 +108,8 @@ def account_checks(state: State, members: list[str], equity: float | None, rules
     acct.peak_equity_usd = max(acct.peak_equity_usd or equity, equity)
     new: list[Block] = []
     start = acct.day_start_equity_usd
-    if start and equity <= start * (1 - rules.daily_loss_pct / 100):
+    # a percentage loss needs a positive base: an options sleeve that owes cash can start a day below 0
+    if start is not None and start > 0 and equity <= start * (1 - rules.daily_loss_pct / 100):
         b = add_block(acct.blocks, "DAILY_LOSS",
                       f"account equity {equity:.2f} USD is {(1 - equity / start) * 100:.2f}% below today's start "
                       f"{start:.2f} USD (limit {rules.daily_loss_pct:g}%)", now, next_utc_midnight(now))
