@@ -608,3 +608,32 @@ def test_every_number_in_the_state_is_finite() -> None:
     _open(state, "buy", 60_000, "call")
     for value in json.loads(state.model_dump_json())["sleeves"]["o1"]["option_positions"][0].values():
         assert not isinstance(value, float) or math.isfinite(value)
+
+
+def test_a_spot_buy_in_an_options_sleeve_does_not_spend_the_margin_reserved() -> None:
+    from scheduler.engine.step import Mark, SpotIntent
+
+    state = options_state(cash=1000.0)
+    k = 66_000
+    go(state, intents=[intent(leg("sell", k))], quotes={name(k): quote(0.0105, bid=0.01)})
+    free = margin.free_cash_usd(state.sleeves["o1"])  # 1000 + 60 - 1.8 - 663 = 395.2
+    assert free == pytest.approx(395.2)
+    events = step(state, [SpotIntent("o1", "BTC/USDT", 1, INDEX, T0)], {"BTC/USDT": Mark(INDEX, T0)},
+                  sleeve_rules(state), {}, T0, 2, account_rules=LOOSE)
+    fill = one(events, "fill")
+    assert fill.data["notional_usd"] + fill.data["fee_usd"] <= 0.95 * free + 1e-6
+
+
+def test_the_drawdown_close_closes_option_positions_too() -> None:
+    state = options_state(cash=1000.0)
+    k = 60_000
+    go(state, intents=[intent(leg("buy", k, quantity=0.1))], quotes={name(k): quote(0.1, bid=0.1, ask=0.1)})
+    later = T0 + timedelta(hours=1)
+    rules = {"o1": SleeveRules(costs=Costs(0.001, 0.0), max_drawdown_pct=20.0, close_on_drawdown=True)}
+    # the option loses 90 %: equity 1000 - 600 - 1.8 + 60 = 458.2, 54 % below the peak
+    events = step(state, [], {}, rules, {}, later, 2, account_rules=LOOSE,
+                  option_quotes={name(k): quote(0.01, bid=0.01, ask=0.012, at=later)})
+    assert one(events, "block").data["code"] == "MAX_DRAWDOWN"
+    fill = one(events, "fill")
+    assert (fill.data["reason"], fill.data["option"]["price_source"]) == ("drawdown_close", "bid")
+    assert state.sleeves["o1"].option_positions == []
