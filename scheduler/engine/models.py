@@ -10,9 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: how many answered control requests state.json remembers, for idempotent retries
 REQUESTS_KEPT = 200
 
@@ -39,24 +47,75 @@ class Position(_State):
 
 
 class OptionPosition(_State):
-    """An option leg (not traded yet; the shape is fixed now)."""
+    """One option leg held by a sleeve (scheduler/engine/option_book.py trades them).
 
-    id: str
+    Deribit contracts are on 1 coin: ``quantity`` is in coin. Prices per contract:
+    ``*_coin`` as Deribit quotes them, ``*_usd`` converted at the index price.
+    ``greeks`` are per contract as the exchange gives them (delta per coin, gamma per
+    USD, theta USD per day, vega USD per vol point), refreshed every cycle with the mark.
+    ``margin_usd`` is the initial margin reserved for the whole position now
+    (scheduler/engine/margin.py), 0 for longs and for the spot-covered part of a call.
+    """
+
+    id: str  # "<strategy_id>:<seq of the opening fill>": unique because trade seqs are
     instrument: str
     underlying: str
     option_type: Literal["call", "put"]
     strike: float = Field(gt=0)
-    expiry: AwareDatetime
+    expiry: AwareDatetime  # 08:00 UTC on the expiry date
     side: Literal["long", "short"]
     quantity: float = Field(gt=0)
-    entry_premium_usd: float = Field(ge=0)
+    entry_premium_coin: float = Field(gt=0)  # fill price per contract, coin
+    entry_premium_usd: float = Field(gt=0)  # fill price per contract, USD at the entry index
+    entry_fee_usd: float = Field(ge=0)  # for the whole position
+    entry_index_usd: float = Field(gt=0)
+    covered_quantity: float = Field(0.0, ge=0)  # short calls: the part covered by spot the sleeve holds
+    assign: bool = False  # short puts (the wheel): an in-the-money expiry buys the coin into the sleeve
     opened_at: AwareDatetime
     greeks: dict[str, float] = Field(default_factory=dict)
-    mark_usd: float | None = None
+    mark_coin: float | None = Field(None, gt=0)
+    mark_usd: float | None = Field(None, gt=0)  # per contract; None: never priced
+    index_usd: float | None = Field(None, gt=0)  # the index the mark was converted at
+    mark_iv_pct: float | None = Field(None, gt=0)
+    mark_at: AwareDatetime | None = None
+    margin_usd: float = Field(0.0, ge=0)
+    score: float | None = None
+    score_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _covered_fits(self) -> OptionPosition:
+        if self.covered_quantity > self.quantity + 1e-12 or (self.covered_quantity and self.side != "short") or (
+                self.covered_quantity and self.option_type != "call"):
+            raise ValueError(f"covered_quantity {self.covered_quantity} must be 0, or at most the quantity "
+                             f"{self.quantity} of a short call (this is a {self.side} {self.option_type})")
+        return self
+
+
+class OptionFill(_State):
+    """The option side of a Trade: which position it opened or closed, at what price in coin."""
+
+    position_id: str
+    effect: Literal["open", "close"]
+    position_side: Literal["long", "short"]
+    underlying: str
+    option_type: Literal["call", "put"]
+    strike: float = Field(gt=0)
+    expiry: AwareDatetime
+    premium_coin: float = Field(ge=0)  # per contract; at expiry the intrinsic value in coin
+    index_usd: float = Field(gt=0)  # the conversion rate used (at expiry: the delivery price)
+    price_source: Literal["ask", "bid", "mark+spread", "mark-spread", "delivery"]
+    score: float | None = None
+    score_reason: str | None = None
 
 
 class Trade(_State):
-    """One fill. ``seq`` is unique across the whole account and never reused."""
+    """One fill. ``seq`` is unique across the whole account and never reused.
+
+    Cash moves the same way for every trade: a buy costs ``notional_usd + fee_usd``, a
+    sell brings ``notional_usd - fee_usd``. Option trades carry ``option`` (the symbol
+    is the instrument, prices are per contract in USD); an option's expiry is a trade
+    too (reason "expiry", at the intrinsic value, 0 when it expires worthless).
+    """
 
     seq: int = Field(ge=1)
     cycle: int = Field(ge=0)
@@ -64,13 +123,24 @@ class Trade(_State):
     symbol: str
     side: Literal["buy", "sell"]
     quantity: float = Field(gt=0)
-    quote_price: float = Field(gt=0)  # the price decided on, before slippage
-    fill_price: float = Field(gt=0)
-    notional_usd: float = Field(gt=0)
+    quote_price: float = Field(ge=0)  # the price decided on, before slippage (> 0 but at an expiry)
+    fill_price: float = Field(ge=0)
+    notional_usd: float = Field(ge=0)
     fee_usd: float = Field(ge=0)
-    realized_pnl_usd: float | None = None  # sells: net of both fees
-    reason: Literal["signal", "stop", "drawdown_close", "manual"]
+    realized_pnl_usd: float | None = None  # closes: net of both fees
+    reason: Literal["signal", "stop", "drawdown_close", "manual", "expiry", "profit_target", "loss_stop",
+                    "min_dte", "assignment"]
     at: AwareDatetime
+    option: OptionFill | None = None
+
+    @model_validator(mode="after")
+    def _priced(self) -> Trade:
+        if self.reason != "expiry" and min(self.quote_price, self.fill_price, self.notional_usd) <= 0:
+            raise ValueError(f"a {self.reason} fill needs prices > 0 (quote {self.quote_price}, fill "
+                             f"{self.fill_price}, notional {self.notional_usd}); only an option's expiry may be at 0")
+        if self.reason == "expiry" and self.option is None:
+            raise ValueError("an expiry trade must carry its option")
+        return self
 
 
 class Block(_State):
@@ -135,7 +205,10 @@ class Sleeve(_State):
     id: str
     type: Literal["spot", "options"]
     initial_capital_usd: float = Field(gt=0)
-    cash_usd: float = Field(ge=0)  # the engine never spends cash a sleeve does not have
+    #: a spot sleeve's cash is never negative (the engine never spends cash it does not have); an
+    #: options sleeve's can be, after a short's loss beyond its capital (exits and expiries always
+    #: run), and then every entry is refused for want of cash
+    cash_usd: float
     positions: dict[str, Position] = Field(default_factory=dict)
     option_positions: list[OptionPosition] = Field(default_factory=list)
     trades: list[Trade] = Field(default_factory=list)  # the most recent; all are in the trade log
@@ -145,6 +218,14 @@ class Sleeve(_State):
     risk: RiskState
     last_run_at: AwareDatetime | None = None
     last_check: LastCheck | None = None
+
+    @field_validator("cash_usd")
+    @classmethod
+    def _cash(cls, v: float, info: ValidationInfo) -> float:
+        if v < 0 and info.data.get("type") != "options":
+            raise ValueError(f"cash_usd is {v}, below 0; only an options sleeve's cash can be negative "
+                             "(after a short option's loss)")
+        return v
 
 
 class State(_State):
@@ -172,6 +253,8 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     if version == 2:  # v3 remembers answered control requests
         doc.setdefault("requests", {})
         doc["schema_version"] = version = 3
+    if version == 3:  # v4 trades options: v3 never held an option position, trades gain optional fields
+        doc["schema_version"] = version = 4
     return doc
 
 

@@ -108,7 +108,8 @@ def account_checks(state: State, members: list[str], equity: float | None, rules
     acct.peak_equity_usd = max(acct.peak_equity_usd or equity, equity)
     new: list[Block] = []
     start = acct.day_start_equity_usd
-    if start and equity <= start * (1 - rules.daily_loss_pct / 100):
+    # a percentage loss needs a positive base: an options sleeve that owes cash can start a day below 0
+    if start is not None and start > 0 and equity <= start * (1 - rules.daily_loss_pct / 100):
         b = add_block(acct.blocks, "DAILY_LOSS",
                       f"account equity {equity:.2f} USD is {(1 - equity / start) * 100:.2f}% below today's start "
                       f"{start:.2f} USD (limit {rules.daily_loss_pct:g}%)", now, next_utc_midnight(now))
@@ -199,23 +200,34 @@ class Difference:
 
 
 def rebuild(sleeve: Sleeve, trades: Iterable[Trade]) -> dict[str, Any]:
-    """A sleeve's books replayed from its fills alone."""
+    """A sleeve's books replayed from its fills alone.
+
+    Every trade moves cash the same way (a buy pays notional + fee, a sell receives
+    notional - fee), options and their expiries included. Spot trades move the spot
+    holdings; option trades open or close the option position they name
+    (``option.position_id``; quantities signed long +, short -). Any trade with a
+    realized P&L (a spot sell, an option close or expiry) counts as a win or a loss.
+    """
     cash, held = sleeve.initial_capital_usd, {}
+    options: dict[str, float] = {}
     count = wins = losses = 0
     realized = fees = 0.0
     for t in trades:
         count += 1
         fees += t.fee_usd
-        if t.side == "buy":
-            cash -= t.notional_usd + t.fee_usd
-            held[t.symbol] = held.get(t.symbol, 0.0) + t.quantity
+        cash += -(t.notional_usd + t.fee_usd) if t.side == "buy" else t.notional_usd - t.fee_usd
+        if t.option is None:
+            held[t.symbol] = held.get(t.symbol, 0.0) + (t.quantity if t.side == "buy" else -t.quantity)
         else:
-            cash += t.notional_usd - t.fee_usd
-            held[t.symbol] = held.get(t.symbol, 0.0) - t.quantity
-            pnl = t.realized_pnl_usd or 0.0
+            sign = 1.0 if t.option.position_side == "long" else -1.0
+            pid = t.option.position_id
+            options[pid] = options.get(pid, 0.0) + (sign * t.quantity if t.option.effect == "open" else -sign * t.quantity)
+        if t.realized_pnl_usd is not None:
+            pnl = t.realized_pnl_usd
             realized += pnl
             wins, losses = wins + (pnl > 0), losses + (pnl < 0)
     return {"cash_usd": cash, "positions": {s: q for s, q in held.items() if abs(q) > 1e-12},
+            "option_positions": {i: q for i, q in options.items() if abs(q) > 1e-9},
             "trade_count": count, "wins": wins, "losses": losses, "realized_pnl_usd": realized,
             "fees_paid_usd": fees}
 
@@ -231,13 +243,17 @@ def reconcile(state: State, trades: Iterable[Trade], tolerance_usd: float = 1e-6
         have = {"cash_usd": sleeve.cash_usd, "trade_count": sleeve.trade_count, "wins": sleeve.risk.wins,
                 "losses": sleeve.risk.losses, "realized_pnl_usd": sleeve.realized_pnl_usd,
                 "fees_paid_usd": sleeve.fees_paid_usd,
-                "positions": {s: p.quantity for s, p in sleeve.positions.items()}}
+                "positions": {s: p.quantity for s, p in sleeve.positions.items()},
+                "option_positions": {p.id: (p.quantity if p.side == "long" else -p.quantity)
+                                     for p in sleeve.option_positions}}
         for key, want in book.items():
             got = have[key]
             if isinstance(want, dict):
+                field = "positions" if key == "positions" else "option_positions"
+                tol = 1e-12 if key == "positions" else 1e-9
                 for sym in sorted(set(want) | set(got)):
-                    if abs(want.get(sym, 0.0) - got.get(sym, 0.0)) > 1e-12:
-                        diffs.append(Difference(sid, f"positions[{sym}]", got.get(sym), want.get(sym)))
+                    if abs(want.get(sym, 0.0) - got.get(sym, 0.0)) > tol:
+                        diffs.append(Difference(sid, f"{field}[{sym}]", got.get(sym), want.get(sym)))
             elif isinstance(want, float) and abs(want - got) > tolerance_usd * max(1.0, abs(want)) or isinstance(want, int) and want != got:
                 diffs.append(Difference(sid, key, got, want))
     for sid, orphan in by_sleeve.items():

@@ -9,6 +9,12 @@ Order inside a step:
 4. the cycle's sells (exits always run), then its buys, each entry through the
    blocks, the sizing mode and the account caps.
 
+Options (scheduler/engine/option_book.py) go through the same step: in 1, option
+positions are marked from ``option_quotes`` (greeks and margin refreshed); after the
+stops, expired options settle at ``delivery_prices`` and sold options are bought back by
+the theta-harvest rules; in 4, option closes run with the sells and option entries after
+the spot buys, through the blocks, cash, margin and the options limits.
+
 ``state`` is mutated in place: pass a copy you own. Nothing here reads the
 clock, the network or files; everything comes in as arguments.
 """
@@ -22,13 +28,15 @@ from typing import Any, Literal
 
 from market.rules import MarketRules
 from market.timeframes import timeframe_ms
-from scheduler.engine import fills, risk
+from scheduler.engine import fills, margin, risk
 from scheduler.engine.fills import Costs, Rejected
 from scheduler.engine.models import Block, Position, Sleeve, State, Trade, utc_iso
+from scheduler.engine.option_book import OptionDesk
+from scheduler.engine.option_fills import OptionIntent, OptionLimits, OptionMark, OptionRules
 from scheduler.engine.risk import ACCOUNT, AccountRules
 
 DEFAULT_RULES = MarketRules("*", amount_step=1e-8, min_amount=1e-8, min_notional_usd=5.0)
-Reason = Literal["signal", "stop", "drawdown_close", "manual"]
+Reason = Literal["signal", "stop", "drawdown_close", "manual"]  # the spot reasons
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ def _block_event(scope: str, b: Block) -> Event:
 
 
 def sleeve_equity(sleeve: Sleeve) -> float | None:
-    """Cash plus positions at their marks; None when any position has no price."""
+    """Cash plus positions at their marks (option longs +mark x quantity, shorts -mark x
+    quantity); None when any position has no price."""
     total = sleeve.cash_usd
     for pos in sleeve.positions.values():
         if not fills.valid_price(pos.mark_price):  # None, 0, negative, NaN: no price, never a value
@@ -112,7 +121,8 @@ def sleeve_equity(sleeve: Sleeve) -> float | None:
     for opt in sleeve.option_positions:
         if opt.mark_usd is None:
             return None
-        total += opt.mark_usd if opt.side == "long" else -opt.mark_usd
+        value = opt.mark_usd * opt.quantity  # mark_usd is per contract (1 coin)
+        total += value if opt.side == "long" else -value
     return total
 
 
@@ -153,6 +163,7 @@ class _Book:
         self.market_rules, self.now, self.cycle = market_rules, now, cycle
         self.ids = [sid for sid in rules if sid in state.sleeves]
         self.events: list[Event] = []
+        self.options: OptionDesk | None = None  # set by step
 
     def emit(self, kind: str, scope: str, **data: Any) -> Event:
         event = Event(kind, scope, self.now, data)
@@ -196,9 +207,9 @@ class _Book:
     def _budget(self, sleeve: Sleeve, rules: SleeveRules, fill_price: float, stop: float | None) -> float | str:
         """Cash to spend (fee included) by the sizing mode, or a rejection detail."""
         if rules.sizing_mode == "fixed_usd":
-            return min(rules.sizing_value, sleeve.cash_usd)
+            return min(rules.sizing_value, margin.free_cash_usd(sleeve))
         if rules.sizing_mode == "fixed_fraction":
-            return sleeve.cash_usd * rules.sizing_value
+            return margin.free_cash_usd(sleeve) * rules.sizing_value  # margin reserved for shorts is not spent
         equity = sleeve_equity(sleeve)
         if stop is None:
             return "risk-based sizing needs a protective stop, and this entry has none (set stop_loss_pct)"
@@ -208,7 +219,7 @@ class _Book:
         if distance <= 0:
             return f"stop {stop:.2f} is not below the fill {fill_price:.2f}"
         notional = min(equity * rules.sizing_value / 100 / distance * fill_price, equity * rules.risk_cap_pct / 100)
-        return min(notional * (1 + rules.costs.fee_rate), sleeve.cash_usd)
+        return min(notional * (1 + rules.costs.fee_rate), margin.free_cash_usd(sleeve))
 
     def open(self, sleeve: Sleeve, intent: SpotIntent) -> None:
         rules = self.rules[sleeve.id]
@@ -290,6 +301,8 @@ class _Book:
             if rules.close_on_drawdown:
                 for symbol in list(sleeve.positions):
                     self.close(sleeve, symbol, sleeve.positions[symbol].mark_price, "drawdown_close")
+                for opt in list(sleeve.option_positions) if self.options else ():
+                    self.options.close(sleeve, opt, opt.quantity, "drawdown_close")  # type: ignore[union-attr]
 
     def account_breakers(self) -> None:
         before = list(self.state.account.members)
@@ -334,13 +347,27 @@ def step(
     *,
     bars: Mapping[tuple[str, str], Sequence[Bar]] | None = None,
     account_rules: AccountRules | None = None,
+    option_intents: Sequence[OptionIntent] = (),
+    option_quotes: Mapping[str, OptionMark] | None = None,
+    index_prices: Mapping[str, float] | None = None,
+    delivery_prices: Mapping[str, Mapping[int, float]] | None = None,
+    option_rules: Mapping[str, OptionRules] | None = None,
+    account_option_limits: OptionLimits | None = None,
 ) -> list[Event]:
     """Advance ``state`` (in place) by one cycle's marks, candles and signals; return what happened.
 
     ``rules`` names the sleeves that take part (the configured strategies); the
-    account is their sum.
+    account is their sum. Options: ``option_quotes`` by instrument name,
+    ``index_prices`` by underlying (USD; used where a quote has no index),
+    ``delivery_prices[underlying][expiry_ms]`` for settling expired options,
+    ``option_rules`` by strategy id (defaults: ``OptionRules()``), and the account-wide
+    ``account_option_limits`` (default: none).
     """
     book = _Book(state, rules, account_rules or AccountRules(), market_rules, now, cycle)
+    desk = OptionDesk(book, option_rules or {}, option_quotes or {}, index_prices or {}, delivery_prices or {},
+                      account_option_limits or OptionLimits(), sleeve_equity,
+                      lambda: account_equity(state, book.ids))
+    book.options = desk
     by_symbol: dict[str, Mark] = dict(marks)
     for intent in intents:  # a checker's closed-candle price is a mark too, unless a fresher one exists
         if fills.valid_price(intent.price):
@@ -352,19 +379,34 @@ def step(
     for sid in book.ids:
         sleeve = state.sleeves[sid]
         apply_marks(sleeve, by_symbol)
+        desk.mark(sleeve)
         for b in risk.lift_expired(sleeve.risk.blocks, now):
             book.emit("unblock", sid, code=b.code)
             equity = sleeve_equity(sleeve)
             if b.code == "MAX_DRAWDOWN" and equity is not None:
                 sleeve.risk.peak_equity_usd = equity  # a fresh start after the cool-off (see risk.py)
         book.check_stops(sleeve, bars or {})
+        desk.settle(sleeve)  # expiries and the theta harvest are exits: they always run
+        desk.harvest(sleeve)
         book.sleeve_breakers(sleeve)
     book.account_breakers()
+    known = [i for i in option_intents if i.strategy_id in book.ids]
+    for oi in option_intents:
+        if oi.strategy_id not in book.ids:
+            book.emit("rejected", oi.strategy_id, side="options", code="UNKNOWN_STRATEGY",
+                      detail=f"no configured sleeve {oi.strategy_id!r} for this options intent")
     for intent in sorted(intents, key=lambda i: i.signal >= 0):  # exits before entries
+        if intent.signal >= 0:
+            break
         book.apply(intent)
-    for sid in {i.strategy_id for i in intents}:
+    for oi in known:
+        desk.apply_closes(oi)
+    for intent in intents:
+        if intent.signal >= 0:
+            book.apply(intent)
+    for oi in known:
+        desk.apply_entries(oi)
+    for sid in {i.strategy_id for i in intents} | {i.strategy_id for i in known}:
         book.sleeve_breakers(state.sleeves[sid])
     book.account_breakers()
     return book.events
-
-
