@@ -23,6 +23,7 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -479,7 +480,8 @@ class Daemon(ControlMixin):
 
     def _describe_outcomes(self, state: State, events: list[Event]) -> None:
         for e in events:
-            check = state.sleeves[e.strategy_id].last_check
+            sleeve = state.sleeves.get(e.strategy_id)  # account-scope events belong to no sleeve
+            check = sleeve.last_check if sleeve is not None else None
             if check is None or e.kind not in ("fill", "rejected", "hold"):
                 continue
             if e.kind == "fill":
@@ -608,6 +610,14 @@ class Daemon(ControlMixin):
         self.notifier.status(line[:200])
 
     # -- the loop -----------------------------------------------------------------------------
+    def _set_fault(self, reason: str) -> None:
+        assert self.logs is not None
+        if reason != self.fault:
+            self.logs.event("fault", self.state.cycle_count, None, reason=reason)
+        self.fault = reason
+        self.logs.scheduler.error(f"CYCLE FAILED: {reason}")
+        self._publish()
+
     def _run_guarded(self, stop: threading.Event) -> None:
         """One cycle; a failure of the shell around it (the state folder turned read-only, no
         descriptors left) marks the daemon degraded and is retried, never a crash."""
@@ -617,12 +627,14 @@ class Daemon(ControlMixin):
         except StateSaveError:
             return  # halted: logged loudly; the loop retries the save with backoff
         except OSError as e:
-            reason = f"a cycle could not run: {e}; retrying"
-            if reason != self.fault:
-                self.logs.event("fault", self.state.cycle_count, None, reason=reason)
-            self.fault = reason
-            self.logs.scheduler.error(f"CYCLE FAILED: {reason}")
-            self._publish()
+            self._set_fault(f"a cycle could not run: {e}; retrying")
+            return
+        except Exception as e:  # noqa: BLE001 - a bug must not crash-loop an unattended daemon
+            # nothing of the failed cycle was saved; trading waits (/health 503) and the cycle is
+            # retried with backoff, so the bug is loud (traceback in the log) but never a restart loop
+            self.logs.scheduler.critical(f"INTERNAL ERROR in a cycle ({type(e).__name__}: {e}); please report it:\n"
+                                         + traceback.format_exc().replace("\n", " | "))
+            self._set_fault(f"internal error in a cycle: {type(e).__name__}: {e}; retrying")
             return
         if self.fault:
             self.logs.scheduler.warning(f"Cycles run again (after: {self.fault})")

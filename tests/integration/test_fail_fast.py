@@ -85,3 +85,49 @@ def test_health_is_degraded_only_when_every_check_of_a_cycle_failed(
             assert body["status"] == "degraded" and "every check of cycle 1 failed (2 of 2)" in body["reason"]
     finally:
         d.close()
+
+
+def test_an_account_block_tripping_in_a_cycle_is_reported_not_a_crash(tmp_path: Path) -> None:
+    """A DAILY_LOSS block is an account-scope event: describing the cycle's outcomes must not
+    look it up as a strategy (it did, and the cycle died with a KeyError)."""
+    config_path = write_config(tmp_path, [spot("a", "check_hold.py")])
+    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    d = Daemon(load_config(config_path), config_path, clock=clock, state_path=tmp_path / "state.json",
+               log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        d.run_cycle(force=True)
+        d.state.account.day_start_equity_usd = 2000.0  # equity 1000 is now 50 % below the day's start
+        clock.advance(3600)
+        report = d.run_cycle(force=True)
+        assert report is not None
+        assert "DAILY_LOSS" in d.state.account.blocks
+        assert any(e.kind == "block" and e.data["code"] == "DAILY_LOSS" for e in report.events)
+    finally:
+        d.close()
+
+
+def test_a_bug_in_a_cycle_degrades_the_daemon_instead_of_crashing_it(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, [spot("a", "check_hold.py", interval_seconds=60)])
+    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+
+    class Buggy(Daemon):
+        def _describe_outcomes(self, state, events):  # type: ignore[no-untyped-def]
+            raise ZeroDivisionError("a bug")
+
+    d = Buggy(load_config(config_path), config_path, clock=clock, state_path=tmp_path / "state.json",
+              log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        import threading
+
+        stop = threading.Event()
+        d._run_guarded(stop)
+        code, body = d._health()
+        assert code == 503 and body["status"] == "degraded" and "ZeroDivisionError" in body["reason"]
+        assert d.state.cycle_count == 0  # nothing of the failed cycle was committed
+        log = (tmp_path / "logs" / "scheduler.log").read_text()
+        assert "INTERNAL ERROR in a cycle (ZeroDivisionError: a bug)" in log and "Traceback" in log
+        assert len([ln for ln in log.splitlines() if "INTERNAL ERROR" in ln]) == 1  # one line, not a forged many
+    finally:
+        d.close()
