@@ -220,6 +220,9 @@ class StrategyConfig(_Model):
     close_on_drawdown: bool = False
     stop_loss_pct: float | None = Field(None, gt=0, lt=100)
     exchange: str = "binance"
+    #: options strategies: this strategy's theta harvest and book limits (default: options.*)
+    harvest: HarvestConfig | None = None
+    option_limits: OptionLimitsConfig | None = None
 
     @field_validator("id")
     @classmethod
@@ -330,6 +333,43 @@ class RiskConfig(_Model):
     reconcile_tolerance_usd: float = Field(0.01, ge=0, le=MAX_USD)
 
 
+class OptionFeesConfig(_Model):
+    """Deribit's option fees, percent (https://www.deribit.com/kb/fees)."""
+
+    trade_pct: float = Field(0.03, ge=0, le=1)  # of the index, per contract
+    trade_cap_pct: float = Field(12.5, ge=0, le=100)  # of the option's price
+    delivery_pct: float = Field(0.015, ge=0, le=1)  # of the delivery price, per contract
+    delivery_cap_pct: float = Field(12.5, ge=0, le=100)  # of the option's value at settlement
+
+
+class OptionLimitsConfig(_Model):
+    """Entry limits on an options book (units: scheduler/engine/option_fills.OptionLimits); null: none."""
+
+    max_abs_delta_usd: float | None = Field(None, gt=0, le=MAX_USD)
+    max_abs_gamma_usd: float | None = Field(None, gt=0, le=MAX_USD)
+    max_abs_vega_usd: float | None = Field(None, gt=0, le=MAX_USD)
+    max_premium_at_risk_pct: float | None = Field(None, gt=0, le=100)
+
+
+class HarvestConfig(_Model):
+    """Theta harvest on sold options; null switches a trigger off."""
+
+    profit_target_pct: float | None = Field(None, gt=0, le=100)
+    loss_stop_pct: float | None = Field(None, gt=0, le=10_000)
+    min_dte_days: float | None = Field(None, ge=0, le=365)
+
+
+class OptionsConfig(_Model):
+    """How options are paper-traded (every options strategy; per-strategy overrides below)."""
+
+    no_side_spread_pct: float = Field(5.0, ge=0, le=50)  # mark +/- this where a quote has no ask/bid
+    max_quote_age_s: float = Field(3600.0, gt=0, le=86_400)
+    fees: OptionFeesConfig = Field(default_factory=OptionFeesConfig)
+    limits: OptionLimitsConfig = Field(default_factory=OptionLimitsConfig)  # per strategy
+    account_limits: OptionLimitsConfig = Field(default_factory=OptionLimitsConfig)
+    harvest: HarvestConfig | None = None
+
+
 class RunnerConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, le=3600)
     max_concurrency: int | None = Field(None, ge=1, le=256)
@@ -380,6 +420,7 @@ class Config(_Model):
     status: StatusConfig = Field(default_factory=StatusConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    options: OptionsConfig = Field(default_factory=OptionsConfig)
     checkers_dir: str | None = None
 
     def interval_for(self, s: StrategyConfig) -> int:
@@ -406,6 +447,8 @@ class Config(_Model):
             if problem:
                 raise ValueError(f"market.{key}: {problem}")
         for i, s in enumerate(self.strategies):
+            if s.type == "spot" and (s.harvest is not None or s.option_limits is not None):
+                raise ValueError(f"strategies[{i}]: harvest and option_limits apply to options strategies only")
             if s.type == "spot" and self.market.source == "synthetic":
                 unknown = [sym for sym in s.symbols if sym not in SYNTHETIC_SYMBOLS]
                 if unknown:

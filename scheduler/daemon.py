@@ -32,20 +32,16 @@ from pathlib import Path
 
 from market.manifest import write_fetch_failed
 from market.rules import MarketRules
-from market.timeframes import timeframe_ms
-from scheduler import history, metrics
+from scheduler import engine_rules, history, metrics
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
 from scheduler.control import ControlMixin
 from scheduler.engine import risk
-from scheduler.engine.fills import Costs
 from scheduler.engine.models import LastCheck, Sleeve, State, Trade, new_sleeve, utc_iso
-from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import (
     Bar,
     Event,
     Mark,
-    SleeveRules,
     SpotIntent,
     account_equity,
     sleeve_equity,
@@ -333,9 +329,9 @@ class Daemon(ControlMixin):
         """Call the engine with this daemon's rules and what the fetch step returned."""
         marks = {sym: Mark(p, now) for sym, p in fetched.get("prices", {}).items()}
         market_rules = {sym: MarketRules.from_json(r) for sym, r in fetched.get("rules", {}).items()}
-        rules = {s.id: self._rules(s) for s in self.config.strategies}
+        rules = {s.id: engine_rules.sleeve_rules(self.config, s) for s in self.config.strategies}
         return step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(fetched),
-                    account_rules=self._account_rules())
+                    account_rules=engine_rules.account_rules(self.config))
 
     def _check_job(self, s: StrategyConfig, sleeve: Sleeve, env: dict[str, str]) -> Job:
         args = list(s.args)
@@ -346,35 +342,6 @@ class Daemon(ControlMixin):
             stdin = json.dumps([p.model_dump(mode="json") for p in sleeve.option_positions]).encode()
         return Job(s.id, tuple(args), script=self.checkers_dir / s.script, stdin=stdin, env=env,
                    timeout_s=self.config.runner.timeout_s, max_output_bytes=self.config.runner.max_output_bytes)
-
-    def _rules(self, s: StrategyConfig) -> SleeveRules:
-        fees = self.config.fees_for(s)
-        bar_ms = timeframe_ms(s.timeframe) if s.timeframe else 3_600_000
-        sizing = s.sizing
-        value = {"fixed_fraction": getattr(sizing, "fraction", 0.0), "fixed_usd": getattr(sizing, "usd", 0.0),
-                 "risk_based": getattr(sizing, "risk_pct", 0.0)}[sizing.mode]
-        r = self.config.risk
-        return SleeveRules(
-            # market orders and triggered stops both take liquidity: the taker fee applies
-            costs=Costs(fees.taker_pct / 100.0, self.config.execution.slippage_pct / 100.0),
-            max_drawdown_pct=s.drawdown_pct,
-            drawdown_block=timedelta(hours=r.drawdown_block_hours),
-            close_on_drawdown=s.close_on_drawdown,
-            consecutive_losses=r.consecutive_losses,
-            loss_cooldown=timedelta(minutes=r.loss_cooldown_minutes),
-            sizing_mode=sizing.mode,
-            sizing_value=value,
-            risk_cap_pct=getattr(sizing, "max_position_pct", 15.0),
-            stop_loss_pct=s.stop_loss_pct,
-            timeframe=s.timeframe or "1h",
-            max_quote_age=timedelta(milliseconds=bar_ms * self.config.execution.max_quote_age_bars),
-            recent_trades_kept=self.config.execution.recent_trades_kept,
-        )
-
-    def _account_rules(self) -> AccountRules:
-        r = self.config.risk
-        return AccountRules(r.max_position_pct, r.max_position_usd, r.max_exposure_pct, r.daily_loss_pct,
-                            r.portfolio_kill_pct)
 
     def run_cycle(self, *, force: bool = False, stop: threading.Event | None = None) -> CycleReport | None:
         """Run every due strategy once (all of them with ``force``); None when none was due."""
