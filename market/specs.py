@@ -33,12 +33,18 @@ class SyntheticSpec(_Spec):
 
 
 class FilesSpec(_Spec):
-    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz]."""
+    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz];
+    option chains from <root>/<options_exchange>/option_chains_daily_*.csv[.gz] and DVOL from
+    <root>/<options_exchange>/<UNDERLYING>_DVOL-1d.csv (market.files_options)."""
 
     source: Literal["files"] = "files"
     root: str
     exchange: str = "binance"
     max_stale_candles: int = Field(2, ge=0, le=1000)  # newest closed candle may lag this many
+    options_exchange: Literal["deribit"] = "deribit"
+    #: a daily snapshot older than this at the decision time is stale (the real files have one
+    #: snapshot per UTC day, taken between 03:00 and 17:00, so up to 30 h apart)
+    max_chain_age_s: float = Field(36 * 3600.0, gt=0, le=_MONTH_S)
 
 
 class CcxtSpec(_Spec):
