@@ -134,6 +134,7 @@ class CcxtSource:
     ) -> None:
         self.spec = spec or CcxtSpec()
         self.name = f"ccxt:{self.spec.exchange}"
+        self.options_name = f"ccxt:{self.spec.options_exchange}"
         self.retry = RetryPolicy(
             budget_s=self.spec.retry_budget_s,
             max_retries=self.spec.max_retries,

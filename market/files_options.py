@@ -1,6 +1,7 @@
 """Option chains and DVOL replayed from files, up to a given clock time (OptionsSource).
 
-Layout, under the ``files`` market's ``root`` (the layout of ../shared/data)::
+Layout, under the ``files`` market's ``options_root`` (default: its ``root``; a relative
+``options_root`` is taken from ``root``), as in ../shared/data::
 
     <root>/deribit/option_chains_daily_*.csv.gz   (or .csv; every matching file is read)
     <root>/deribit/<UNDERLYING>_DVOL-1d.csv       (e.g. BTC_DVOL-1d.csv; optional)
@@ -81,7 +82,8 @@ class FilesOptions:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> FilesOptions:
         s = validate(FilesSpec, spec)
-        return cls(s.root, s.options_exchange, max_chain_age_s=s.max_chain_age_s)
+        root = Path(s.root) / (s.options_root or "")  # an absolute options_root replaces root
+        return cls(root, s.options_exchange, max_chain_age_s=s.max_chain_age_s)
 
     # --- OptionsSource ---
 

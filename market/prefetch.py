@@ -152,7 +152,9 @@ def prefetch(
     if unders:
         if options_source is None:
             raise ValueError("option_underlyings given without an options_source")
-        result["options_source"] = str(getattr(options_source, "name", type(options_source).__name__))
+        # a source serving spot and options (ccxt) names its options exchange apart
+        name = getattr(options_source, "options_name", None) or getattr(options_source, "name", None)
+        result["options_source"] = str(name or type(options_source).__name__)
         options_fetch = _Fetch(result, "options_source_failed")
         for u in unders:
             result["options"][u] = _options(options_fetch, options_source, u, now_ms, cache_dir, dvol_days)
