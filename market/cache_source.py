@@ -8,16 +8,24 @@ must not each spend a retry budget finding that out. When the fetch step recorde
 the whole source failed (``source_failed``), everything not in the cache fails at
 once. Only data the fetch step was never asked for (or a cycle whose fetch step wrote
 no manifest) goes to the real source, opened lazily.
+
+Options (OptionsSource: chain, index, DVOL) follow the same rules with their own records:
+an underlying's entry in the manifest's ``options``, then ``options_source_failed``, then,
+for a manifest without option records at all (the daemon's record of a fetch step that
+failed), ``source_failed``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from market.base import Candles, MarketSource, SourceUnavailableError
 from market.cache import read_candles, read_manifest
+from market.options_cache import chain_from_json, read_options
+from market.options_data import OptionChain
 from market.rules import MarketRules
 from scheduler.errors import (
     DataError,
@@ -47,10 +55,15 @@ def recorded_error(entry: Mapping[str, Any], what: str, source: str) -> Exchange
 class CycleCacheSource:
     """MarketSource over one cycle's cache (see the module docstring)."""
 
-    def __init__(self, cache_dir: Path, open_source: Callable[[], MarketSource]) -> None:
+    def __init__(self, cache_dir: Path, open_source: Callable[[], MarketSource],
+                 open_options_source: Callable[[], Any] | None = None) -> None:
+        """``open_options_source`` opens the real OptionsSource (market.sources.
+        open_options_source); without it, the market source serves options when it can."""
         self.cache_dir = cache_dir
         self._open_source = open_source
+        self._open_options = open_options_source
         self._source: MarketSource | None = None
+        self._options: Any = None
         self._manifest = read_manifest(cache_dir)
         self.name = str((self._manifest or {}).get("source", "cycle cache"))
 
@@ -122,7 +135,80 @@ class CycleCacheSource:
             out.update(self._live().fetch_market_rules(unasked))
         return out
 
+    # --- options (OptionsSource) ---
+
+    def _live_options(self) -> Any:
+        if self._options is None:
+            if self._open_options is not None:
+                self._options = self._open_options()
+            else:
+                live = self._live()
+                if not hasattr(live, "fetch_option_chain"):
+                    raise PermanentExchangeError(
+                        f"{getattr(live, 'name', 'the market source')} has no option chains and no "
+                        "options source was given (pass open_options_source)")
+                self._options = live
+        return self._options
+
+    def _options_failure(self, underlying: str, what: str) -> ExchangeError | None:
+        m = self._manifest or {}
+        source = str(m.get("options_source") or self.name)
+        entry = (m.get("options") or {}).get(underlying)
+        if isinstance(entry, Mapping) and entry.get("error"):
+            return recorded_error(entry, what, source)
+        down = m.get("options_source_failed")
+        if not isinstance(down, Mapping) and "options" not in m:
+            down = m.get("source_failed")  # the fetch step itself failed: nothing was fetched
+        return recorded_error(down, what, source) if isinstance(down, Mapping) else None
+
+    def _cached_options(self, underlying: str, what: str) -> dict[str, Any] | None:
+        """The cached document, None when it must come from the real source; raises the
+        recorded failure."""
+        doc = read_options(self.cache_dir, underlying) if underlying.isalnum() else None
+        if doc is not None or self._manifest is None:
+            return doc
+        failure = self._options_failure(underlying, what)
+        if failure is not None:
+            raise failure
+        return None
+
+    def fetch_option_chain(self, underlying: str, *, now_ms: int) -> OptionChain:
+        """The fetch step's chain (without options expired by ``now_ms``)."""
+        doc = self._cached_options(underlying, f"the option chain of {underlying}")
+        if doc is None:
+            return self._live_options().fetch_option_chain(underlying, now_ms=now_ms)
+        chain = chain_from_json(doc)
+        if now_ms == chain.now_ms:
+            return chain
+        return replace(chain, now_ms=now_ms, quotes=tuple(q for q in chain.quotes if q.expiry_ms > now_ms))
+
+    def fetch_index_price(self, underlying: str) -> float | None:
+        """The fetch step's index (None stays None: it was asked and had none)."""
+        doc = self._cached_options(underlying, f"the index price of {underlying}")
+        if doc is None:
+            return self._live_options().fetch_index_price(underlying)
+        price = doc.get("index_price")
+        return float(price) if price is not None else None
+
+    def fetch_dvol(self, underlying: str, *, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
+        """The fetch step's DVOL closes within ``[start_ms, end_ms]`` of days closed by
+        ``end_ms``; a range beyond what it fetched goes to the real source."""
+        doc = self._cached_options(underlying, f"the DVOL of {underlying}")
+        dvol = (doc or {}).get("dvol")
+        if isinstance(dvol, Mapping) and dvol.get("error"):
+            raise recorded_error(dvol, f"the DVOL of {underlying}",
+                                 str(doc.get("source") if doc else self.name))
+        if not isinstance(dvol, Mapping) or start_ms < dvol["start_ms"] or end_ms > dvol["end_ms"]:
+            return self._live_options().fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
+        day_ms = 86_400_000
+        return [(int(t), float(c)) for t, c in dvol["closes"] if start_ms <= t and t + day_ms <= end_ms]
+
     def close(self) -> None:
+        if self._options is not None and self._options is not self._source:
+            close = getattr(self._options, "close", None)
+            if close is not None:
+                close()
+        self._options = None
         if self._source is not None:
             self._source.close()
             self._source = None

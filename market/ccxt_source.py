@@ -18,9 +18,10 @@ The adapter is the only place that touches ccxt. It
 Calls per use (counted at the exchange): markets 1 (``exchangeInfo``, once per
 instance), candles 1 per (symbol, timeframe) for ``limit`` <= 999, prices 1 for any
 number of symbols (``ticker/24hr?symbols=[...]``), option chain 1 per underlying
-(``get_book_summary_by_currency``; its rows carry mark IV, forward and index), DVOL 1
-per underlying for up to 1000 days, index price 1, greeks 1 per instrument (only for
-the legs that need exchange greeks).
+(``get_book_summary_by_currency``; its rows carry mark IV, forward and index) plus the
+contract values (``get_instruments``, 1 per underlying once per ``markets_max_age_s``,
+kept beside the markets cache), DVOL 1 per underlying for up to 1000 days, index price 1,
+greeks 1 per instrument (only for the legs that need exchange greeks).
 
 Deribit goes through ccxt's implicit API methods, not ``fetch_option_chain`` /
 ``fetch_greeks``: those unified methods first load every Deribit market
@@ -37,6 +38,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,8 +50,10 @@ from market.base import Candles, MarketRules, SourceUnavailableError, check_fres
 from market.ccxt_errors import Breaker, RetryPolicy, translate
 from market.options_data import (
     OptionChain,
+    OptionContract,
     OptionQuote,
     chain_from_book_summary,
+    contract_from_instruments,
     dvol_closes,
     positive_or_none,
     quote_from_deribit,
@@ -130,6 +134,7 @@ class CcxtSource:
     ) -> None:
         self.spec = spec or CcxtSpec()
         self.name = f"ccxt:{self.spec.exchange}"
+        self.options_name = f"ccxt:{self.spec.options_exchange}"
         self.retry = RetryPolicy(
             budget_s=self.spec.retry_budget_s,
             max_retries=self.spec.max_retries,
@@ -141,6 +146,7 @@ class CcxtSource:
         self._options: ccxt.Exchange | None = None
         #: per exchange id; kept across close() so a down exchange stays down for this process
         self._breakers: dict[str, Breaker] = {}
+        self._contracts: dict[str, OptionContract] = {}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **kwargs: Any) -> CcxtSource:
@@ -392,10 +398,13 @@ class CcxtSource:
         return response["result"]
 
     def fetch_option_chain(self, underlying: str, *, now_ms: int) -> OptionChain:
-        """All unexpired options of ``underlying`` in one book-summary call.
+        """All unexpired options of ``underlying`` in one book-summary call (plus, at most
+        every ``markets_max_age_s``, one ``get_instruments`` call for the contract values).
 
-        Greeks are not in the book summary (None here); use ``fetch_option_greeks`` for
-        the legs that need the exchange's, or compute them from ``mark_iv_pct``.
+        The chain is stale (DataError) when its newest quote is older than
+        ``max_chain_age_s``; a single quote that old is left out. Greeks are not in the
+        book summary (None here); use ``fetch_option_greeks`` for the legs that need the
+        exchange's, or compute them from ``mark_iv_pct``.
         """
         u = underlying.upper()
         what = f"deribit option chain {u}"
@@ -404,19 +413,64 @@ class CcxtSource:
         )
         if not isinstance(rows, list):
             raise DataError(f"{what}: 'result' is not a list: {str(rows)[:200]!r}")
-        stamps = [r.get("creation_timestamp") for r in rows if isinstance(r, Mapping)]
-        stamps = [int(s) for s in stamps if isinstance(s, int | float)]
-        if stamps and now_ms - max(stamps) > self.spec.max_chain_age_s * 1000:
+        rows = [r for r in rows if isinstance(r, Mapping)]
+        stamps = [r.get("creation_timestamp") for r in rows]
+        stamps = [int(s) for s in stamps if isinstance(s, int | float) and not isinstance(s, bool)]
+        max_age_ms = self.spec.max_chain_age_s * 1000
+        if stamps and now_ms - max(stamps) > max_age_ms:
             raise DataError(
                 f"{what}: stale: newest quote is {(now_ms - max(stamps)) / 1000:.0f} s old "
                 f"(allowed {self.spec.max_chain_age_s:g} s, market.max_chain_age_s)"
             )
-        chain = chain_from_book_summary(
-            u, [r for r in rows if isinstance(r, Mapping)], now_ms=now_ms, index_price=None
-        )
+        fresh = [r for r in rows if not _stale_row(r, now_ms, max_age_ms)]
+        if len(fresh) < len(rows):
+            log.warning("%s: left out %d quote(s) older than %g s", what, len(rows) - len(fresh),
+                        self.spec.max_chain_age_s)
+        chain = chain_from_book_summary(u, fresh, now_ms=now_ms, index_price=None)
         if not chain.quotes:
             raise DataError(f"{what}: no unexpired options at {now_ms}")
-        return chain
+        return replace(chain, asof_ms=max(stamps) if stamps else None,
+                       contract=self.fetch_option_contract(u))
+
+    def fetch_option_contract(self, underlying: str) -> OptionContract:
+        """Contract size, minimum amount and tick of ``underlying``'s options, from
+        ``public/get_instruments`` once per ``markets_max_age_s`` (kept in memory and, with
+        ``markets_cache``, in a file beside it, so each cycle's new process does not reload
+        a list of several hundred KB)."""
+        u = underlying.upper()
+        if u in self._contracts:
+            return self._contracts[u]
+        contract = self._read_contract_cache(u)
+        if contract is None:
+            rows = self.fetch_option_instruments(u)
+            contract = contract_from_instruments(u, rows)
+            if contract is None:
+                raise DataError(f"deribit instruments {u}: no option with contract_size, "
+                                f"min_trade_amount and tick_size among {len(rows)} rows")
+            self._write_contract_cache(contract)
+        self._contracts[u] = contract
+        return contract
+
+    def _contract_cache_path(self, underlying: str) -> Path | None:
+        markets = self._markets_cache_path()
+        if markets is None:
+            return None
+        return markets.with_name(f"{markets.stem}.{self.spec.options_exchange}-{underlying}-options.json")
+
+    def _read_contract_cache(self, underlying: str) -> OptionContract | None:
+        path = self._contract_cache_path(underlying)
+        try:
+            if path is None or time.time() - path.stat().st_mtime > self.spec.markets_max_age_s:
+                return None
+            doc = json.loads(path.read_text())
+            return OptionContract(**doc) if doc.get("underlying") == underlying else None
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # missing, old or unreadable: ask the exchange instead
+
+    def _write_contract_cache(self, contract: OptionContract) -> None:
+        path = self._contract_cache_path(contract.underlying)
+        if path is not None:
+            fsio.write_atomic(path, json.dumps(asdict(contract)).encode(), durable=False)
 
     def fetch_index_price(self, underlying: str) -> float | None:
         """Deribit's index (``public/get_index_price``, e.g. ``btc_usd``)."""
@@ -485,6 +539,12 @@ def _timeframe_ms(timeframe: str) -> int:
         return timeframe_ms(timeframe)
     except ValueError as e:
         raise PermanentExchangeError(str(e)) from e
+
+
+def _stale_row(row: Mapping[str, Any], now_ms: int, max_age_ms: float) -> bool:
+    stamp = row.get("creation_timestamp")
+    ok = isinstance(stamp, int | float) and not isinstance(stamp, bool)
+    return ok and now_ms - stamp > max_age_ms
 
 
 def _rows(rows: Any, what: str) -> list[list[Any]]:

@@ -116,13 +116,76 @@ class OptionQuote:
 
 
 @dataclass(frozen=True)
+class OptionContract:
+    """How one underlying's options trade: every Deribit BTC/ETH option is on
+    ``contract_size`` coin, ordered in multiples of ``amount_step`` contracts from
+    ``min_trade_amount``, priced in coin with the smallest tick ``tick_size``.
+
+    ``source`` says where the numbers come from: ``"exchange"`` (``public/get_instruments``)
+    or ``"deribit default"`` (the published values, for sources without instruments).
+    """
+
+    underlying: str
+    contract_size: float
+    min_trade_amount: float
+    amount_step: float
+    tick_size: float
+    source: str
+
+
+#: Deribit's published option contract values (https://www.deribit.com/kb/options):
+#: 1 coin per contract, minimum (and step) 0.1 BTC or 1 ETH, tick 0.0001 coin.
+DERIBIT_DEFAULT_CONTRACTS: dict[str, tuple[float, float, float, float]] = {
+    "BTC": (1.0, 0.1, 0.1, 0.0001),
+    "ETH": (1.0, 1.0, 1.0, 0.0001),
+}
+
+
+def default_contract(underlying: str) -> OptionContract | None:
+    """Deribit's published contract values for ``underlying``; None for one it has none for."""
+    values = DERIBIT_DEFAULT_CONTRACTS.get(underlying)
+    return None if values is None else OptionContract(underlying, *values, source="deribit default")
+
+
+def contract_from_instruments(
+    underlying: str, rows: Sequence[Mapping[str, Any]]
+) -> OptionContract | None:
+    """The contract values of ``underlying``'s options from ``public/get_instruments`` rows
+    (``contract_size``, ``min_trade_amount``, ``tick_size``): the most common value of each
+    among its option rows (they are uniform on Deribit; a stray row must not decide), or
+    None when no row has all three as positive numbers."""
+    seen: dict[tuple[float, float, float], int] = {}
+    for row in rows:
+        name = row.get("instrument_name")
+        try:
+            if not isinstance(name, str) or parse_instrument_name(name).underlying != underlying:
+                continue
+        except ValueError:
+            continue
+        key = tuple(positive_or_none(row.get(k)) for k in ("contract_size", "min_trade_amount", "tick_size"))
+        if all(v is not None for v in key):
+            seen[key] = seen.get(key, 0) + 1  # type: ignore[index]
+    if not seen:
+        return None
+    size, min_amount, tick = max(seen, key=lambda k: seen[k])
+    return OptionContract(underlying, size, min_amount, min_amount, tick, source="exchange")
+
+
+@dataclass(frozen=True)
 class OptionChain:
-    """Every listed, unexpired option of one underlying at ``now_ms``."""
+    """Every listed, unexpired option of one underlying at ``now_ms``.
+
+    ``asof_ms`` is when the quotes were taken (the exchange's newest quote time, or a
+    file snapshot's time), at or before ``now_ms``; None when the source does not say.
+    ``contract`` is how the options trade (None when unknown).
+    """
 
     underlying: str
     now_ms: int
     index_price: float | None
     quotes: tuple[OptionQuote, ...]
+    asof_ms: int | None = None
+    contract: OptionContract | None = None
 
     def expiries_ms(self) -> tuple[int, ...]:
         """Distinct expiries, soonest first."""

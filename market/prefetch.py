@@ -20,7 +20,13 @@ timeframe), fetches one ticker batch, writes them to the per-cycle cache
      "prices": {"BTC/USDT": 67000.0 | null},
      "price_errors": {"BTC/USDX": ERROR},        # only when the batch had to be split
      "rules": {"BTC/USDT": {...MarketRules...}},
-     "errors": [{"what": "market rules" | "prices", ERROR}]}
+     "errors": [{"what": "market rules" | "prices", ERROR}],
+     "options_source": "ccxt:deribit" | null,
+     "options_source_failed": null | {"what": "option chain BTC", ERROR},
+     "options": {"BTC": {"ok": true, "quotes": 812, "expiries": 11, "index_price": 70000.0,
+                         "asof_ms": ..., "contract": "exchange" | "deribit default" | null,
+                         "dvol": {"ok": true, "days": 399, "last_ms": ...} | {"ok": false, ERROR}}
+                        | {"ok": false, ERROR}}}
 
 where ERROR is ``"error": "TypeName: message", "error_class": "transient" |
 "permanent", "error_type": "TypeName", "transient": bool``.
@@ -31,6 +37,16 @@ failing call after call), ``source_failed`` records that error and nothing else 
 asked of the source: every pair and price still missing gets the same error at once.
 Checkers of the cycle read these records (market.cache_source) instead of asking the
 exchange again. A price that could not be had is null, never 0.
+
+With ``"option_underlyings": ["BTC", "ETH"]`` in the request it also fetches, once per
+underlying, the whole option chain (one book-summary call on Deribit), the index (from
+the chain; one index call only when the chain has none) and the trailing ``dvol_days``
+(400) of daily DVOL, and writes them to ``options-<UND>.json`` in the cache
+(market.options_cache). The options source has its own failure record,
+``options_source_failed``, with the same rules: once it gives up, every underlying still
+missing gets that error at once. A chain that failed is recorded and its DVOL is not
+asked; a DVOL that failed is recorded beside a good chain. Candles an options strategy
+needs (4h candles of BTC/USDT for momentum_options) come in ``pairs`` like any others.
 """
 
 from __future__ import annotations
@@ -39,14 +55,20 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from market.base import Candles, MarketSource, SourceUnavailableError, check_fresh
 from market.cache import MANIFEST, write_candles, write_json_atomic
-from scheduler.errors import ExchangeError, TransientExchangeError
+from market.options_cache import write_options
+from market.options_data import OptionChain, OptionsSource
+from scheduler.errors import ExchangeError, PermanentExchangeError, TransientExchangeError
 
 DEFAULT_LIMIT = 500
+#: days of DVOL history cached per underlying: a 365-day IV rank and some slack
+DVOL_DAYS = 400
+DAY_MS = 86_400_000
 #: closed candles per pair returned to the scheduler (protective stops are checked against them)
 BARS_REPORTED = 48
 
@@ -60,14 +82,16 @@ def error_entry(e: ExchangeError) -> dict[str, Any]:
 
 
 class _Fetch:
-    """One fetch step's bookkeeping: once the source is down, nothing else is tried."""
+    """One fetch step's bookkeeping for one source: once it is down, nothing else is tried.
+    ``failed_key`` is where its failure is recorded in the manifest."""
 
-    def __init__(self, result: dict[str, Any]) -> None:
+    def __init__(self, result: dict[str, Any], failed_key: str = "source_failed") -> None:
         self.result = result
+        self.failed_key = failed_key
 
     def call(self, what: str, fn: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
         """(value, None), or (None, the recorded error) when it failed or the source is down."""
-        down = self.result["source_failed"]
+        down = self.result[self.failed_key]
         if down is not None:
             return None, {k: v for k, v in down.items() if k != "what"}
         try:
@@ -75,7 +99,7 @@ class _Fetch:
         except ExchangeError as e:
             entry = error_entry(e)
             if isinstance(e, SourceUnavailableError):
-                self.result["source_failed"] = {"what": what, **entry}
+                self.result[self.failed_key] = {"what": what, **entry}
             return None, entry
 
 
@@ -86,6 +110,10 @@ def prefetch(
     now_ms: int,
     cache_dir: Path,
     limit: int = DEFAULT_LIMIT,
+    *,
+    options_source: OptionsSource | None = None,
+    option_underlyings: Sequence[str] = (),
+    dvol_days: int = DVOL_DAYS,
 ) -> dict[str, Any]:
     """Fetch and cache one cycle's market data; returns the manifest it wrote.
 
@@ -97,7 +125,8 @@ def prefetch(
     unique_pairs = sorted({(s, tf) for s, tf in pairs})
     symbols = sorted({s for s, _ in unique_pairs} | set(price_symbols))
     result: dict[str, Any] = {"now_ms": now_ms, "source": source.name, "source_failed": None, "pairs": {},
-                              "prices": {}, "price_errors": {}, "rules": {}, "errors": []}
+                              "prices": {}, "price_errors": {}, "rules": {}, "errors": [],
+                              "options_source": None, "options_source_failed": None, "options": {}}
     fetch = _Fetch(result)
     rules, err = fetch.call("market rules", lambda: source.fetch_market_rules(symbols))
     if err is None:
@@ -119,8 +148,49 @@ def prefetch(
         }
     if symbols:
         _prices(fetch, source, symbols, now_ms)
+    unders = list(dict.fromkeys(option_underlyings))
+    if unders:
+        if options_source is None:
+            raise ValueError("option_underlyings given without an options_source")
+        # a source serving spot and options (ccxt) names its options exchange apart
+        name = getattr(options_source, "options_name", None) or getattr(options_source, "name", None)
+        result["options_source"] = str(name or type(options_source).__name__)
+        options_fetch = _Fetch(result, "options_source_failed")
+        for u in unders:
+            result["options"][u] = _options(options_fetch, options_source, u, now_ms, cache_dir, dvol_days)
     write_json_atomic(cache_dir / MANIFEST, result)
     return result
+
+
+def _options(fetch: _Fetch, source: OptionsSource, underlying: str, now_ms: int, cache_dir: Path,
+             dvol_days: int) -> dict[str, Any]:
+    """Fetch one underlying's chain, index and DVOL, write them, return its manifest entry."""
+    if not (underlying.isascii() and underlying.isalnum() and underlying.isupper()):
+        err = PermanentExchangeError(f"option underlying {underlying!r} is not a coin code such as 'BTC'")
+        return {"ok": False, **error_entry(err)}
+    chain, err = fetch.call(f"option chain {underlying}",
+                            lambda: source.fetch_option_chain(underlying, now_ms=now_ms))
+    if err is not None:
+        return {"ok": False, **err}
+    assert isinstance(chain, OptionChain)
+    if chain.index_price is None:  # the chain's rows carry the index; ask only when they did not
+        index, _ = fetch.call(f"index price {underlying}", lambda: source.fetch_index_price(underlying))
+        if index is not None:
+            chain = replace(chain, index_price=_positive(index))
+    start_ms = now_ms - dvol_days * DAY_MS
+    closes, err = fetch.call(f"DVOL {underlying}",
+                             lambda: source.fetch_dvol(underlying, start_ms=start_ms, end_ms=now_ms))
+    dvol: dict[str, Any] = {"start_ms": start_ms, "end_ms": now_ms}
+    if err is None:
+        dvol["closes"] = [[int(t), float(c)] for t, c in closes]
+        summary = {"ok": True, "days": len(closes), "last_ms": int(closes[-1][0]) if closes else None}
+    else:
+        dvol.update(err)
+        summary = {"ok": False, **err}
+    write_options(cache_dir, chain, str(fetch.result["options_source"]), dvol)
+    return {"ok": True, "quotes": len(chain.quotes), "expiries": len(chain.expiries_ms()),
+            "index_price": chain.index_price, "asof_ms": chain.asof_ms,
+            "contract": chain.contract.source if chain.contract is not None else None, "dvol": summary}
 
 
 def _candles(source: MarketSource, symbol: str, tf: str, now_ms: int, limit: int) -> Candles:
@@ -153,17 +223,24 @@ def _positive(p: Any) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from market.sources import open_source
+    from market.sources import open_options_source, open_source
 
     request = json.loads(sys.stdin.read())
-    source = open_source(request["market"])
+    spec = request["market"]
+    unders = [str(u) for u in request.get("option_underlyings") or []]
+    source = open_source(spec)
+    # ccxt serves both from one client pair (each exchange keeps its own breaker)
+    options = (source if spec.get("source") == "ccxt" else open_options_source(spec)) if unders else None
     try:
         result = prefetch(
             source, [tuple(p) for p in request["pairs"]], request["price_symbols"],
             int(request["now_ms"]), Path(request["cache_dir"]), int(request.get("limit", DEFAULT_LIMIT)),
+            options_source=options, option_underlyings=unders,
         )
     finally:
         source.close()
+        if options is not None and options is not source:
+            options.close()
     sys.stdout.write(json.dumps(result, separators=(",", ":")) + "\n")
     return 0
 

@@ -30,14 +30,20 @@ def open_source(spec: Mapping[str, Any]) -> MarketSource:
 
 def open_options_source(spec: Mapping[str, Any]) -> Any:
     """An OptionsSource (market.options_data) for the config's market section: Deribit
-    through ccxt for ``ccxt``, the seeded synthetic chain for ``synthetic``."""
+    through ccxt for ``ccxt``, the seeded synthetic chain for ``synthetic``, daily chain
+    snapshots and DVOL files for ``files`` (market.files_options)."""
     kind = spec.get("source")
     if kind == "synthetic":
+        from market.specs import SyntheticSpec, validate
         from market.synthetic_options import SyntheticOptions
 
-        return SyntheticOptions(seed=int(spec.get("seed", 42)))
+        return SyntheticOptions(seed=validate(SyntheticSpec, spec).seed)
+    if kind == "files":
+        from market.files_options import FilesOptions
+
+        return FilesOptions.from_spec(dict(spec))
     if kind == "ccxt":
         from market.ccxt_source import CcxtSource
 
         return CcxtSource.from_spec(dict(spec))
-    raise ConfigError([f"market.source: {kind!r} has no option chains; use 'ccxt' or 'synthetic' for options"])
+    raise ConfigError([f"market.source: unknown source {kind!r}; use 'ccxt', 'files' or 'synthetic'"])

@@ -33,12 +33,21 @@ class SyntheticSpec(_Spec):
 
 
 class FilesSpec(_Spec):
-    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz]."""
+    """Candles replayed from files laid out <root>/<exchange>/<BASE>_<QUOTE>-<tf>.csv[.gz];
+    option chains from <options_root>/<options_exchange>/option_chains_daily_*.csv[.gz] and
+    DVOL from <options_root>/<options_exchange>/<UNDERLYING>_DVOL-1d.csv (market.files_options)."""
 
     source: Literal["files"] = "files"
     root: str
     exchange: str = "binance"
     max_stale_candles: int = Field(2, ge=0, le=1000)  # newest closed candle may lag this many
+    #: the folder holding <options_exchange>/ (default: root); a relative path is taken from
+    #: root, so {"root": "data/ohlcv", "options_root": ".."} reads data/deribit/
+    options_root: str | None = None
+    options_exchange: Literal["deribit"] = "deribit"
+    #: a daily snapshot older than this at the decision time is stale (the real files have one
+    #: snapshot per UTC day, taken between 03:00 and 17:00, so up to 30 h apart)
+    max_chain_age_s: float = Field(36 * 3600.0, gt=0, le=_MONTH_S)
 
 
 class CcxtSpec(_Spec):
@@ -47,6 +56,9 @@ class CcxtSpec(_Spec):
     source: Literal["ccxt"] = "ccxt"
     exchange: Literal["binance", "binanceus"] = "binance"
     base_url: str | None = None  # e.g. "http://127.0.0.1:8765" for the local fake exchange
+    #: the folder holding <options_exchange>/ (default: root); a relative path is taken from
+    #: root, so {"root": "data/ohlcv", "options_root": ".."} reads data/deribit/
+    options_root: str | None = None
     options_exchange: Literal["deribit"] = "deribit"
     options_base_url: str | None = None
     timeout_s: float = Field(10.0, gt=0, le=120)

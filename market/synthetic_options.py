@@ -47,6 +47,7 @@ from market.options_data import (
     EXPIRY_HOUR_UTC,
     OptionChain,
     OptionQuote,
+    default_contract,
     format_instrument_name,
     parse_instrument_name,
 )
@@ -88,7 +89,8 @@ class SyntheticOptions:
             atm = _atm_vol(underlying, level, t)
             strikes = _strike_grid(spot, atm * math.sqrt(t), step_frac)
             quotes.extend(self._quotes(underlying, now_ms, expiry_ms, strikes, spot, level))
-        return OptionChain(underlying, now_ms, spot, tuple(quotes))
+        return OptionChain(underlying, now_ms, spot, tuple(quotes), asof_ms=now_ms,
+                           contract=default_contract(underlying))
 
     def fetch_index_price(self, underlying: str, *, now_ms: int | None = None) -> float | None:
         """The synthetic index at ``now_ms``; without ``now_ms``, at the time of the last
@@ -113,6 +115,9 @@ class SyntheticOptions:
         days = np.arange(first, last + DAY_MS, DAY_MS, dtype=np.int64)
         levels = self._levels(underlying, days + DAY_MS)
         return [(int(d), round(float(v) * 100.0, 2)) for d, v in zip(days, levels, strict=True)]
+
+    def close(self) -> None:
+        """Nothing to release (the same shape as the other sources)."""
 
     # --- extra ---
 

@@ -1,10 +1,9 @@
 """The 22-strategy deployment (config.demo.json's shape) and its fetch step, shared by the
 call-count test and bench/bench_fetch.py.
 
-``fetch_cycle`` is the batched fetch: markets once, candles once per unique
-(symbol, timeframe), one ticker batch, and per options underlying one chain and one
-DVOL call. It uses ``market.prefetch.prefetch`` for the spot part when that
-exists with the agreed signature, else calls the source in the same pattern.
+``fetch_cycle`` is the batched fetch (``market.prefetch.prefetch``): markets once, candles
+once per unique (symbol, timeframe), one ticker batch, and per options underlying one
+chain and one DVOL call (plus the contract values with the markets).
 ``fetch_baseline`` is the original's way: every strategy fetches for itself with a
 fresh client (so it also reloads the markets).
 """
@@ -84,26 +83,23 @@ def plan(strategies: list[Strategy]) -> tuple[list[tuple[str, str]], list[str], 
 
 def expected_calls(strategies: list[Strategy], *, markets_loaded: bool) -> int:
     """The target: unique pairs + one ticker batch + (markets load) + 2 options calls
-    (chain, DVOL) per underlying."""
+    (chain, DVOL) per underlying + (the options contract values, loaded with the markets)."""
     pairs, _, unders = plan(strategies)
-    return len(pairs) + 1 + (0 if markets_loaded else 1) + 2 * len(unders)
+    return len(pairs) + 1 + (0 if markets_loaded else 1 + len(unders)) + 2 * len(unders)
 
 
 def fetch_cycle(
     source: Any, strategies: list[Strategy], *, now_ms: int, cache_dir: Path, limit: int = 500
 ) -> str:
-    """One batched fetch step, as the scheduler runs it (market.prefetch), plus the options
-    calls that options trading will move into it. Returns "prefetch"."""
+    """One batched fetch step, as the scheduler runs it (market.prefetch), options included.
+    Returns "prefetch"."""
     from market.prefetch import prefetch
 
     pairs, prices, unders = plan(strategies)
     cache_dir.mkdir(parents=True, exist_ok=True)  # the scheduler creates each cycle's folder
-    prefetch(source, pairs, prices, now_ms, cache_dir, limit=limit)
-    used = "prefetch"
-    for u in unders:
-        source.fetch_option_chain(u, now_ms=now_ms)
-        source.fetch_dvol(u, start_ms=now_ms - 365 * DAY_MS, end_ms=now_ms)
-    return used
+    prefetch(source, pairs, prices, now_ms, cache_dir, limit=limit, options_source=source,
+             option_underlyings=unders)
+    return "prefetch"
 
 
 def fetch_baseline(

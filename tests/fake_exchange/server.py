@@ -9,7 +9,7 @@ Answers what our ccxt calls use:
 Its clock is ``now_ms`` (settable). Like the real exchange, klines run up to and
 INCLUDING the candle still forming at ``now_ms``: the client must drop it.
 It counts requests and bytes per endpoint, and injects faults programmed per endpoint
-(``add_fault``). Every wait is bounded and wakes on ``stop()``.
+(``add_fault``), including Deribit chains with missing bids and a stale quote. Every wait is bounded and wakes on ``stop()``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ FAULT_KINDS = (
     "stale",  # data as if the feed stopped ``lag`` candles (or seconds for Deribit) ago
     "gap",  # klines: drop the candles at ``drop`` (indexes from the newest closed, 1 = newest)
     "unknown_symbol",  # the exchange's invalid-symbol / not-found error
+    "no_bids",  # Deribit book summary: every ``every``-th row without a bid (null, or 0 on odd ones)
+    "stale_quote",  # Deribit book summary: the first row's quote ``lag`` seconds old, the rest fresh
 )
 
 
@@ -65,6 +67,7 @@ class Fault:
     delay_s: float = 0.0
     lag: int = 5
     drop: tuple[int, ...] = (2, 3)
+    every: int = 2
     match: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -351,7 +354,13 @@ class FakeExchange:
         snap = self.data.chain_snapshot(currency, self.now_ms)
         stamp = self.now_ms - (fault.lag * 1000 if fault and fault.kind == "stale" else 0)
         if method == "get_book_summary_by_currency":
-            return [_book_row(r, stamp) for r in snap.itertuples(index=False)]
+            rows = [_book_row(r, stamp) for r in snap.itertuples(index=False)]
+            if fault and fault.kind == "no_bids":
+                for i in range(0, len(rows), max(fault.every, 1)):
+                    rows[i]["bid_price"] = 0.0 if (i // max(fault.every, 1)) % 2 else None
+            if fault and fault.kind == "stale_quote" and rows:
+                rows[0]["creation_timestamp"] = self.now_ms - fault.lag * 1000
+            return rows
         if method == "get_index_price":
             if snap.empty:
                 raise _Reply(400, _deribit_error(-32602, "Invalid params"))

@@ -26,14 +26,17 @@ def test_cycle_calls_equal_the_target(shared_data: Path, tmp_path: Path) -> None
     with fake_exchange(shared_data, now_ms=NOW, exchange_info="full") as fx, make_source(fx) as src:
         fetch_cycle(src, strategies, now_ms=NOW, cache_dir=tmp_path / "c1")
         first = dict(fx.requests)
-        assert sum(first.values()) == expected_calls(strategies, markets_loaded=False) == 14
-        assert first == {
+        assert sum(first.values()) == expected_calls(strategies, markets_loaded=False) == 16
+        assert first == {  # one book summary per underlying, never a ticker per instrument
             "/api/v3/exchangeInfo": 1,
             "/api/v3/klines": 8,
             "/api/v3/ticker/24hr": 1,
             "/api/v2/public/get_book_summary_by_currency": 2,
+            "/api/v2/public/get_instruments": 2,
             "/api/v2/public/get_volatility_index_data": 2,
         }
+        assert sorted((tmp_path / "c1").glob("options-*.json")) == [
+            tmp_path / "c1" / "options-BTC.json", tmp_path / "c1" / "options-ETH.json"]
         fx.reset_counts()
         fx.now_ms = NOW + 600_000  # the next cycle, 10 minutes later
         fetch_cycle(src, strategies, now_ms=NOW + 600_000, cache_dir=tmp_path / "c2")
@@ -45,7 +48,7 @@ def test_baseline_costs_more(shared_data: Path) -> None:
     with fake_exchange(shared_data, now_ms=NOW, exchange_info="small") as fx:
         fetch_baseline(lambda: make_source(fx), strategies, now_ms=NOW)
         # 14 spot checkers: markets + own candles (pairs: 2) + own ticker; 8 options
-        # checkers: chain + DVOL, momentum_options also markets + 4h candles
+        # checkers: chain + contract values + DVOL, momentum_options also markets + 4h candles
         assert fx.requests["/api/v3/klines"] == 14 + 3 + 2
         assert fx.requests["/api/v3/exchangeInfo"] == 14 + 2
-        assert fx.total_requests == (14 * 3 + 3) + (8 * 2 + 2 * 2) == 65
+        assert fx.total_requests == (14 * 3 + 3) + (8 * 3 + 2 * 2) == 73
