@@ -204,8 +204,8 @@ def _strike_term(
         return 40, f"strike: no {types} held (distance unbounded, > 10 %)"
     d, leg, p = nearest
     frac = d / spot_usd
-    what = (f"strike {leg.strike:g} is {frac:.1%} of spot from held {p.option_type} "
-            f"{p.strike:g} ({p.id})")
+    what = (f"strike {leg.strike:.10g} is {frac:.1%} of spot from held {p.option_type} "
+            f"{p.strike:.10g} ({p.id})")
     # compare distances in USD against fractions of spot (no division at the boundary)
     if d > 0.10 * spot_usd:
         return 40, f"{what}, > 10 %"

@@ -14,11 +14,12 @@ no clock: the same inputs give the same answer in the daemon and the backtester.
 | wheel | spot held < quantity: sell put 0.94, 37; spot held >= quantity: sell call 1.10, 21 | |
 | butterfly | 30 <= IV rank <= 70 | buy call 0.95, sell 2 calls 1.00, buy call 1.05, 30 |
 
-Leg selection: the listed expiry (of the leg's option type, after ``now_ms``) nearest
-``now + target DTE`` (a tie goes to the sooner one); none within ``dte_tolerance_days``
-(7) of the target: skip ``NO_EXPIRY``. Then the listed strike of that expiry and type
-nearest ``moneyness x spot`` (a tie goes to the lower strike); a straddle's call and put
-share the strike, chosen among strikes listed for both. Quantity per leg is
+Leg selection: the listed expiry (after ``now_ms``, listing the legs' option types: a
+strangle or straddle takes one expiry with calls and puts) nearest ``now + target DTE``
+(a tie goes to the sooner one); none within ``dte_tolerance_days`` (7) of the target:
+skip ``NO_EXPIRY``. Then the listed strike of that expiry and type nearest
+``moneyness x spot`` (a tie goes to the lower strike); a straddle's call and put share
+the strike, chosen among strikes listed for both. Quantity per leg is
 ``params.quantity`` or the contract minimum (0.1 BTC, 1 ETH); the butterfly's body is
 2 x that.
 
@@ -379,9 +380,12 @@ def _momentum(c: _Ctx) -> list[Leg]:
 def _vol_mean_reversion(c: _Ctx) -> list[Leg]:
     p: VolMeanReversionParams = c.params
     rank = _iv_rank(c, low=p.buy_below_rank, high=p.sell_above_rank)
-    if rank > p.sell_above_rank:
-        return [_leg(c, "sell", "call", p.call_moneyness, p.target_dte_days),
-                _leg(c, "sell", "put", p.put_moneyness, p.target_dte_days)]
+    if rank > p.sell_above_rank:  # both legs on one expiry that lists calls and puts
+        expiry = _expiry(c, p.target_dte_days, ("call", "put"))
+        return [_priced(c, "sell", _quote(c, expiry, "call", _nearest_strike(
+                    c, expiry, ("call",), p.call_moneyness * c.spot))),
+                _priced(c, "sell", _quote(c, expiry, "put", _nearest_strike(
+                    c, expiry, ("put",), p.put_moneyness * c.spot)))]
     if rank < p.buy_below_rank:
         expiry = _expiry(c, p.target_dte_days, ("call", "put"))
         strike = _nearest_strike(c, expiry, ("call", "put"), c.spot)
@@ -435,7 +439,7 @@ def _butterfly(c: _Ctx) -> list[Leg]:
     if not strikes[0] < strikes[1] < strikes[2]:
         raise _NoTrade("NO_STRIKE", f"the listed strikes nearest {p.lower_moneyness:g}/"
                        f"{p.middle_moneyness:g}/{p.upper_moneyness:g} x spot are "
-                       f"{'/'.join(f'{k:g}' for k in strikes)}: not three distinct strikes")
+                       f"{'/'.join(f'{k:.10g}' for k in strikes)}: not three distinct strikes")
     low, mid, high = (_quote(c, expiry, "call", k) for k in strikes)
     return [_priced(c, "buy", low), _priced(c, "sell", mid, 2 * c.quantity), _priced(c, "buy", high)]
 
@@ -548,13 +552,16 @@ def _listed(c: _Ctx) -> list[OptionQuote]:
 
 
 def _expiry(c: _Ctx, target_dte_days: float, types: tuple[OptionType, ...]) -> int:
-    """The listed expiry nearest the target (integer ms, so ties are exact: the sooner)."""
+    """The expiry listing every type in ``types`` nearest the target (integer ms, so ties
+    are exact: the sooner)."""
     now = c.inputs.now_ms
     target_ms = now + round(target_dte_days * DAY_MS)
-    expiries = sorted({q.expiry_ms for q in _listed(c) if q.option_type in types})
+    listed = _listed(c)
+    expiries = sorted(set.intersection(*({q.expiry_ms for q in listed if q.option_type == t}
+                                         for t in types)))
     c.ind["target_dte"] = target_dte_days
     if not expiries:
-        raise _NoTrade("NO_EXPIRY", f"no {'/'.join(types)} listed after now in the chain")
+        raise _NoTrade("NO_EXPIRY", f"no expiry after now lists {' and '.join(types)}s")
     best = min(expiries, key=lambda e: (abs(e - target_ms), e))
     dte = (best - now) / DAY_MS
     if abs(best - target_ms) > c.params.dte_tolerance_days * DAY_MS:

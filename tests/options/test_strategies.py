@@ -248,6 +248,17 @@ def test_low_iv_rank_buys_a_straddle_on_one_strike() -> None:
         97_500.0, 97_500.0]
 
 
+def test_strangle_and_straddle_take_one_expiry_listing_calls_and_puts() -> None:
+    # 30 DTE lists only calls: both legs go to 28 DTE, which lists both (not call 30 + put 28)
+    calls_only = tuple(quote(30, k, "call") for k in STRIKES)
+    ch = chain(dtes=(28,), extra=calls_only)
+    for rank in (90.0, 10.0):
+        assert {leg[3] for leg in legs(propose("vol_mean_reversion", inputs(ch, iv_rank_pct=rank)))} == {28.0}
+    only = OptionChain("BTC", NOW, SPOT, calls_only)
+    assert "lists call and puts" in skipped(
+        propose("vol_mean_reversion", inputs(only, iv_rank_pct=90.0)), "NO_EXPIRY").reason
+
+
 @pytest.mark.parametrize("rank", [25.0, 50.0, 75.0])
 def test_middling_iv_rank_is_no_vol_trade(rank: float) -> None:
     s = skipped(propose("vol_mean_reversion", inputs(iv_rank_pct=rank)), "NO_TRIGGER")
