@@ -324,7 +324,8 @@ def propose(strategy: str, inputs: StrategyInputs, params: Params | None = None)
         if refusal:
             raise _NoTrade("CAP", refusal)
     except _NoTrade as e:
-        return Skip(strategy, e.code, e.reason, ind)
+        return Skip(strategy, e.code, e.reason, _finite_only(ind))
+    ind = _finite_only(ind)
     score = score_proposal(legs, inputs.positions, inputs.spot_usd)
     if not score.passes(params.min_score):
         return Skip(strategy, "LOW_SCORE", f"score {score.value:.2f} < {params.min_score}: "
@@ -628,6 +629,11 @@ def _priced(c: _Ctx, action: Action, q: OptionQuote, quantity: float | None = No
         raise _NoTrade("ZERO_PREMIUM", f"{q.instrument} premium {leg.premium:.3g} coin ({pricing}) "
                        f"is below {c.params.min_premium:g}: a zero-premium trade is never proposed")
     return leg
+
+
+def _finite_only(ind: dict[str, Any]) -> dict[str, Any]:
+    """The indicators with every non-finite number (a NaN ROC, an infinite spot) as None."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in ind.items()}
 
 
 def _iso_day(expiry_ms: int) -> str:

@@ -317,7 +317,8 @@ def test_momentum_without_a_cross_does_nothing(prev: float, now: float) -> None:
 
 @pytest.mark.parametrize(("prev", "now"), [(None, 6.0), (4.0, None), (4.0, math.nan), (math.inf, 6.0)])
 def test_momentum_without_roc_says_so(prev: float | None, now: float | None) -> None:
-    skipped(propose("momentum_options", inputs(roc_pct=now, prev_roc_pct=prev)), "NO_DATA")
+    s = skipped(propose("momentum_options", inputs(roc_pct=now, prev_roc_pct=prev)), "NO_DATA")
+    assert all(not isinstance(v, float) or math.isfinite(v) for v in s.indicators.values())
 
 
 def test_roc_last_two_matches_the_spot_indicator() -> None:
@@ -460,6 +461,7 @@ def test_no_nan_and_no_zero_premium_ever_leaves(
     p = PARAMS[strategy](**({"target_dte_days": 30.0} if strategy not in ("wheel",) else
                            {"put_dte_days": 30.0}))
     result = propose(strategy, inputs(ch, **kw), p)
+    assert all(not isinstance(v, float) or math.isfinite(v) for v in result.indicators.values())
     for a in result.actions():
         numbers = [a["strike"], a["dte"], a["premium"], a["premium_usd"], a["quantity"], a["score"],
                    *a["greeks"].values()]
@@ -477,6 +479,7 @@ def test_bad_inputs_are_a_skip_that_says_the_value(field: str, value: float) -> 
     bad = dataclasses.replace(inputs(iv_rank_pct=50.0), **{field: value})
     s = skipped(propose("butterfly", bad), "BAD_INPUT")
     assert field in s.reason
+    assert all(not isinstance(v, float) or math.isfinite(v) for v in s.indicators.values())
 
 
 def test_a_position_on_another_underlying_is_bad_input() -> None:
