@@ -10,3 +10,21 @@ OPTIONS_STRATEGIES = (
 )
 #: Underlyings Deribit lists options on that the project supports.
 UNDERLYINGS = ("BTC", "ETH")
+
+#: Names re-exported lazily (PEP 562), so that ``import options`` (the config validator
+#: in the daemon, which imports no numpy) stays free of numpy.
+_LAZY = {
+    "propose": "options.strategies", "StrategyInputs": "options.strategies",
+    "Proposal": "options.strategies", "Skip": "options.strategies", "Leg": "options.strategies",
+    "PARAMS": "options.strategies", "roc_last_two": "options.strategies",
+    "HeldOption": "options.scoring", "score_proposal": "options.scoring",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'options' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
