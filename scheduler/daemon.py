@@ -114,6 +114,8 @@ class Daemon(ControlMixin):
         self._all_failed: str | None = None
         self._retry_s = 0.0
         self.counters = metrics.Counters()
+        #: a trade-log append failed: the log lacks fills the saved state holds
+        self._log_behind = False
         self.started_at = clock.now()
         self._last_cycle_mono = time.monotonic()
         self.server: StatusServer | None = None
@@ -350,6 +352,13 @@ class Daemon(ControlMixin):
             self._retry_save()
             if self.halted:
                 return None
+        if self._log_behind:  # the trade log lacks committed fills: catch it up before trading on
+            try:
+                repair_trade_log(self.state_path, self.state)
+                self._log_behind = False
+            except StateError as e:
+                self._set_fault(f"the trade log is behind the state and cannot be written: {e}")
+                return None
         now = self.clock.now()
         due = [s for s in self.config.strategies if force or self.is_due(s, now)]
         if not due:
@@ -471,9 +480,15 @@ class Daemon(ControlMixin):
         fills = [t for s in new.sleeves.values() for t in s.trades if t.seq >= first_new_seq]
         self._count_fills(fills)
         try:
-            append_trades(self.state_path, sorted(fills, key=lambda t: t.seq))
-        except StateSaveError as e:  # the state holds the fills; start-up repairs the log from it
-            self.logs.scheduler.error(f"{e}; the fills are safe in {self.state_path} and the log is repaired at start-up")
+            if self._log_behind:  # never append past a gap: repair appends every missing fill in order
+                repair_trade_log(self.state_path, self.state)
+            else:
+                append_trades(self.state_path, sorted(fills, key=lambda t: t.seq))
+            self._log_behind = False
+        except StateSaveError as e:  # the state holds the fills; trading waits until the log has them too
+            self._log_behind = True
+            self.logs.scheduler.error(f"{e}; the fills are safe in {self.state_path}; no new trades until the "
+                                      "trade log has them (retried every cycle)")
         for e in events:
             self._log_event(e, cycle)
         self._publish()

@@ -212,3 +212,33 @@ def test_log_files_are_private_and_lines_cannot_be_forged(tmp_path: Path) -> Non
     assert (tmp_path / "scheduler.log").stat().st_mode & 0o777 == 0o600
     lines = (tmp_path / "alpha.log").read_text().splitlines()
     assert len(lines) == 1 and "mallory\\n[2026" in lines[0]
+
+
+def test_a_failed_trade_log_append_never_leaves_a_hole(tmp_path: Path) -> None:
+    """While the trade log cannot be appended, no new trade is made; once it can, every missing
+    fill is appended in order, and the next start accepts the log."""
+    config = write_config(tmp_path, [spot("alpha", interval_seconds=60)])
+    clock = ManualClock(T0)
+    d = _daemon(config, clock)
+    log = tmp_path / "state" / "state.trades.jsonl"
+    try:
+        d.run_cycle()  # buys: fill 1
+        kept = log.read_bytes()
+        log.unlink()
+        log.mkdir()  # appends now fail (root ignores modes; a folder in the way does not)
+        out = d.execute("trade", {"strategy": "alpha", "action": "close"}, "test")  # fill 2: saved, append fails
+        assert out["ok"] is True and d.state.next_trade_seq == 3
+        clock.advance(60)
+        assert d.run_cycle() is None and d._health()[0] == 503  # no trading while the log is behind
+        log.rmdir()
+        log.write_bytes(kept)
+        clock.advance(60)
+        assert d.run_cycle() is not None
+    finally:
+        d.close()
+    from scheduler.state_store import read_trade_log
+
+    seqs = [t.seq for t in read_trade_log(tmp_path / "state" / "state.json")]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 2
+    d2 = _daemon(config, clock)  # the next start accepts it
+    d2.close()
