@@ -33,26 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     common.add_context_args(parser)
     args = parser.parse_args(argv)
     doc: dict[str, object] = {s: None for s in args.symbols}
-    source = None
-    try:
+    with common.reporting(doc) as keep:
         from scheduler.errors import DataError, PermanentExchangeError
 
         clash = [s for s in args.symbols if s in ("error", "error_class")]
         if clash:  # the document's own keys
             raise PermanentExchangeError(f"{clash[0]!r} is not a symbol; symbols look like BTC/USDT")
-        source = common.open_market(args)
+        source = keep(common.open_market(args))
         prices = source.fetch_prices(list(dict.fromkeys(args.symbols)), now_ms=common.now_ms(args))
         doc.update({s: _positive(prices.get(s)) for s in args.symbols})
         missing = [s for s in args.symbols if doc[s] is None]
         if missing:
             raise DataError(f"no price for {', '.join(missing)} from {source.name}: it has none for this "
                             "time (unknown symbol, no data, or only stale data)")
-    except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
-        common.fail(doc, e)
-    finally:
-        if source is not None:
-            source.close()
-    common.emit(doc)
     return 0
 
 

@@ -36,15 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"strategy": args.strategy, "symbol": args.symbol, "timeframe": args.timeframe, "signal": 0}
     if args.symbol_b:
         doc["symbol_b"] = args.symbol_b
-    source = None
-    try:
+    with common.reporting(doc) as keep:
         import strategies
         from market.base import check_fresh
         from strategies.catalog import validate_params
 
         now_ms = common.now_ms(args)
         params = validate_params(args.strategy, json.loads(args.params))
-        source = common.open_market(args)
+        source = keep(common.open_market(args))
 
         def closed(symbol: str):  # never the forming candle, whatever the source
             candles = source.fetch_candles(symbol, args.timeframe, now_ms=now_ms, limit=common.candles_limit())
@@ -61,12 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         })
         if isinstance(stop, (int, float)):
             doc["stop_price"] = float(stop)
-    except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
-        common.fail(doc, e)
-    finally:
-        if source is not None:
-            source.close()
-    common.emit(doc)
     return 0
 
 

@@ -19,11 +19,15 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from scheduler.errors import GoTraderError, TransientExchangeError
+
+S = TypeVar("S")
 
 if TYPE_CHECKING:
     from market.base import MarketSource
@@ -102,6 +106,27 @@ def emit(doc: dict[str, Any]) -> None:
     """Print the one JSON document (non-finite numbers become null)."""
     sys.stdout.write(json.dumps(_clean(doc), separators=(",", ":"), allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def reporting(doc: dict[str, Any]) -> Iterator[Callable[[S], S]]:
+    """Run a checker's work and print its one document: any exception becomes the error
+    document and a non-zero exit (``fail``). Yields ``keep``: a source passed through it is
+    closed at the end, whatever happened."""
+    sources: list[Any] = []
+
+    def keep(source: S) -> S:
+        sources.append(source)
+        return source
+
+    try:
+        yield keep
+    except Exception as e:  # noqa: BLE001 - any failure becomes an error document and a non-zero exit
+        fail(doc, e)
+    finally:
+        for source in sources:
+            source.close()
+    emit(doc)
 
 
 def fail(doc: dict[str, Any], error: BaseException) -> NoReturn:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from market.timeframes import timeframe_ms
 from scheduler.engine import risk
-from scheduler.engine.models import REQUESTS_KEPT, AuditRecord, State, utc_iso
+from scheduler.engine.models import REQUESTS_KEPT, AuditRecord, State, Trade, utc_iso
 from scheduler.engine.step import SpotIntent, account_equity, sleeve_equity
 from scheduler.errors import StateSaveError
 from scheduler.state_store import append_audit, read_trade_log
@@ -188,10 +188,12 @@ class ControlMixin:
         self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
         return result
 
-    def reconcile(self) -> dict[str, Any]:
-        """Rebuild every sleeve from the trade log and compare with the state; report and log."""
+    def reconcile(self, trades: list[Trade] | None = None) -> dict[str, Any]:
+        """Rebuild every sleeve from the trade log (``trades``, when the caller just read it) and
+        compare with the state; report and log."""
         assert self.logs is not None
-        diffs = risk.reconcile(self.state, read_trade_log(self.state_path), self.config.risk.reconcile_tolerance_usd)
+        logged = read_trade_log(self.state_path) if trades is None else trades
+        diffs = risk.reconcile(self.state, logged, self.config.risk.reconcile_tolerance_usd)
         report = {"at": utc_iso(self.clock.now()), "ok": not diffs, "differences": [str(d) for d in diffs]}
         self.state.last_reconcile = report  # not trading state: saved with the next commit
         self._last_reconcile_mono = time.monotonic()

@@ -139,12 +139,12 @@ class Daemon(ControlMixin):
         self.lock.acquire()
         try:
             loaded = load_state(self.state_path)
-            check_against_log(self.state_path, loaded or State())  # before a log line is written
+            checked = check_against_log(self.state_path, loaded or State())  # before a log line is written
             self._remove_leftovers()
             self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
                              stdout=self._stdout_logs)
             self.state = self._sync_sleeves(loaded or State())
-            appended, torn = repair_trade_log(self.state_path, self.state)
+            appended, torn = repair_trade_log(self.state_path, self.state, checked)  # new sleeves hold no fills
             if appended or torn:
                 self.logs.scheduler.warning(f"Trade log repaired: {appended} fill(s) appended from state"
                                             + (f", a torn last line ({torn} bytes) moved to "
@@ -152,8 +152,9 @@ class Daemon(ControlMixin):
             if loaded is None:
                 save_state(self.state_path, self.state)
                 self.logs.scheduler.info(f"New state file {self.state_path} with {len(self.state.sleeves)} strategies")
-            self._count_fills(read_trade_log(self.state_path))
-            self.reconcile()
+            trades = read_trade_log(self.state_path)
+            self._count_fills(trades)
+            self.reconcile(trades)
         except BaseException:
             self.lock.release()
             raise
@@ -295,13 +296,13 @@ class Daemon(ControlMixin):
                   timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
         # a stop request kills the fetch step at once: it holds no state worth a grace period
         result = run_jobs(launcher, [job], max_concurrency=1, stop=stop, grace_s=0.0)[0]
+        self.counters.fetch_steps += 1
         try:
             if result.returncode != 0 or result.timed_out:
                 raise ValueError(f"exit status {result.returncode}, timed out: {result.timed_out}; "
                                  f"{result.stderr.decode('utf-8', 'replace').strip()[-300:]}")
             doc = decode_one_document(result.stdout)
         except ValueError as e:
-            self.counters.fetch_steps += 1
             self.counters.fetch_failures += 1
             reason = f"the fetch step failed ({e})"
             if stop is None or not stop.is_set():
@@ -310,7 +311,6 @@ class Daemon(ControlMixin):
             self.logs.event("fetch_failed", cycle, None, reason=str(e))
             return {"source_failed": {"what": "fetch step", "error": reason, "error_class": "transient"}}
         failed = doc.get("source_failed")
-        self.counters.fetch_steps += 1
         self.counters.fetch_failures += bool(failed)
         if failed:  # one line for the source: every pair below repeats the same error
             self.logs.scheduler.error(f"Fetch step: the market source failed at {failed.get('what')}: "

@@ -34,11 +34,13 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import parse_qs, urlsplit
 
 from scheduler.config import is_loopback_host as is_loopback
 from scheduler.errors import ConfigError
@@ -239,8 +241,6 @@ def cross_site_problem(origin: str | None, fetch_site: str | None, host: str | N
     if fetch_site and fetch_site.lower() not in ("same-origin", "none"):
         return f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})"
     if origin and origin != "null":
-        from urllib.parse import urlsplit
-
         if not host or urlsplit(origin).netloc.lower() != host.lower():
             return f"cross-site request refused (Origin {origin[:80]} is not this server)"
     elif origin == "null":
@@ -253,9 +253,6 @@ def parse_history_query(query: str) -> tuple[int | None, str | None]:
     """(since in Unix ms, strategy) from a /history query string; ValueError saying what is wrong.
 
     ``since`` is ISO 8601 with a time zone (``2026-01-01T00:00:00Z``) or Unix milliseconds."""
-    from datetime import datetime
-    from urllib.parse import parse_qs
-
     try:
         params = parse_qs(query, strict_parsing=bool(query), max_num_fields=4)
     except ValueError as e:

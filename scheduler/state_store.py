@@ -327,7 +327,8 @@ def check_against_log(path: Path, state: State) -> tuple[list[Trade], bytes]:
     return [t for t in missing if t is not None], tail
 
 
-def repair_trade_log(path: Path, state: State) -> tuple[int, int]:
+def repair_trade_log(path: Path, state: State,
+                     checked: tuple[list[Trade], bytes] | None = None) -> tuple[int, int]:
     """Make the trade log hold exactly the state's fills: (appended, torn bytes set aside).
 
     A fill is committed once the state that holds it was saved; it is appended
@@ -335,9 +336,10 @@ def repair_trade_log(path: Path, state: State) -> tuple[int, int]:
     it is appended now. A crash mid-append leaves a partial last line: its
     bytes are moved to ``<log>.torn`` (kept, not deleted) and the line ends
     where the last complete record ends. Nothing else is ever removed; a state
-    behind the log is refused (see check_against_log).
+    behind the log is refused (see check_against_log). ``checked`` is that function's answer
+    when the caller already has it (nothing changed since).
     """
-    missing, tail = check_against_log(path, state)
+    missing, tail = checked if checked is not None else check_against_log(path, state)
     log = trade_log_path(path)
     if tail:
         try:
