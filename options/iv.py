@@ -11,7 +11,8 @@ turned into its put by put-call parity, ``C - P = e^{-rt} (F - K)``), where the 
 carries the time value without the intrinsic's cancellation.
 
 A price outside the open no-arbitrage interval (``price_bounds``), a non-positive
-``t_years``, or invalid inputs give NaN, never an exception: at or below intrinsic
+``t_years``, or invalid numbers (NaN, inf, F or K <= 0) give NaN, never an exception nor
+a numpy warning; an option type other than "call"/"put"/bools raises ValueError: at or below intrinsic
 there is no volatility (or every small one fits), at or above the upper bound none.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erfcx
 
-from options.pricing import ArrayLike, _out, price_bounds
+from options.pricing import ArrayLike, _out, as_float_array, parse_option_type, price_bounds
 
 _MAX_ITER = 200
 _S_MAX = 30.0  # vol sqrt(t) of 30: every price is within 1e-50 of its upper bound
@@ -29,32 +30,36 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 def implied_vol(
-    price: ArrayLike, F: ArrayLike, K: ArrayLike, t_years: ArrayLike, is_call: ArrayLike,
+    price: ArrayLike, F: ArrayLike, K: ArrayLike, t_years: ArrayLike, option_type: ArrayLike,
     rate: ArrayLike = 0.0,
 ) -> ArrayLike:
     """Black-76 implied volatility (decimal) of ``price`` on the forward ``F``; NaN where
-    the price is not strictly inside its no-arbitrage bounds."""
+    the price is not strictly inside its no-arbitrage bounds. ``option_type`` as in
+    ``options.pricing`` ("call"/"put" or bools; anything else raises ValueError)."""
     arrays = np.broadcast_arrays(
-        np.asarray(price, dtype=np.float64), np.asarray(F, dtype=np.float64),
-        np.asarray(K, dtype=np.float64), np.asarray(t_years, dtype=np.float64),
-        np.asarray(is_call, dtype=bool), np.asarray(rate, dtype=np.float64),
+        as_float_array(price, "price"), as_float_array(F, "F"), as_float_array(K, "K"),
+        as_float_array(t_years, "t_years"), parse_option_type(option_type),
+        as_float_array(rate, "rate"),
     )
     shape = arrays[0].shape
-    vol = _solve(*(a.ravel() for a in arrays)).reshape(shape)
-    return _out(vol, price, F, K, t_years, is_call, rate)
+    with np.errstate(all="ignore"):
+        vol = _solve(*(a.ravel() for a in arrays)).reshape(shape)
+    return _out(vol, price, F, K, t_years, option_type, rate)
 
 
 def implied_vol_bs(
-    price: ArrayLike, S: ArrayLike, K: ArrayLike, t_years: ArrayLike, is_call: ArrayLike,
+    price: ArrayLike, S: ArrayLike, K: ArrayLike, t_years: ArrayLike, option_type: ArrayLike,
     rate: ArrayLike = 0.0,
 ) -> ArrayLike:
     """Black-Scholes implied volatility on spot ``S`` (no dividends): Black-76 on the
     forward ``S e^{rt}``; NaN outside the no-arbitrage bounds."""
-    t = np.asarray(t_years, dtype=np.float64)
-    r = np.asarray(rate, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        F = np.asarray(S, dtype=np.float64) * np.exp(r * np.maximum(t, 0.0))
-    return _out(implied_vol(price, F, K, t_years, is_call, rate), price, S, K, t_years, is_call, rate)
+    t = as_float_array(t_years, "t_years")
+    r = as_float_array(rate, "rate")
+    with np.errstate(all="ignore"):
+        F = as_float_array(S, "S") * np.exp(r * np.maximum(t, 0.0))
+        F = np.where(np.isfinite(F), F, np.nan)  # an overflow has no price
+    vol = implied_vol(price, F, K, t_years, option_type, rate)
+    return _out(vol, price, S, K, t_years, option_type, rate)
 
 
 def _solve(
