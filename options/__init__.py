@@ -10,3 +10,8 @@ OPTIONS_STRATEGIES = (
 )
 #: Underlyings Deribit lists options on that the project supports.
 UNDERLYINGS = ("BTC", "ETH")
+
+# The IV rank (DVOL, or a labelled realized-vol percentile) that the strategies read.
+from options.ivrank import IvRank, IvRankUnavailable, iv_rank  # noqa: E402
+
+__all__ = ["OPTIONS_STRATEGIES", "UNDERLYINGS", "IvRank", "IvRankUnavailable", "iv_rank"]
