@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erfcx
 
-from options.pricing import ArrayLike, _out, as_float_array, parse_option_type, price_bounds
+from options.pricing import ArrayLike, _out, as_float_array, parse_option_type
 
 _MAX_ITER = 200
 _S_MAX = 30.0  # vol sqrt(t) of 30: every price is within 1e-50 of its upper bound
@@ -80,7 +80,9 @@ def _solve(
     target = undisc - np.where(call[idx], np.where(otm_call, 0.0, F - K), np.where(otm_call, K - F, 0.0))
     upper = np.where(otm_call, F, K)
     # strictly inside price_bounds, compared in discounted terms as price_bounds does
-    lower_d, upper_d = price_bounds(F, K, t, call[idx], r[idx])
+    disc = np.exp(-r[idx] * t)
+    lower_d = disc * np.where(call[idx], np.maximum(F - K, 0.0), np.maximum(K - F, 0.0))
+    upper_d = disc * np.where(call[idx], F, K)
     inside = (target > 0) & (target < upper) & (price[idx] > lower_d) & (price[idx] < upper_d)
     target = np.where(inside, target, np.nan)
     log_fk = np.log(F / K)

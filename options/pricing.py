@@ -155,19 +155,39 @@ def black76_greeks(
     ``vega`` (per vol point), as py_vollib.black.greeks.analytical (Hull ch. 19 with
     the forward held fixed)."""
     p = _Black(F, K, t_years, vol, option_type, rate)
+    out = _black76_greeks(p)
+    args = (F, K, t_years, vol, option_type, rate)
+    return {k: _out(v, *args) for k, v in out.items()}
+
+
+def black76_price_greeks(
+    F: ArrayLike, K: ArrayLike, t_years: ArrayLike, vol: ArrayLike, option_type: ArrayLike,
+    rate: ArrayLike = 0.0,
+) -> dict[str, ArrayLike]:
+    """``black76_price`` as ``"price"`` and ``black76_greeks`` in one dict, from one pass
+    over the inputs (marking a chain needs both)."""
+    p = _Black(F, K, t_years, vol, option_type, rate)
+    with np.errstate(all="ignore"):
+        price = _finite_or_nan(p.price())
+    out = {"price": price, **_black76_greeks(p)}
+    args = (F, K, t_years, vol, option_type, rate)
+    return {k: _out(v, *args) for k, v in out.items()}
+
+
+def _black76_greeks(p: _Black) -> dict[str, np.ndarray]:
     with np.errstate(all="ignore"):
         price = p.price()
-        n_d1 = np.where(p.call, ndtr(p.d1), -ndtr(-p.d1))
-        delta = np.where(p.live, p.disc * n_d1, p.disc * p.step)
-        phi = norm_pdf(p.d1)
-        gamma = np.where(p.live, p.disc * phi / (p.F * p.sd_safe), 0.0)
-        vega_year = np.where(p.live, p.disc * p.F * phi * p.sqrt_t, 0.0)
+        delta = p.disc * p.delta_undiscounted()
+        phi = _INV_SQRT_2PI * np.exp(-0.5 * p.d1 * p.d1)
+        gamma = p.disc * phi / (p.F * p.sd_safe)
+        vega_year = p.disc * p.F * phi * p.sqrt_t
         # theta = -dV/dT = -e^{-rT} F phi vol / (2 sqrt T) + r V  (forward held fixed)
-        decay = np.where(p.live, p.disc * p.F * phi * p.vol / (2.0 * p.sqrt_t_safe), 0.0)
+        decay = p.disc * p.F * phi * p.vol / (2.0 * p.sqrt_t_safe)
+        if not p.all_live:
+            gamma, vega_year, decay = (np.where(p.live, x, 0.0) for x in (gamma, vega_year, decay))
         theta_year = -decay + p.rate * price
         out = {"delta": delta, "gamma": gamma, "theta": theta_year / DAYS_PER_YEAR, "vega": vega_year * 0.01}
-    args = (F, K, t_years, vol, option_type, rate)
-    return {k: _out(_finite_or_nan(np.where(p.valid, v, np.nan)), *args) for k, v in out.items()}
+        return {k: _finite_or_nan(np.where(p.valid, v, np.nan)) for k, v in out.items()}
 
 
 #: The default model of this project is Black-76 on the exchange's forward.
@@ -195,15 +215,14 @@ def bs_greeks(
     calendar day ``(-S phi vol / (2 sqrt t) -/+ r K e^{-rt} N(+/-d2)) / 365``."""
     p = _Black(S, K, t_years, vol, option_type, rate, spot=True)
     with np.errstate(all="ignore"):
-        n_d1 = np.where(p.call, ndtr(p.d1), -ndtr(-p.d1))
-        delta = np.where(p.live, n_d1, p.step)
-        phi = norm_pdf(p.d1)
+        delta = p.delta_undiscounted()
+        phi = _INV_SQRT_2PI * np.exp(-0.5 * p.d1 * p.d1)
         S_b = p.F * p.disc  # = S, broadcast to the common shape
         gamma = np.where(p.live, phi / (S_b * p.sd_safe), 0.0)
         vega_year = np.where(p.live, S_b * phi * p.sqrt_t, 0.0)
         decay = np.where(p.live, S_b * phi * p.vol / (2.0 * p.sqrt_t_safe), 0.0)
         # the strike leg: r K e^{-rt} N(d2) for a call, -r K e^{-rt} N(-d2) for a put
-        n_d2 = np.where(p.live, np.where(p.call, ndtr(p.d2), -ndtr(-p.d2)), p.step)
+        n_d2 = np.where(p.live, p.q * p.n_qd2, p.step)
         theta_year = -decay - p.rate * p.K * p.disc * n_d2
         out = {"delta": delta, "gamma": gamma, "theta": theta_year / DAYS_PER_YEAR, "vega": vega_year * 0.01}
     args = (S, K, t_years, vol, option_type, rate)
@@ -229,6 +248,8 @@ class _Black:
     """d1, d2 and the masks shared by prices and greeks, broadcast to one shape.
 
     ``spot=True``: the first argument is the spot ``S`` and the forward is ``S e^{rt}``.
+    With ``q = +1`` for a call and ``-1`` for a put, ``value = q (F N(q d1) - K N(q d2))``
+    and ``delta = q N(q d1)``: one pair of normal CDFs serves the price and the greeks.
     """
 
     def __init__(
@@ -241,45 +262,60 @@ class _Black:
             parse_option_type(option_type), as_float_array(rate, "rate"),
         )
         with np.errstate(all="ignore"):
-            self.valid = (F > 0) & (K > 0) & (vol >= 0) & (t >= 0) & np.isfinite(F) & np.isfinite(K) & (
+            valid = (F > 0) & (K > 0) & (vol >= 0) & (t >= 0) & np.isfinite(F) & np.isfinite(K) & (
                 np.isfinite(vol) & np.isfinite(t) & np.isfinite(rate)
             )
-            # Invalid entries are computed on harmless stand-ins and masked to NaN at the end.
-            t = np.where(self.valid, t, 0.0)
-            self.rate = np.where(self.valid, rate, 0.0)
-            self.disc = np.exp(-self.rate * t)
+            all_valid = bool(valid.all())
+            if not all_valid:  # invalid entries run on harmless stand-ins, masked to NaN at the end
+                t = np.where(valid, t, 0.0)
+                rate = np.where(valid, rate, 0.0)
+            self.rate = rate
+            self.disc = np.exp(-rate * t)
             if spot:
                 F = F / self.disc  # S e^{rt}; an overflow is inf, caught just below
-                self.valid &= np.isfinite(F) & (self.disc > 0)
-            self.F = np.where(self.valid, F, 1.0)
-            self.K = np.where(self.valid, K, 1.0)
-            self.vol = np.where(self.valid, vol, 0.0)
-            self.call = call
+                valid = valid & np.isfinite(F) & (self.disc > 0)
+                all_valid = bool(valid.all())
+            if not all_valid:
+                F, K, vol = np.where(valid, F, 1.0), np.where(valid, K, 1.0), np.where(valid, vol, 0.0)
+            self.valid, self.F, self.K, self.vol, self.call = valid, F, K, vol, call
+            self.q = np.where(call, 1.0, -1.0)
             self.sqrt_t = np.sqrt(t)
-            self.sd = self.vol * self.sqrt_t
+            self.sd = vol * self.sqrt_t
             # Below sd 1e-12 the time value is < 1e-12 F: priced as intrinsic, so gamma stays finite.
             self.live = (self.sd > 1e-12) & np.isfinite(self.sd)
-            self.sd_safe = np.where(self.live, self.sd, 1.0)
-            self.sqrt_t_safe = np.where(self.sqrt_t > 0, self.sqrt_t, 1.0)
-            # ln F - ln K, not ln(F/K): F/K overflows for F = 1e300, K = 1e-300
-            log_fk = np.log(self.F) - np.log(self.K)
-            self.d1 = np.where(self.live, log_fk / self.sd_safe + 0.5 * self.sd, 0.0)
-            self.d2 = self.d1 - np.where(self.live, self.sd, 0.0)
-        # Limit of N(+/-d1) as sd -> 0: 1 in the money, 0 out, 1/2 at the money.
-        itm = np.where(call, self.F > self.K, self.F < self.K)
-        atm = self.F == self.K
-        self.step = np.where(call, 1.0, -1.0) * np.where(atm, 0.5, np.where(itm, 1.0, 0.0))
+            all_live = bool(self.live.all())
+            self.sd_safe = self.sd if all_live else np.where(self.live, self.sd, 1.0)
+            self.sqrt_t_safe = self.sqrt_t if all_live else np.where(self.sqrt_t > 0, self.sqrt_t, 1.0)
+            # F/K of absurd inputs (1e300 / 1e-300) is inf: d1 = inf, N = 1, still the right limit
+            self.d1 = np.log(F / K) / self.sd_safe + 0.5 * self.sd
+            self.d2 = self.d1 - self.sd
+            if not all_live:
+                self.d1 = np.where(self.live, self.d1, 0.0)
+                self.d2 = np.where(self.live, self.d2, 0.0)
+            self.n_qd1 = ndtr(self.q * self.d1)
+            self.n_qd2 = ndtr(self.q * self.d2)
+        self.all_live = all_live
+        # Limit of q N(q d1) as sd -> 0: q in the money, 0 out, q/2 at the money.
+        self.step = self.q * np.where(F == K, 0.5, np.where(self.q * (F - K) > 0, 1.0, 0.0))
+        self._price: np.ndarray | None = None
 
     def price(self) -> np.ndarray:
-        F, K = self.F, self.K
-        call_v = F * ndtr(self.d1) - K * ndtr(self.d2)
-        put_v = K * ndtr(-self.d2) - F * ndtr(-self.d1)
-        live_v = np.where(self.call, call_v, put_v)
-        intrinsic = np.where(self.call, np.maximum(F - K, 0.0), np.maximum(K - F, 0.0))
-        # max(intrinsic, .) guards the last-ulp cancellation of deep in-the-money values;
-        # the true Black value is never below the (undiscounted-forward) intrinsic.
-        v = np.where(self.live, np.maximum(live_v, intrinsic), intrinsic)
-        return np.where(self.valid, self.disc * v, np.nan)
+        if self._price is None:
+            F, K, q = self.F, self.K, self.q
+            intrinsic = np.maximum(q * (F - K), 0.0)
+            live_v = q * (F * self.n_qd1 - K * self.n_qd2)
+            # max(intrinsic, .) guards the last-ulp cancellation of deep in-the-money values;
+            # the true Black value is never below the (undiscounted-forward) intrinsic.
+            v = np.maximum(live_v, intrinsic)
+            if not self.all_live:
+                v = np.where(self.live, v, intrinsic)
+            self._price = np.where(self.valid, self.disc * v, np.nan)
+        return self._price
+
+    def delta_undiscounted(self) -> np.ndarray:
+        """q N(q d1): N(d1) for a call, N(d1) - 1 = -N(-d1) for a put."""
+        d = self.q * self.n_qd1
+        return d if self.all_live else np.where(self.live, d, self.step)
 
 
 def _finite_or_nan(x: np.ndarray) -> np.ndarray:
