@@ -130,3 +130,31 @@ def test_put_call_parity_with_the_strings(F: float, m: float, t: float, vol: flo
     assert c - p == pytest.approx(F - K, rel=1e-12, abs=1e-12 * max(F, K))
     dc, dp = black76_greeks(F, K, t, vol, "call")["delta"], black76_greeks(F, K, t, vol, "put")["delta"]
     assert dc - dp == pytest.approx(1.0, abs=1e-12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    F=st.floats(1.0, 1e6), m=st.floats(-3.0, 3.0), t=st.floats(1e-4, 10.0),
+    u=st.floats(1e-9, 1 - 1e-9), r=st.floats(0.0, 0.1), call=st.booleans(),
+)
+def test_any_price_inside_the_bounds_has_an_iv_that_reprices_it(
+    F: float, m: float, t: float, u: float, r: float, call: bool
+) -> None:
+    """Adversarial for the solver's starting guesses and early stop: a price anywhere in
+    the open no-arbitrage interval, not one made from a vol."""
+    from options.pricing import price_bounds
+
+    o = "call" if call else "put"
+    K = F * math.exp(m)
+    lo, hi = price_bounds(F, K, t, o, r)
+    price = lo + u * (hi - lo)
+    if not lo < price < hi:
+        return
+    iv = implied_vol(price, F, K, t, o, r)
+    time_value = price - lo
+    if time_value < 1e-6 * max(F, K) or hi - price < 1e-9 * hi:
+        # next to a bound the vol is lost to rounding, and the Black formula's own
+        # cancellation (about 1e-16 F / time value, relative) would swamp the check
+        return
+    assert np.isfinite(iv)
+    assert black76_price(F, K, t, iv, o, r) == pytest.approx(price, rel=1e-9)
