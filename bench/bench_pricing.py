@@ -17,9 +17,19 @@ Best-of-R wall times; numba compiles (and caches) on a warm-up call that is not 
 Targets (issue 9): price + greeks >= 5x faster than py_vollib_vectorized, IV at least as
 fast, both within 1e-12 relative of mpmath. It prints, it does not judge: exit 0.
 
-py_vollib_vectorized 0.1.1 needs py_lets_be_rational 1.0.0 (pinned in pyproject's test
-extra): later releases re-export cody-special's unjitted erf and norm_cdf, and its
-nopython code then fails to compile ("cannot type infer runaway recursion").
+py_vollib_vectorized is not in pyproject: installed from PyPI as pip resolves it, it does
+not run. Its numba code imports py_lets_be_rational, whose releases 1.0.1 and 1.1.2
+re-export cody-special's erf and norm_cdf without numba's jit, so its nopython functions
+fail to compile ("Untyped global name 'norm_cdf'", surfacing as "cannot type infer
+runaway recursion"); release 1.0.0 is self-contained but declares numba==0.31 and
+numpy==1.12, which no resolver can satisfy beside numpy 2. It works with 1.0.0 installed
+without its declared dependencies:
+
+    .venv/bin/pip install py_vollib_vectorized
+    .venv/bin/pip install --no-deps py_lets_be_rational==1.0.0
+
+Without it (or when it fails to compile) this bench says so and compares with
+py_vollib's loop only.
 """
 
 from __future__ import annotations
@@ -144,9 +154,15 @@ def main() -> int:
             pvv["iv"](prices, F, K, 0.0, t, flags, return_as="numpy")
 
         t0 = time.perf_counter()
-        theirs()
-        theirs_iv()
+        try:
+            theirs()
+            theirs_iv()
+        except Exception as e:  # numba's TypingError: see the docstring
+            print(f"py_vollib_vectorized does not run here ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                  "see this file's docstring for the install that works")
+            pvv = None
         warm_s = time.perf_counter() - t0
+    if pvv is not None:
         pvv_s, pvv_iv_s = _best(theirs, args.repeat), _best(theirs_iv, args.repeat)
         print(f"price+greeks  py_vollib_vectorized (numba)   {pvv_s * 1e3:9.1f} ms   ours faster by {pvv_s / ours_s:5.1f}x"
               f"   (target >= 5x)   [first call, compiling or loading numba's cache: {warm_s:.1f} s]")
