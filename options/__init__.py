@@ -18,6 +18,7 @@ _LAZY = {
     "Proposal": "options.strategies", "Skip": "options.strategies", "Leg": "options.strategies",
     "PARAMS": "options.strategies", "roc_last_two": "options.strategies",
     "HeldOption": "options.scoring", "score_proposal": "options.scoring",
+    "IvRank": "options.ivrank", "IvRankUnavailable": "options.ivrank", "iv_rank": "options.ivrank",
 }
 
 

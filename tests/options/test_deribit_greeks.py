@@ -76,3 +76,81 @@ def test_every_snapshot_delta_vega_and_mark_match_deribit(chain: pd.DataFrame) -
     assert np.percentile(chain.d_delta, 99) < 0.02
     assert per_day.d_vega.max() < 0.01  # relative; USD per vol point (Deribit rounds tiny vegas to 0)
     assert per_day.d_mark.max() < 2e-4  # coin; mark_iv is published to 2 decimals
+
+
+@pytest.fixture(scope="module")
+def every_row(shared_data: Path) -> pd.DataFrame:
+    path = shared_data / CHAIN
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return pd.read_csv(path, usecols=COLS)
+
+
+def _at_mark_iv(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Our Black-76 at Deribit's mark IV on the forward, the option type as Deribit writes it."""
+    F, K = df.underlying.to_numpy(), df.strike.to_numpy()
+    t, vol = df.time_to_maturity.to_numpy(), df.implied_volatility.to_numpy()
+    g = black76_greeks(F, K, t, vol, df.option_type.to_numpy(dtype=object))
+    g["mark_coin"] = black76_price(F, K, t, vol, df.option_type.to_numpy(dtype=object)) / F
+    sd = vol * np.sqrt(t)
+    d1 = np.log(F / K) / sd + 0.5 * sd
+    g["vanna"] = np.abs(np.exp(-0.5 * d1 * d1) / np.sqrt(2 * np.pi) * (d1 - sd) / vol)  # d delta / d vol
+    return g
+
+
+@pytest.mark.shared_data
+def test_each_option_at_mark_iv_reproduces_deribits_mark(every_row: pd.DataFrame) -> None:
+    """Every one of the 378,096 rows, expiring or not: |ours - mark| <= tolerance, where
+
+    tolerance = 1 vol point x vega (coin)  +  a 0.3 % move of the forward x |d mark / d ln F|
+                + 1e-4 coin (Deribit's option tick).
+
+    Why that much: the snapshot joins get_book_summary (mark_price, mark_iv, forward) and
+    ticker rows taken moments apart, so mark, mark_iv and underlying_price are not one
+    instant's numbers (the mark_iv's own rounding to 0.01 % explains only the median
+    row). The forward term covers deep in-the-money options, whose coin mark is almost
+    all intrinsic (K - F) / F and moves with F, not with vol. Discriminating all the same:
+    pricing every row as a call breaks this tolerance on 50 % of the rows, dividing by the
+    index instead of the forward on 16 %, pricing on the index on 32 %.
+    """
+    ours = _at_mark_iv(every_row)
+    F = every_row.underlying.to_numpy()
+    mark = every_row.mark_price.to_numpy()
+    tol = 1.0 * ours["vega"] / F + 0.003 * np.abs(ours["delta"] - ours["mark_coin"]) + 1e-4
+    miss = np.abs(ours["mark_coin"] - mark) > tol
+    assert len(every_row) == 378_096
+    assert not miss.any(), every_row[miss].head()
+    # the same tolerance refuses the wrong conventions
+    K, t = every_row.strike.to_numpy(), every_row.time_to_maturity.to_numpy()
+    vol, index = every_row.implied_volatility.to_numpy(), every_row.index_price.to_numpy()
+    for wrong, share in (
+        (black76_price(F, K, t, vol, "call") / F, 0.4),  # the old API's "put" = call
+        (black76_price(F, K, t, vol, every_row.option_type.to_numpy(dtype=object)) / index, 0.1),
+        (black76_price(index, K, t, vol, every_row.option_type.to_numpy(dtype=object)) / index, 0.25),
+    ):
+        assert (np.abs(wrong - mark) > tol).mean() > share
+
+
+@pytest.mark.shared_data
+def test_each_option_at_mark_iv_reproduces_deribits_delta(every_row: pd.DataFrame) -> None:
+    """Rows more than a day from expiry (355k): |ours - Deribit delta| <= tolerance, where
+
+    tolerance = 1 vol point x |d delta / d vol|  +  a 1 % move of the forward x gamma F
+                + 0.002.
+
+    Deribit's ticker delta of its inverse options is the plain forward delta N(d1) (call),
+    N(d1) - 1 (put) at rate 0, not the premium-adjusted N(d1) - mark_coin: that one misses
+    this tolerance on most rows (checked below). The same sampling noise as for the mark;
+    within the last day the gamma is so large that a forward sampled a moment apart flips
+    the delta of an at-the-money option, so those rows are left out. (With a 0.5 % forward
+    move one row of 355,360 misses: an ETH 1300 call 4 days out, 0.958 against 0.949.)
+    """
+    df = every_row[every_row.time_to_maturity > 1 / 365]
+    ours = _at_mark_iv(df)
+    F = df.underlying.to_numpy()
+    deribit = df.delta.to_numpy()
+    tol = 0.01 * ours["vanna"] + 0.01 * ours["gamma"] * F + 0.002
+    miss = np.abs(ours["delta"] - deribit) > tol
+    assert len(df) > 350_000 and not miss.any(), df[miss].head()
+    premium_adjusted = ours["delta"] - ours["mark_coin"]
+    assert (np.abs(premium_adjusted - deribit) > tol).mean() > 0.5

@@ -116,7 +116,7 @@ def test_put_call_parity(F: float, moneyness: float, t: float, vol: float, r: fl
 def test_expiry_zero_vol_and_extremes_give_intrinsic_without_nan() -> None:
     K = np.array([50.0, 100.0, 150.0])
     assert list(black76_price(100.0, K, 0.0, 0.5, True)) == [50.0, 0.0, 0.0]
-    assert list(black76_price(100.0, K, -1.0, 0.5, False)) == [0.0, 0.0, 50.0]
+    assert list(black76_price(100.0, K, 0.0, 0.5, False)) == [0.0, 0.0, 50.0]
     assert list(black76_price(100.0, K, 1.0, 0.0, True)) == [50.0, 0.0, 0.0]
     g = black76_greeks(100.0, K, 0.0, 0.5, True)
     assert list(g["delta"]) == [1.0, 0.5, 0.0] and not g["gamma"].any() and not g["vega"].any()
