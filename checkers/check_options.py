@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""Options checker entry point: one options strategy on one underlying.
+"""Options checker: one options strategy on one underlying -> one JSON signal.
 
-    python3 checkers/check_options.py vol_mean_reversion BTC '[]'
-    echo '[]' | python3 checkers/check_options.py vol_mean_reversion BTC
+    python3 checkers/check_options.py protective_puts BTC --config config.demo.json
+    python3 checkers/check_options.py covered_calls BTC '[]' --spot-held 0.5
+    echo '{"positions": [], "spot_held": 0}' | python3 checkers/check_options.py wheel ETH
 
-Existing option positions come as a JSON list on stdin (the scheduler's way:
-argv is visible to every user and has a size limit) or, for manual runs, as
-the third argument.
+Open option positions come on stdin from the scheduler (argv is visible to every user
+and has a size limit): a JSON list of positions, or ``{"positions": [...], "spot_held":
+coin}``. For manual runs they may be the third argument instead. A position is
+``{"id", "instrument", "side": "long"|"short", "quantity", "entry_premium_coin",
+"delta"}``; ``id`` defaults to the instrument, ``delta`` (per contract, unsigned by side)
+to the chain's quote of the instrument. ``spot_held`` is the sleeve's coin (from a
+wheel's assignment), which covers sold calls.
 
-The options strategies themselves (pricing, chains, scoring) are not
-implemented yet. Until they are, this checker validates its input and answers
-with no actions and a skip_reason saying so: it never trades.
+It reads the underlying's option chain (mark, bid, ask, mark IV, greeks, the forward),
+the index as the spot price, DVOL for the IV rank (a realized-vol percentile of the daily
+closes of ``<UNDERLYING>/USDT`` where there is no DVOL, labelled as such), and for
+momentum_options the 4h closes, then asks options.strategies.propose. It prints
+``{strategy, underlying, signal, spot_price, actions, iv_rank, iv_rank_source,
+indicators, timestamp, source, skip_reason?}``: ``signal`` is 1 when it proposes legs,
+else 0 with ``skip_reason`` ("CODE: why"). Every action says how it was priced
+(``pricing``: "quote", or "model: mark_iv" / "model: realized_vol"), its score and the
+score's reasons. On failure it prints the document with ``error`` and ``error_class``
+and exits non-zero.
 """
 
 from __future__ import annotations
@@ -23,9 +35,66 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+from typing import Any  # noqa: E402
 
 from checkers import common  # noqa: E402
 from options import OPTIONS_STRATEGIES, UNDERLYINGS  # noqa: E402
+
+DAY_MS = 86_400_000
+#: daily closes read for the realized-vol fallback and the realized vol of model prices
+DAILY_BARS = 400
+RANKED = ("vol_mean_reversion", "butterfly")  # the strategies that read the IV rank
+
+
+def read_positions(raw: str) -> tuple[list[dict[str, Any]], float]:
+    """(positions, spot_held) from the stdin/argv document; ValueError says what is wrong."""
+    doc = json.loads(raw)
+    spot_held: Any = 0.0
+    if isinstance(doc, dict):
+        unknown = sorted(set(doc) - {"positions", "spot_held"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in the positions document; "
+                             "expected 'positions' and 'spot_held'")
+        positions, spot_held = doc.get("positions", []), doc.get("spot_held", 0.0)
+    else:
+        positions = doc
+    if not isinstance(positions, list) or not all(isinstance(p, dict) for p in positions):
+        raise ValueError("positions must be a JSON list of objects")
+    if isinstance(spot_held, bool) or not isinstance(spot_held, (int, float)) or not spot_held >= 0:
+        raise ValueError(f"spot_held {spot_held!r}; expected a coin amount >= 0")
+    return positions, float(spot_held)
+
+
+def held_options(positions: list[dict[str, Any]], chain: Any) -> tuple[Any, ...]:
+    """The positions as options.scoring.HeldOption; a missing delta comes from the chain."""
+    from market.options_data import parse_instrument_name
+    from options.scoring import HeldOption
+
+    allowed = {"id", "instrument", "side", "quantity", "entry_premium_coin", "delta"}
+    out = []
+    for i, p in enumerate(positions):
+        where = f"position {i} ({p.get('instrument', '?')})"
+        unknown = sorted(set(p) - allowed)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected {sorted(allowed)}")
+        for key in ("instrument", "side", "quantity"):
+            if key not in p:
+                raise ValueError(f"{where}: {key!r} is missing")
+        if not isinstance(p["instrument"], str):
+            raise ValueError(f"{where}: instrument must be a Deribit name such as 'BTC-27MAR26-70000-C'")
+        spec = parse_instrument_name(p["instrument"])
+        delta = p.get("delta")
+        if delta is None:
+            quote = chain.find(p["instrument"])
+            delta = quote.delta if quote is not None else None
+        if delta is None:
+            raise ValueError(f"{where}: no delta given and none in the chain (the instrument is not listed); "
+                             "give 'delta'")
+        out.append(HeldOption(id=str(p.get("id", p["instrument"])), instrument=p["instrument"],
+                              option_type=spec.option_type, strike=spec.strike, expiry_ms=spec.expiry_ms,
+                              side=p["side"], quantity=p["quantity"],
+                              entry_premium=p.get("entry_premium_coin", 0.0), delta=delta))
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,22 +102,121 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("strategy", choices=OPTIONS_STRATEGIES)
     parser.add_argument("underlying", choices=UNDERLYINGS)
     parser.add_argument("positions_json", nargs="?", help="JSON list of open option positions (manual runs)")
+    parser.add_argument("--params", default="{}", help="JSON object of parameter overrides")
+    parser.add_argument("--spot-held", type=float, help="coin the sleeve holds (manual runs; default 0)")
     common.add_context_args(parser)
     args = parser.parse_args(argv)
-    doc = {"strategy": args.strategy, "underlying": args.underlying, "signal": 0, "spot_price": None,
-           "actions": [], "iv_rank": None, "timestamp": common.iso_ms(common.now_ms(args))}
-    try:
+    now_ms = common.now_ms(args)
+    doc: dict[str, Any] = {"strategy": args.strategy, "underlying": args.underlying, "signal": 0,
+                           "spot_price": None, "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}
+    with common.reporting(doc) as keep:
+        from options.params import validate_params
+
+        params = validate_params(args.strategy, json.loads(args.params))
         raw = args.positions_json if args.positions_json is not None else (
             "[]" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read() or "[]")
-        positions = json.loads(raw)
-        if not isinstance(positions, list):
-            raise ValueError(f"positions must be a JSON list, got {type(positions).__name__}")
-    except ValueError as e:
-        common.fail(doc, e)
-    doc["skip_reason"] = (f"options strategy {args.strategy} is not implemented yet; "
-                          f"no action taken with {len(positions)} open position(s)")
-    common.emit(doc)
+        positions, spot_held = read_positions(raw)
+        if args.spot_held is not None:
+            spot_held = args.spot_held
+        source = keep(common.open_market(args, options=True))
+        doc.update(decide(args.strategy, args.underlying, params, positions, spot_held, source, now_ms))
     return 0
+
+
+def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str, Any]], spot_held: float,
+           source: Any, now_ms: int) -> dict[str, Any]:
+    """Read the cycle's market for one decision and propose; the document's fields."""
+    from market.base import check_fresh
+    from options.strategies import StrategyInputs, propose, roc_last_two
+
+    chain = source.fetch_option_chain(underlying, now_ms=now_ms)
+    spot = chain.index_price
+    spot_source = "index"
+    if spot is None:
+        spot = source.fetch_prices([f"{underlying}/USDT"], now_ms=now_ms).get(f"{underlying}/USDT")
+        spot_source = f"{underlying}/USDT"
+    if spot is None:
+        from scheduler.errors import DataError
+
+        raise DataError(f"no index price for {underlying} and no {underlying}/USDT price: "
+                                   "nothing to size strikes on")
+    held = held_options(positions, chain)
+    daily = None
+
+    def closes_1d() -> Any:
+        nonlocal daily
+        if daily is None:
+            candles = source.fetch_candles(f"{underlying}/USDT", "1d", now_ms=now_ms, limit=DAILY_BARS)
+            check_fresh(candles, now_ms)
+            daily = candles
+        return daily
+
+    rank_doc: dict[str, Any] = {"iv_rank": None, "iv_rank_source": None}
+    rank_pct, rank_note = None, ""
+    if strategy in RANKED:
+        rank = _iv_rank(source, underlying, now_ms, closes_1d)
+        if hasattr(rank, "value_pct"):
+            rank_pct, rank_note = rank.value_pct, rank.label + (
+                f" (DVOL not used: {rank.fallback_reason})" if rank.fallback_reason else "")
+            rank_doc = {"iv_rank": rank.value_pct, "iv_rank_source": rank.label}
+        else:
+            rank_note = f"{rank.method}: {rank.reason}: {rank.detail}"
+            rank_doc = {"iv_rank": None, "iv_rank_source": rank_note}
+    roc_now = roc_prev = None
+    if strategy == "momentum_options":
+        c4h = source.fetch_candles(f"{underlying}/USDT", "4h", now_ms=now_ms, limit=max(60, params.roc_period + 2))
+        check_fresh(c4h, now_ms)
+        roc = roc_last_two(c4h.close, params.roc_period)
+        roc_now, roc_prev = roc if roc is not None else (None, None)
+    realized = None
+    if any(q.mark_iv_pct is None for q in chain.quotes):  # only a quote without IV is priced on realized vol
+        realized = _realized_vol(closes_1d())
+    inputs = StrategyInputs(chain=chain, spot_usd=float(spot), now_ms=now_ms, positions=held, spot_held=spot_held,
+                            iv_rank_pct=rank_pct, iv_rank_note=rank_note, roc_pct=roc_now, prev_roc_pct=roc_prev,
+                            realized_vol=realized)
+    result = propose(strategy, inputs, params)
+    indicators = {**result.indicators, "spot_source": spot_source, "chain_quotes": len(chain.quotes),
+                  "chain_asof": common.iso_ms(chain.asof_ms) if chain.asof_ms else None}
+    out = {"signal": 1 if result.actions() else 0, "spot_price": float(spot), "actions": result.actions(),
+           **rank_doc, "indicators": indicators, "source": getattr(source, "name", None),
+           "timestamp": common.iso_ms(now_ms)}
+    if result.skip_reason:
+        out["skip_reason"] = result.skip_reason
+    return out
+
+
+def _iv_rank(source: Any, underlying: str, now_ms: int, closes_1d: Any) -> Any:
+    """DVOL rank, else the realized-vol percentile (labelled) when the source has no DVOL for
+    the underlying. A transient failure is not papered over with the other measure: it fails
+    the check, and the next cycle tries again."""
+    from options.ivrank import iv_rank
+    from scheduler.errors import ExchangeError, TransientExchangeError
+
+    dvol = None
+    try:
+        dvol = source.fetch_dvol(underlying, start_ms=now_ms - (DAILY_BARS + 1) * DAY_MS, end_ms=now_ms)
+    except TransientExchangeError:
+        raise
+    except ExchangeError:
+        dvol = None  # no DVOL from this source (ETH offline): the fallback says so
+    if dvol:
+        rank = iv_rank(now_ms, dvol=dvol, closes=None, bar_ms=DAY_MS)
+        if hasattr(rank, "value_pct"):
+            return rank
+    candles = closes_1d()
+    closes = list(zip(candles.ts_ms.tolist(), candles.close.tolist(), strict=True))
+    return iv_rank(now_ms, dvol=dvol or None, closes=closes, bar_ms=DAY_MS)
+
+
+def _realized_vol(candles: Any, window: int = 30) -> float | None:
+    """Annualised close-to-close vol of the last ``window`` daily log returns (decimal)."""
+    import numpy as np
+
+    c = np.asarray(candles.close[-(window + 1):], dtype=np.float64)
+    if c.size < window + 1 or not np.all(np.isfinite(c) & (c > 0)):
+        return None
+    vol = float(np.std(np.diff(np.log(c)), ddof=1) * np.sqrt(365.0))
+    return vol if np.isfinite(vol) and vol > 0 else None
 
 
 if __name__ == "__main__":

@@ -71,17 +71,19 @@ def cache_dir() -> Path | None:
     return Path(env) if env else None
 
 
-def open_market(args: argparse.Namespace) -> MarketSource:
+def open_market(args: argparse.Namespace, *, options: bool = False) -> MarketSource:
     """The checker's MarketSource: the cycle's cache over the configured source when the
-    scheduler gave one (GO_TRADER_CACHE_DIR), else the configured source itself."""
-    from market.sources import open_source
-
-    folder = cache_dir()
-    if folder is None:
-        return open_source(market_spec(args))
+    scheduler gave one (GO_TRADER_CACHE_DIR), else the configured source itself. With
+    ``options``, it also serves option chains, index and DVOL (market.options_data)."""
     from market.cache_source import CycleCacheSource
+    from market.sources import open_options_source, open_source
 
-    return CycleCacheSource(folder, lambda: open_source(market_spec(args)))
+    spec = market_spec(args)
+    folder = cache_dir()
+    if folder is None and not options:
+        return open_source(spec)
+    # by hand, a manifest-less cache: everything goes to the real sources, opened lazily
+    return CycleCacheSource(folder, lambda: open_source(spec), lambda: open_options_source(spec))
 
 
 def candles_limit() -> int:

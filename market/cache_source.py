@@ -55,17 +55,25 @@ def recorded_error(entry: Mapping[str, Any], what: str, source: str) -> Exchange
 class CycleCacheSource:
     """MarketSource over one cycle's cache (see the module docstring)."""
 
-    def __init__(self, cache_dir: Path, open_source: Callable[[], MarketSource],
+    def __init__(self, cache_dir: Path | None, open_source: Callable[[], MarketSource],
                  open_options_source: Callable[[], Any] | None = None) -> None:
         """``open_options_source`` opens the real OptionsSource (market.sources.
-        open_options_source); without it, the market source serves options when it can."""
+        open_options_source); without it, the market source serves options when it can.
+        ``cache_dir`` None: no cache (a checker run by hand), everything from the real sources."""
         self.cache_dir = cache_dir
         self._open_source = open_source
         self._open_options = open_options_source
         self._source: MarketSource | None = None
         self._options: Any = None
-        self._manifest = read_manifest(cache_dir)
-        self.name = str((self._manifest or {}).get("source", "cycle cache"))
+        self._manifest = read_manifest(cache_dir) if cache_dir is not None else None
+        self._named = (self._manifest or {}).get("source")
+
+    @property
+    def name(self) -> str:
+        """The fetch step's source name; without a manifest, the real source's once opened."""
+        if self._named is not None:
+            return str(self._named)
+        return str(getattr(self._source, "name", None) or getattr(self._options, "name", None) or "cycle cache")
 
     def _live(self) -> MarketSource:
         if self._source is None:
@@ -81,7 +89,7 @@ class CycleCacheSource:
         return recorded_error(down, what, self.name) if isinstance(down, Mapping) else None
 
     def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Candles:
-        cached = read_candles(self.cache_dir, symbol, timeframe)
+        cached = read_candles(self.cache_dir, symbol, timeframe) if self.cache_dir is not None else None
         if cached is not None:
             return cached.closed_at(now_ms).tail(limit)
         if self._manifest is not None:
@@ -164,7 +172,8 @@ class CycleCacheSource:
     def _cached_options(self, underlying: str, what: str) -> dict[str, Any] | None:
         """The cached document, None when it must come from the real source; raises the
         recorded failure."""
-        doc = read_options(self.cache_dir, underlying) if underlying.isalnum() else None
+        doc = (read_options(self.cache_dir, underlying)
+               if self.cache_dir is not None and underlying.isalnum() else None)
         if doc is not None or self._manifest is None:
             return doc
         failure = self._options_failure(underlying, what)

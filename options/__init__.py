@@ -16,7 +16,7 @@ UNDERLYINGS = ("BTC", "ETH")
 _LAZY = {
     "propose": "options.strategies", "StrategyInputs": "options.strategies",
     "Proposal": "options.strategies", "Skip": "options.strategies", "Leg": "options.strategies",
-    "PARAMS": "options.strategies", "roc_last_two": "options.strategies",
+    "PARAMS": "options.params", "validate_params": "options.params", "roc_last_two": "options.strategies",
     "HeldOption": "options.scoring", "score_proposal": "options.scoring",
     "IvRank": "options.ivrank", "IvRankUnavailable": "options.ivrank", "iv_rank": "options.ivrank",
 }

@@ -7,7 +7,7 @@ no clock: the same inputs give the same answer in the daemon and the backtester.
 
 | strategy | trigger | legs (x spot, target DTE) |
 |---|---|---|
-| momentum_options | ROC(14) of 4h closes crosses above +5 / below -5 | buy call 1.02 / buy put 0.98, 37 |
+| momentum_options | ROC(14) of 4h closes crosses above +5 / below -5 (``trigger: level``: is beyond) | buy call 1.02 / buy put 0.98, 37 |
 | vol_mean_reversion | IV rank > 75 / < 25 | sell call 1.10 + sell put 0.90 / buy call + put at the money, 30 |
 | protective_puts | no long put held | buy put 0.88, 45 |
 | covered_calls | no short call held | sell call 1.12, 21 |
@@ -58,6 +58,17 @@ from typing import Any
 import numpy as np
 
 from market.options_data import OptionChain, OptionQuote, finite_or_none, positive_or_none
+from options.params import (
+    CONTRACT_MINIMUM,
+    PARAMS,
+    ButterflyParams,
+    CoveredCallsParams,
+    MomentumParams,
+    Params,
+    ProtectivePutsParams,
+    VolMeanReversionParams,
+    WheelParams,
+)
 from options.pricing import black76_greeks, black76_price, year_fraction
 from options.scoring import (
     Action,
@@ -69,128 +80,6 @@ from options.scoring import (
 )
 
 DAY_MS = 86_400_000
-CONTRACT_MINIMUM = {"BTC": 0.1, "ETH": 1.0}  # coin; Deribit's minimum order size
-TICK_COIN = 0.0001  # Deribit's price tick for BTC and ETH options
-
-
-# --- parameters (REFERENCE section 7 defaults) ---
-
-
-@dataclass(frozen=True)
-class Params:
-    """Shared by every options strategy.
-
-    ``quantity``: contracts (coin) per leg; None means the underlying's contract minimum.
-    ``rate``: the Black-76 discount rate (decimal per year) for model prices.
-    """
-
-    quantity: float | None = None
-    dte_tolerance_days: float = 7.0
-    max_positions: int = 4
-    min_score: float = 0.3
-    min_premium: float = TICK_COIN
-    rate: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name == "quantity":
-                continue
-            if f.name == "max_positions":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"max_positions {value!r}; expected an int >= 1")
-                continue
-            if f.type == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError(f"{f.name} {value!r}; expected true or false")
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{f.name} {value!r}; expected a finite number")
-            positive = (f.name.endswith(("moneyness", "dte_days")) or f.name in (
-                "quantity", "dte_tolerance_days", "min_premium"))
-            if positive and value <= 0:
-                raise ValueError(f"{f.name} {value!r}; expected a number > 0")
-            if f.name.endswith("rank") and not 0 <= value <= 100:
-                raise ValueError(f"{f.name} {value!r}; expected an IV rank in [0, 100]")
-
-
-@dataclass(frozen=True)
-class MomentumParams(Params):
-    roc_period: int = 14  # for roc_last_two: the caller's ROC over 4h closes
-    threshold_pct: float = 5.0
-    call_moneyness: float = 1.02
-    put_moneyness: float = 0.98
-    target_dte_days: float = 37.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.roc_period < 1 or self.threshold_pct < 0:
-            raise ValueError(f"roc_period {self.roc_period!r} must be >= 1 and threshold_pct "
-                             f"{self.threshold_pct!r} >= 0")
-
-
-@dataclass(frozen=True)
-class VolMeanReversionParams(Params):
-    sell_above_rank: float = 75.0
-    buy_below_rank: float = 25.0
-    call_moneyness: float = 1.10
-    put_moneyness: float = 0.90
-    target_dte_days: float = 30.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.buy_below_rank > self.sell_above_rank:
-            raise ValueError(f"buy_below_rank {self.buy_below_rank} must be <= sell_above_rank "
-                             f"{self.sell_above_rank}")
-
-
-@dataclass(frozen=True)
-class ProtectivePutsParams(Params):
-    put_moneyness: float = 0.88
-    target_dte_days: float = 45.0
-
-
-@dataclass(frozen=True)
-class CoveredCallsParams(Params):
-    call_moneyness: float = 1.12
-    target_dte_days: float = 21.0
-    allow_naked: bool = True  # False: skip NOT_ENOUGH_SPOT unless spot covers the whole leg
-
-
-@dataclass(frozen=True)
-class WheelParams(Params):
-    put_moneyness: float = 0.94
-    put_dte_days: float = 37.0
-    call_moneyness: float = 1.10
-    call_dte_days: float = 21.0
-
-
-@dataclass(frozen=True)
-class ButterflyParams(Params):
-    min_rank: float = 30.0
-    max_rank: float = 70.0
-    lower_moneyness: float = 0.95
-    middle_moneyness: float = 1.00
-    upper_moneyness: float = 1.05
-    target_dte_days: float = 30.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.min_rank <= self.max_rank:
-            raise ValueError(f"min_rank {self.min_rank} must be <= max_rank {self.max_rank}")
-        if not self.lower_moneyness < self.middle_moneyness < self.upper_moneyness:
-            raise ValueError("butterfly moneyness must rise: lower < middle < upper, got "
-                             f"{self.lower_moneyness}, {self.middle_moneyness}, {self.upper_moneyness}")
-
-
-PARAMS: dict[str, type[Params]] = {
-    "momentum_options": MomentumParams,
-    "vol_mean_reversion": VolMeanReversionParams,
-    "protective_puts": ProtectivePutsParams,
-    "covered_calls": CoveredCallsParams,
-    "wheel": WheelParams,
-    "butterfly": ButterflyParams,
-}
 
 
 # --- inputs and outputs ---
@@ -238,14 +127,16 @@ class Leg:
     vega: float
     pricing: str
     covered_quantity: float | None = None
+    #: the wheel's legs: an in-the-money expiry buys (put) or sells (call) the coin at the strike
+    assign: bool = False
 
     @property
     def expiry(self) -> str:
         return datetime.fromtimestamp(self.expiry_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
     def action_dict(self, score: Score) -> dict[str, Any]:
-        """REFERENCE section 3's action, plus ``expiry_ms``, ``instrument``, ``pricing``
-        and ``covered_quantity``."""
+        """REFERENCE section 3's action, plus ``expiry_ms``, ``instrument``, ``pricing``,
+        ``covered_quantity`` and ``assign``."""
         return {
             "action": self.action, "option_type": self.option_type, "strike": self.strike,
             "expiry": self.expiry, "expiry_ms": self.expiry_ms, "dte": self.dte,
@@ -253,7 +144,7 @@ class Leg:
             "premium": self.premium, "premium_usd": self.premium_usd,
             "greeks": {"delta": self.delta, "gamma": self.gamma, "theta": self.theta,
                        "vega": self.vega},
-            "pricing": self.pricing, "covered_quantity": self.covered_quantity,
+            "pricing": self.pricing, "covered_quantity": self.covered_quantity, "assign": self.assign,
             "score": score.value, "score_reason": score.reason,
         }
 
@@ -370,10 +261,14 @@ def _momentum(c: _Ctx) -> list[Leg]:
         raise _NoTrade("NO_DATA", f"ROC({p.roc_period}) of the last two closed 4h bars is "
                        f"unavailable (now {now!r}, previous {prev!r})")
     th = p.threshold_pct
-    if now > th >= prev:
+    c.ind["trigger"] = p.trigger
+    level = p.trigger == "level"
+    if now > th and (level or th >= prev):
         return [_leg(c, "buy", "call", p.call_moneyness, p.target_dte_days)]
-    if now < -th <= prev:
+    if now < -th and (level or -th <= prev):
         return [_leg(c, "buy", "put", p.put_moneyness, p.target_dte_days)]
+    if level:
+        raise _NoTrade("NO_TRIGGER", f"ROC {now:+.2f} % is within [-{th:g}, +{th:g}]")
     raise _NoTrade("NO_TRIGGER", f"ROC {prev:+.2f} -> {now:+.2f} % crosses neither +{th:g} "
                    f"nor -{th:g}")
 
@@ -422,10 +317,12 @@ def _wheel(c: _Ctx) -> list[Leg]:
     if held >= c.quantity:  # coin from an assigned put: sell calls against it
         c.ind["wheel_phase"] = "call"
         _no_open_short(c, "call")  # so all of the held spot is free: the call is covered
-        return [_leg(c, "sell", "call", p.call_moneyness, p.call_dte_days)]
+        call = _leg(c, "sell", "call", p.call_moneyness, p.call_dte_days)
+        return [dataclasses.replace(call, assign=True)]  # in the money at expiry: the coin is sold
     c.ind["wheel_phase"] = "put"  # no (or less than one leg of) spot: sell a put
     _no_open_short(c, "put")
-    return [_leg(c, "sell", "put", p.put_moneyness, p.put_dte_days)]
+    put = _leg(c, "sell", "put", p.put_moneyness, p.put_dte_days)
+    return [dataclasses.replace(put, assign=True)]  # in the money at expiry: the coin is bought
 
 
 def _butterfly(c: _Ctx) -> list[Leg]:

@@ -40,6 +40,7 @@ import checkers
 from market.specs import SYNTHETIC_SYMBOLS, CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
 from market.timeframes import TIMEFRAMES
 from options import OPTIONS_STRATEGIES, UNDERLYINGS
+from options.params import validate_params as validate_options_params
 from scheduler.errors import ConfigError
 from strategies.catalog import CATALOG, validate_params
 
@@ -215,7 +216,7 @@ class StrategyConfig(_Model):
     capital: float = Field(gt=0, le=MAX_USD, allow_inf_nan=False)
     max_drawdown_pct: float | None = Field(None, gt=0, le=100)
     interval_seconds: int = Field(0, ge=0, le=MAX_INTERVAL_S)
-    params: dict[str, int | float] = Field(default_factory=dict)
+    params: dict[str, int | float | str] = Field(default_factory=dict)
     sizing: Sizing = Field(default_factory=FixedFractionSizing)
     close_on_drawdown: bool = False
     stop_loss_pct: float | None = Field(None, gt=0, lt=100)
@@ -265,18 +266,22 @@ class StrategyConfig(_Model):
 
     @field_validator("params")
     @classmethod
-    def _params(cls, params: dict[str, int | float], info: ValidationInfo) -> dict[str, int | float]:
+    def _params(cls, params: dict[str, int | float | str], info: ValidationInfo) -> dict[str, int | float | str]:
         args, kind = info.data.get("args"), info.data.get("type")
-        if kind == "options" and params:
-            raise ValueError("params are not supported for options strategies yet; remove 'params'")
         # A secret-looking key is reported on its own, and its value must never be shown.
         checked = {k: v for k, v in params.items() if not _secret_kind(k)}
+        words = [k for k, v in checked.items() if isinstance(v, str)]
+        if words and kind != "options":
+            raise ValueError(f"parameter {_clip(repr(words[0]), 40)} must be a number, got {_clip(repr(checked[words[0]]), 40)}")
+        checked_words = {k: checked.pop(k) for k in words}
         huge = [k for k, v in checked.items() if not (isinstance(v, int) or math.isfinite(v)) or abs(v) > MAX_PARAM]
         if huge:
             raise ValueError(f"parameter {_clip(repr(huge[0]), 40)} must be a finite number of at most {MAX_PARAM:.0e} "
                              f"in size, got {_clip(repr(checked[huge[0]]), 40)}")
         if kind == "spot" and args:
             validate_params(args[0], checked)
+        if kind == "options" and args and args[0] in OPTIONS_STRATEGIES:
+            validate_options_params(args[0], {**checked, **checked_words})
         return params
 
     # Derived values -------------------------------------------------------------------------

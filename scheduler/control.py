@@ -166,8 +166,10 @@ class ControlMixin:
                              "the backend sizes manual trades; the caller gives strategy, action and symbol only")
         now = self.clock.now()
         cycle = self.state.cycle_count
+        from scheduler.daemon import FetchPlan  # (the daemon module imports this one)
+
         with self._workspace(now, "manual") as (launcher, env):
-            fetched = self._fetch(launcher, [(symbol, s.timeframe)], [symbol], env, cycle, limit=50)
+            fetched = self._fetch(launcher, FetchPlan([(symbol, s.timeframe)], [symbol]), env, cycle, limit=50)
         recent = (fetched.get("pairs", {}).get(f"{symbol} {s.timeframe}") or {}).get("recent") or []
         if not recent:
             raise ValueError(f"no price for {symbol}: the market data fetch failed; nothing was traded")

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from market.manifest import write_fetch_failed
 from market.rules import MarketRules
-from scheduler import engine_rules, history, metrics
+from scheduler import engine_rules, history, metrics, options_cycle
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
 from scheduler.control import ControlMixin
 from scheduler.engine import risk
 from scheduler.engine.models import LastCheck, Sleeve, State, Trade, new_sleeve, utc_iso
+from scheduler.engine.option_fills import OptionIntent, OptionMark
 from scheduler.engine.step import (
     Bar,
     Event,
@@ -73,6 +74,25 @@ from scheduler.status import build_status
 PREFETCH_KEY = "(fetch step)"
 #: while halted or faulted, retries wait 1, 2, 4, ... seconds, at most this long
 RETRY_MAX_S = 60.0
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What one cycle's fetch step gets (market/prefetch.py's request)."""
+
+    pairs: list[tuple[str, str]]
+    price_symbols: list[str]
+    option_underlyings: list[str] = field(default_factory=list)
+    deliveries: dict[str, list[int]] = field(default_factory=dict)  # underlying -> expiries to settle
+
+
+@dataclass(frozen=True)
+class OptionMarket:
+    """The options inputs of one step: the checkers' intents and the cycle's quotes and index."""
+
+    intents: list[OptionIntent] = field(default_factory=list)
+    quotes: dict[str, OptionMark] = field(default_factory=dict)
+    index: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,23 +295,27 @@ class Daemon(ControlMixin):
             launcher.close()
             shutil.rmtree(cache_dir, ignore_errors=True)
 
-    def _fetch_plan(self, due: list[StrategyConfig]) -> tuple[list[tuple[str, str]], list[str]]:
-        """(symbol, timeframe) pairs and price symbols a cycle needs: the due strategies' data, plus
-        candles for every held position's stop checks and prices for its mark."""
+    def _fetch_plan(self, due: list[StrategyConfig], now: datetime) -> FetchPlan:
+        """What a cycle fetches: the due strategies' data, candles for every held position's stop
+        checks and prices for its mark, and the options side (scheduler/options_cycle.py)."""
         holding = [s for s in self.config.strategies if s.timeframe and self.state.sleeves[s.id].positions]
-        pairs = sorted({(sym, s.timeframe) for s in [*due, *holding] if s.timeframe for sym in s.symbols})
+        pairs = {(sym, s.timeframe) for s in [*due, *holding] if s.timeframe for sym in s.symbols}
         held = {sym for sl in self.state.sleeves.values() for sym in sl.positions}
-        return pairs, sorted(held | {sym for s in due for sym in s.symbols})
+        o_pairs, o_prices, unders, deliveries = options_cycle.fetch_needs(self.config, self.state, due, now)
+        return FetchPlan(sorted(pairs | o_pairs), sorted(held | o_prices | {sym for s in due for sym in s.symbols}),
+                         unders, deliveries)
 
-    def _fetch(self, launcher: Launcher, pairs: list[tuple[str, str]], price_symbols: list[str],
-               env: dict[str, str], cycle: int, limit: int, stop: threading.Event | None = None) -> dict:
+    def _fetch(self, launcher: Launcher, plan: FetchPlan, env: dict[str, str], cycle: int, limit: int,
+               stop: threading.Event | None = None) -> dict:
         """Run the fetch step (market.prefetch) once; {} when it failed (logged)."""
         assert self.logs is not None
         request = {"market": json.loads(env["GO_TRADER_MARKET"]), "now_ms": int(env["GO_TRADER_NOW_MS"]),
-                   "pairs": pairs, "price_symbols": price_symbols, "cache_dir": env["GO_TRADER_CACHE_DIR"],
-                   "limit": limit}
+                   "pairs": plan.pairs, "price_symbols": plan.price_symbols, "cache_dir": env["GO_TRADER_CACHE_DIR"],
+                   "limit": limit, "option_underlyings": plan.option_underlyings, "deliveries": plan.deliveries}
         m = self.config.market
-        budget = getattr(m, "retry_budget_s", 0.0) + getattr(m, "timeout_s", 0.0) * 2
+        # the options exchange is a second source with its own retries
+        sources = 2 if plan.option_underlyings else 1
+        budget = sources * (getattr(m, "retry_budget_s", 0.0) + getattr(m, "timeout_s", 0.0) * 2)
         job = Job(PREFETCH_KEY, (), module="market.prefetch", stdin=json.dumps(request).encode(), env=env,
                   timeout_s=max(self.config.runner.timeout_s, budget + 30), max_output_bytes=16 * 1_048_576)
         # a stop request kills the fetch step at once: it holds no state worth a grace period
@@ -323,17 +347,41 @@ class Daemon(ControlMixin):
         for err in doc.get("errors", []):
             if not (failed and err.get("error") == failed.get("error")):
                 self.logs.scheduler.warning(f"Fetch step: {err.get('what')}: {err.get('error')}")
+        o_failed = doc.get("options_source_failed")
+        if o_failed:
+            self.logs.scheduler.error(f"Fetch step: the options source failed at {o_failed.get('what')}: "
+                                      f"{o_failed.get('error')}; options checks fail without fetching again")
+        for u, info in (doc.get("options") or {}).items():
+            if not info.get("ok") and not (o_failed and info.get("error") == o_failed.get("error")):
+                self.logs.scheduler.warning(f"Fetch step: option chain {u}: {info.get('error')}")
+            elif info.get("ok") and not (info.get("dvol") or {}).get("ok", True):
+                self.logs.scheduler.warning(f"Fetch step: DVOL {u}: {info['dvol'].get('error')}")
+        for line in options_cycle.delivery_failures(doc):
+            self.logs.scheduler.warning(f"Fetch step: {line}; the expired options wait for it")
         self.logs.event("fetch", cycle, None, source=doc.get("source"), pairs=len(doc.get("pairs", {})),
                         prices=doc.get("prices"), seconds=round(result.duration_s, 3))
         return doc
 
-    def _step(self, new: State, intents: list[SpotIntent], fetched: dict, now: datetime, cycle: int) -> list[Event]:
+    def _step(self, new: State, intents: list[SpotIntent], fetched: dict, now: datetime, cycle: int,
+              option_market: OptionMarket | None = None) -> list[Event]:
         """Call the engine with this daemon's rules and what the fetch step returned."""
         marks = {sym: Mark(p, now) for sym, p in fetched.get("prices", {}).items()}
         market_rules = {sym: MarketRules.from_json(r) for sym, r in fetched.get("rules", {}).items()}
         rules = {s.id: engine_rules.sleeve_rules(self.config, s) for s in self.config.strategies}
-        return step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(fetched),
-                    account_rules=engine_rules.account_rules(self.config))
+        om = option_market or OptionMarket()
+        deliveries, methods = options_cycle.delivery_prices(fetched)
+        events = step(new, intents, marks, rules, market_rules, now, cycle, bars=_bars(fetched),
+                      account_rules=engine_rules.account_rules(self.config), option_intents=om.intents,
+                      option_quotes=om.quotes, index_prices=om.index, delivery_prices=deliveries,
+                      option_rules={s.id: engine_rules.option_rules(self.config, s) for s in self.config.strategies
+                                    if s.type == "options"},
+                      account_option_limits=engine_rules.account_option_limits(self.config))
+        for e in events:  # say how each settlement's delivery price was had
+            option = e.data.get("option") if e.kind == "fill" else None
+            if option and e.data.get("delivery_price") is not None:
+                expiry = round(datetime.fromisoformat(option["expiry"]).timestamp() * 1000)
+                e.data["delivery_method"] = methods.get((option["underlying"], expiry), "unknown")
+        return events
 
     def _check_job(self, s: StrategyConfig, sleeve: Sleeve, env: dict[str, str]) -> Job:
         args = list(s.args)
@@ -341,7 +389,9 @@ class Daemon(ControlMixin):
         if s.type == "spot" and s.params:
             args += ["--params", json.dumps(s.params)]
         if s.type == "options":
-            stdin = json.dumps([p.model_dump(mode="json") for p in sleeve.option_positions]).encode()
+            if s.params:
+                args += ["--params", json.dumps(s.params)]
+            stdin = json.dumps(options_cycle.checker_stdin(s, sleeve)).encode()
         return Job(s.id, tuple(args), script=self.checkers_dir / s.script, stdin=stdin, env=env,
                    timeout_s=self.config.runner.timeout_s, max_output_bytes=self.config.runner.max_output_bytes)
 
@@ -367,17 +417,20 @@ class Daemon(ControlMixin):
         started, cpu0 = time.monotonic(), _cpu_seconds()
         stop = stop or threading.Event()
         with self._workspace(now, str(cycle)) as (launcher, env):
-            fetched = self._fetch(launcher, *self._fetch_plan(due), env, cycle, self.config.runner.candles_limit,
-                                  stop)
+            plan = self._fetch_plan(due, now)
+            fetched = self._fetch(launcher, plan, env, cycle, self.config.runner.candles_limit, stop)
             if stop.is_set():  # asked to stop during the fetch step: nothing ran, nothing to commit
                 self.logs.scheduler.info(f"Cycle {cycle} abandoned: stop requested during the fetch step")
                 return None
             jobs = [self._check_job(s, self.state.sleeves[s.id], env) for s in due]
             results = run_jobs(launcher, jobs, max_concurrency=self.config.runner.max_concurrency, stop=stop,
                                grace_s=self.config.runner.shutdown_grace_s)
-        new = self.state.model_copy(deep=True)
-        intents, failed_ids = self._judge_all(new, due, results, now, cycle)
-        events = self._step(new, intents, fetched, now, cycle)
+            new = self.state.model_copy(deep=True)
+            intents, option_intents, failed_ids = self._judge_all(new, due, results, now, cycle)
+            # the chains are read before the cycle's cache folder goes
+            quotes, index = options_cycle.read_marks(Path(env["GO_TRADER_CACHE_DIR"]), plan.option_underlyings,
+                                                     options_cycle.wanted_instruments(new, option_intents))
+        events = self._step(new, intents, fetched, now, cycle, OptionMarket(option_intents, quotes, index))
         self._describe_outcomes(new, events)
         new.cycle_count, new.last_cycle_at = cycle, now
         self.prices = {**self.prices, **fetched.get("prices", {})}
@@ -409,9 +462,10 @@ class Daemon(ControlMixin):
             self.logs.scheduler.error(f"could not append to the equity history {history_path(self.state_path)}: {e}")
 
     def _judge_all(self, state: State, due: list[StrategyConfig], results: list[JobResult], now: datetime,
-                   cycle: int) -> tuple[list[SpotIntent], list[str]]:
+                   cycle: int) -> tuple[list[SpotIntent], list[OptionIntent], list[str]]:
         assert self.logs is not None
         intents: list[SpotIntent] = []
+        option_intents: list[OptionIntent] = []
         failed: list[str] = []
         for s, result in zip(due, results, strict=True):
             log = self.logs.strategy(s.id)
@@ -445,27 +499,43 @@ class Daemon(ControlMixin):
                                           verdict.stop_price))
             else:
                 assert isinstance(verdict, OptionsSignal)
-                outcome = verdict.skip_reason or (f"{len(verdict.actions)} option action(s) proposed; options "
-                                                  "paper trading of options is not implemented yet" if verdict.actions else "hold")
+                legs = "; ".join(f"{a.action} {a.quantity:g} {a.instrument} @ {a.premium:.4f} ({a.pricing})"
+                                 for a in verdict.actions)
+                outcome = verdict.skip_reason or (f"proposed {legs}; score {verdict.actions[0].score}"
+                                                  if verdict.actions else "hold")
+                indicators = {**verdict.indicators, "iv_rank": verdict.iv_rank, "iv_rank_source": verdict.iv_rank_source}
                 sleeve.last_check = LastCheck(at=now, ok=True, signal=verdict.signal, price=verdict.spot_price,
-                                              candle_at=verdict.timestamp, outcome=outcome)
+                                              candle_at=verdict.timestamp, outcome=outcome, indicators=indicators)
                 log.info(f"Signal: {'HOLD' if not verdict.actions else 'ACTIONS'} | {verdict.underlying} | {outcome}")
-                self.logs.event("options_signal", cycle, s.id, signal=verdict.signal, actions=len(verdict.actions),
-                                skip_reason=verdict.skip_reason)
-        return intents, failed
+                self.logs.event("options_signal", cycle, s.id, signal=verdict.signal,
+                                actions=[a.model_dump(mode="json") for a in verdict.actions],
+                                skip_reason=verdict.skip_reason, iv_rank=verdict.iv_rank,
+                                iv_rank_source=verdict.iv_rank_source)
+                oi = options_cycle.intent(s.id, verdict.underlying, verdict)
+                if oi is not None:
+                    option_intents.append(oi)
+        return intents, option_intents, failed
 
     def _describe_outcomes(self, state: State, events: list[Event]) -> None:
+        """Each checked strategy's outcome: what it traded (every fill), or why not."""
+        said: dict[str, list[str]] = {}
         for e in events:
             sleeve = state.sleeves.get(e.strategy_id)  # account-scope events belong to no sleeve
             check = sleeve.last_check if sleeve is not None else None
             if check is None or e.kind not in ("fill", "rejected", "hold"):
                 continue
             if e.kind == "fill":
-                check.outcome = f"{e.data['side']} {e.data['quantity']} {e.data['symbol']} @ {e.data['fill_price']:.2f}"
+                text = f"{e.data['side']} {e.data['quantity']:g} {e.data['symbol']} @ {e.data['fill_price']:.2f}"
+                if e.data.get("reason") not in (None, "signal"):
+                    text += f" ({e.data['reason']})"
             elif e.kind == "rejected":
-                check.outcome = f"rejected {e.data.get('code')}: {e.data.get('detail')}"
+                text = f"rejected {e.data.get('code')}: {e.data.get('detail')}"
             elif e.data.get("note"):
-                check.outcome = e.data["note"]
+                text = e.data["note"]
+            else:
+                continue
+            said.setdefault(e.strategy_id, []).append(text)
+            check.outcome = "; ".join(said[e.strategy_id])
 
     # -- committing ---------------------------------------------------------------------------
     def _commit(self, new: State, events: list[Event], cycle: int) -> None:
@@ -559,9 +629,17 @@ class Daemon(ControlMixin):
             sleeve = self.state.sleeves[e.strategy_id]
             pnl = f" | P&L ${d['realized_pnl_usd']:+.2f}" if d.get("realized_pnl_usd") is not None else ""
             capped = f" [capped by {d['capped_by']}]" if d.get("capped_by") else ""
-            log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} @ ${d['fill_price']:.2f} "
-                     f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl}{capped} | "
-                     f"cash ${sleeve.cash_usd:.2f}")
+            o = d.get("option")
+            if o:  # premium in coin as Deribit quotes it, USD per contract at the index
+                where = (f" at the delivery price ${d['delivery_price']:.2f} ({d.get('delivery_method', 'unknown')})"
+                         if d.get("delivery_price") is not None else f" from the {o['price_source']}")
+                log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} ({o['effect']} {o['position_side']}) @ "
+                         f"{o['premium_coin']:.4f} {o['underlying']} = ${d['fill_price']:.2f}/contract{where} (fee "
+                         f"${d['fee_usd']:.2f}, {d['reason']}){pnl} | cash ${sleeve.cash_usd:.2f}")
+            else:
+                log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} @ ${d['fill_price']:.2f} "
+                         f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl}{capped} | "
+                         f"cash ${sleeve.cash_usd:.2f}")
         elif e.kind == "rejected":
             log.warning(f"Order rejected [{d.get('code')}]: {d.get('detail')}")
         elif e.kind == "block":

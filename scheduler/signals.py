@@ -14,7 +14,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scheduler.runner import JobResult
 
@@ -62,20 +70,43 @@ class Greeks(_Doc):
 
 
 class OptionAction(_Doc):
+    """One leg a checker proposes (options.strategies.Leg.action_dict). Prices per
+    contract (1 coin); greeks in Deribit's units, unsigned by side."""
+
     action: Literal["buy", "sell", "close"]
     option_type: Literal["call", "put"]
     strike: float
-    expiry: str
+    expiry: AwareDatetime
+    expiry_ms: int = Field(gt=0)
+    instrument: str = Field(min_length=1, max_length=64)
     dte: float = Field(ge=0)
     premium: float = Field(ge=0)
     premium_usd: float = Field(ge=0)
     quantity: float = Field(gt=0)
     greeks: Greeks
     score: float | None = None
-    score_reason: str | None = None
-    pricing: str | None = None  # "quote" | "model:mark_iv" | "model:realized_vol"
+    score_reason: str | None = Field(None, max_length=2000)
+    pricing: str | None = Field(None, max_length=200)  # "quote" | "model: mark_iv" | "model: realized_vol" ...
+    covered_quantity: float | None = Field(None, ge=0)
+    assign: bool = False  # the wheel: an in-the-money expiry buys (put) or sells (call) the coin
+    position_id: str | None = Field(None, max_length=200)  # a close: which held position
 
     _strike = field_validator("strike")(_finite_positive)
+
+    @field_validator("expiry_ms", mode="before")
+    @classmethod
+    def _int_ms(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"must be an integer of UTC milliseconds, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptionAction:
+        if abs(self.expiry.timestamp() * 1000 - self.expiry_ms) >= 1:
+            raise ValueError(f"expiry {self.expiry.isoformat()} and expiry_ms {self.expiry_ms} disagree")
+        if self.covered_quantity is not None and self.covered_quantity > self.quantity * (1 + 1e-12):
+            raise ValueError(f"covered_quantity {self.covered_quantity} exceeds the quantity {self.quantity}")
+        return self
 
 
 class OptionsSignal(_Doc):
@@ -83,9 +114,11 @@ class OptionsSignal(_Doc):
     underlying: str
     signal: Literal[-1, 0, 1]
     spot_price: float | None
-    actions: list[OptionAction] = Field(default_factory=list)
-    iv_rank: float | None = None
+    actions: list[OptionAction] = Field(default_factory=list, max_length=16)
+    iv_rank: float | None = Field(None, ge=0, le=100)
     iv_rank_source: str | None = None
+    indicators: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
     timestamp: AwareDatetime
     error: str | None = None
     error_class: Literal["transient", "permanent"] | None = None
@@ -93,6 +126,12 @@ class OptionsSignal(_Doc):
 
     _spot = field_validator("spot_price")(_finite_positive)
     _signal = field_validator("signal", mode="before")(_no_bool)
+
+    @model_validator(mode="after")
+    def _priced(self) -> OptionsSignal:
+        if self.actions and self.spot_price is None:
+            raise ValueError("actions proposed without a spot_price")
+        return self
 
 
 @dataclass(frozen=True)
@@ -129,6 +168,38 @@ def decode_one_document(stdout: bytes) -> Any:
     return doc
 
 
+#: how deep a checker's document may nest (indicators are flat numbers in practice); deeper
+#: documents are refused: the state that keeps them must always be savable and readable
+MAX_DEPTH = 16
+
+
+def shape_problem(doc: Any) -> str | None:
+    """Why ``doc`` cannot be kept in the state as it is (too deep, or text that is not
+    valid Unicode such as a lone surrogate from a ``\\ud800`` escape), or None."""
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "document")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"{where}: nested more than {MAX_DEPTH} levels deep"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for k, v in items:
+                if isinstance(k, str) and _bad_text(k):
+                    return f"{where}: a key is not valid Unicode text (a lone surrogate such as \\ud800?)"
+                stack.append((v, depth + 1, f"{where}.{k}" if where != "document" else str(k)))
+        elif isinstance(value, str) and _bad_text(value):
+            return f"{where}: not valid Unicode text (a lone surrogate such as \\ud800?)"
+    return None
+
+
+def _bad_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _stderr_tail(result: JobResult) -> str:
     lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
     return f"; stderr: {lines[-1][:300]}" if lines else ""
@@ -150,6 +221,9 @@ def judge(result: JobResult, model: type[_Doc], expect: dict[str, str], timeout_
     try:
         doc = decode_one_document(result.stdout)
         parse_error = None
+        shape = shape_problem(doc)
+        if shape:  # not even its error text can be kept
+            doc, parse_error = None, f"output cannot be kept: {shape}"
     except ValueError as e:
         parse_error = str(e)
     if result.returncode != 0:

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from scheduler.config import Config
-from scheduler.engine.models import State, utc_iso
+from scheduler.engine import option_risk
+from scheduler.engine.models import OptionPosition, State, utc_iso
 from scheduler.engine.step import account_equity, exposure_usd, sleeve_equity
 
 
@@ -16,6 +17,16 @@ def _opt_iso(t: datetime | None) -> str | None:
 
 
 RECENT_TRADES_SHOWN = 10
+
+
+def _option_leg(o: OptionPosition) -> dict[str, Any]:
+    """One option position as held, with its value and unrealized P&L at the last mark
+    (a short's value is negative: buying it back costs that)."""
+    sign = 1.0 if o.side == "long" else -1.0
+    value = None if o.mark_usd is None else sign * o.mark_usd * o.quantity
+    entry = sign * o.entry_premium_usd * o.quantity
+    return {**o.model_dump(mode="json"), "value_usd": value,
+            "unrealized_pnl_usd": None if value is None else value - entry - o.entry_fee_usd}
 
 
 def build_status(state: State, config: Config, prices: Mapping[str, float | None], *,
@@ -42,7 +53,8 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
             "id": s.id, "type": s.type, "strategy": s.strategy_name, "args": s.args,
             "cash_usd": sleeve.cash_usd, "initial_capital_usd": sleeve.initial_capital_usd,
             "positions": positions,
-            "option_positions": [o.model_dump(mode="json") for o in sleeve.option_positions],
+            "option_positions": [_option_leg(o) for o in sleeve.option_positions],
+            "options": option_risk.sleeve_summary(sleeve) if s.type == "options" else None,
             "portfolio_value_usd": equity,
             "value_note": None if equity is not None else "unknown: a position has no price",
             "pnl_usd": None if equity is None else equity - sleeve.initial_capital_usd,
@@ -73,6 +85,7 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
         "blocks": [b.model_dump(mode="json") for b in acct.blocks.values()],
         "recent_audit": [a.model_dump(mode="json") for a in acct.audit[-10:]],
         "last_reconcile": state.last_reconcile,
+        "options": option_risk.account_summary(state, ids),
     }
     return {
         "cycle_count": state.cycle_count, "last_cycle_at": _opt_iso(state.last_cycle_at),

@@ -380,7 +380,7 @@ def test_every_action_carries_score_and_reason() -> None:
     assert len(actions) == 3 and len({a["score_reason"] for a in actions}) == 1
     assert "start (1 open)" in actions[0]["score_reason"] and "net delta" in actions[0]["score_reason"]
     keys = {"action", "option_type", "strike", "expiry", "dte", "premium", "premium_usd", "quantity",
-            "greeks", "score", "score_reason", "instrument", "pricing", "expiry_ms", "covered_quantity"}
+            "greeks", "score", "score_reason", "instrument", "pricing", "expiry_ms", "covered_quantity", "assign"}
     assert all(set(a) == keys for a in actions)
 
 

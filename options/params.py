@@ -1,0 +1,164 @@
+"""The options strategies' parameters (REFERENCE section 7 defaults). Standard library only:
+the config validator imports this in the daemon, which never imports numpy.
+
+``validate_params(strategy, overrides)`` is the one check of a config's ``params`` for an
+options strategy: unknown names, wrong types and out-of-range values are a ValueError
+that names the parameter, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CONTRACT_MINIMUM = {"BTC": 0.1, "ETH": 1.0}  # coin; Deribit's minimum order size
+TICK_COIN = 0.0001  # Deribit's price tick for BTC and ETH options
+
+
+@dataclass(frozen=True)
+class Params:
+    """Shared by every options strategy.
+
+    ``quantity``: contracts (coin) per leg; None means the underlying's contract minimum.
+    ``rate``: the Black-76 discount rate (decimal per year) for model prices.
+    """
+
+    quantity: float | None = None
+    dte_tolerance_days: float = 7.0
+    max_positions: int = 4
+    min_score: float = 0.3
+    min_premium: float = TICK_COIN
+    rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "quantity":
+                continue
+            if f.name == "max_positions":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"max_positions {value!r}; expected an int >= 1")
+                continue
+            if f.type == "str":
+                if not isinstance(value, str):
+                    raise ValueError(f"{f.name} {value!r}; expected a string")
+                continue
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} {value!r}; expected true or false")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{f.name} {value!r}; expected a finite number")
+            positive = (f.name.endswith(("moneyness", "dte_days")) or f.name in (
+                "quantity", "dte_tolerance_days", "min_premium"))
+            if positive and value <= 0:
+                raise ValueError(f"{f.name} {value!r}; expected a number > 0")
+            if f.name.endswith("rank") and not 0 <= value <= 100:
+                raise ValueError(f"{f.name} {value!r}; expected an IV rank in [0, 100]")
+
+
+@dataclass(frozen=True)
+class MomentumParams(Params):
+    roc_period: int = 14  # for roc_last_two: the caller's ROC over 4h closes
+    threshold_pct: float = 5.0
+    #: "cross": the ROC crosses the threshold between the last two closed bars (REFERENCE);
+    #: "level": the last ROC is beyond it (the HELD guard stops a second identical leg)
+    trigger: str = "cross"
+    call_moneyness: float = 1.02
+    put_moneyness: float = 0.98
+    target_dte_days: float = 37.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trigger not in ("cross", "level"):
+            raise ValueError(f"trigger {self.trigger!r}; expected 'cross' or 'level'")
+        if isinstance(self.roc_period, bool) or not isinstance(self.roc_period, int):
+            raise ValueError(f"roc_period {self.roc_period!r}; expected an int >= 1")
+        if self.roc_period < 1 or self.threshold_pct < 0:
+            raise ValueError(f"roc_period {self.roc_period!r} must be >= 1 and threshold_pct "
+                             f"{self.threshold_pct!r} >= 0")
+
+
+@dataclass(frozen=True)
+class VolMeanReversionParams(Params):
+    sell_above_rank: float = 75.0
+    buy_below_rank: float = 25.0
+    call_moneyness: float = 1.10
+    put_moneyness: float = 0.90
+    target_dte_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.buy_below_rank > self.sell_above_rank:
+            raise ValueError(f"buy_below_rank {self.buy_below_rank} must be <= sell_above_rank "
+                             f"{self.sell_above_rank}")
+
+
+@dataclass(frozen=True)
+class ProtectivePutsParams(Params):
+    put_moneyness: float = 0.88
+    target_dte_days: float = 45.0
+
+
+@dataclass(frozen=True)
+class CoveredCallsParams(Params):
+    call_moneyness: float = 1.12
+    target_dte_days: float = 21.0
+    allow_naked: bool = True  # False: skip NOT_ENOUGH_SPOT unless spot covers the whole leg
+
+
+@dataclass(frozen=True)
+class WheelParams(Params):
+    put_moneyness: float = 0.94
+    put_dte_days: float = 37.0
+    call_moneyness: float = 1.10
+    call_dte_days: float = 21.0
+
+
+@dataclass(frozen=True)
+class ButterflyParams(Params):
+    min_rank: float = 30.0
+    max_rank: float = 70.0
+    lower_moneyness: float = 0.95
+    middle_moneyness: float = 1.00
+    upper_moneyness: float = 1.05
+    target_dte_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.min_rank <= self.max_rank:
+            raise ValueError(f"min_rank {self.min_rank} must be <= max_rank {self.max_rank}")
+        if not self.lower_moneyness < self.middle_moneyness < self.upper_moneyness:
+            raise ValueError("butterfly moneyness must rise: lower < middle < upper, got "
+                             f"{self.lower_moneyness}, {self.middle_moneyness}, {self.upper_moneyness}")
+
+
+PARAMS: dict[str, type[Params]] = {
+    "momentum_options": MomentumParams,
+    "vol_mean_reversion": VolMeanReversionParams,
+    "protective_puts": ProtectivePutsParams,
+    "covered_calls": CoveredCallsParams,
+    "wheel": WheelParams,
+    "butterfly": ButterflyParams,
+}
+
+
+def validate_params(strategy: str, overrides: Mapping[str, Any] | None) -> Params:
+    """The strategy's Params with ``overrides`` applied; ValueError says what is wrong."""
+    cls = PARAMS.get(strategy)
+    if cls is None:
+        raise ValueError(f"unknown options strategy {strategy!r}; expected one of {sorted(PARAMS)}")
+    overrides = dict(overrides or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"{strategy} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
+                         f"{', '.join(sorted(known))}")
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for name, value in overrides.items():
+        if isinstance(value, int) and not isinstance(value, bool) and types[name].startswith("float"):
+            overrides[name] = float(value)  # JSON's 5 is 5.0 here; an int field keeps its int
+    return cls(**overrides)
