@@ -13,15 +13,27 @@ guessed price. Settlement is a Trade (reason "expiry") at the intrinsic value V 
 contract: a long sells at V (cash += V q - delivery fee), a short buys back at V (cash -=
 V q + delivery fee); out of the money V = 0 and the fee is 0 (capped at 12.5 % of V).
 
-The wheel's assignment (a short put with ``assign``, in the money at expiry, D < K): the
-put is cash-settled as above (cash -= (K - D) q + fee, its realized P&L booked on the
-option), and then the sleeve buys q coin at the delivery price D into its spot position
-``OptionRules.spot_symbol`` (a Trade with reason "assignment", no fee: cash -= D q). In
-total cash falls by K q + fee and the sleeve holds q coin: exactly buying at the strike,
-with the put's loss (K - D) q counted once, on the put, and the coin's cost basis at D,
-its market value then. When the cash left cannot pay for all q, the sleeve buys what it
-can (rounded down to the spot market's step) and the event says so; a cash-secured put
-(the default) has reserved K q, so this happens only after other losses.
+The wheel's assignment, a short option with ``assign`` that expires in the money, is
+settled in cash as above, then delivers the coin through the sleeve's spot position
+``OptionRules.spot_symbol``, at the delivery price D and without a fee (a Trade with
+reason "assignment"), so that in total the sleeve traded the coin at the strike K:
+
+- A put (D < K) is cash-settled (cash -= (K - D) q + fee, its realized P&L booked on the
+  option), and then the sleeve buys q coin at D (cash -= D q). In total cash falls by
+  K q + fee and the sleeve holds q coin: exactly buying at the strike, with the put's
+  loss (K - D) q counted once, on the put, and the coin's cost basis at D, its market
+  value then. When the cash left cannot pay for all q, the sleeve buys what it can
+  (rounded down to the spot market's step) and the event says so; a cash-secured put
+  (the default) has reserved K q, so this happens only after other losses.
+- A call (D > K) is cash-settled (cash -= (D - K) q + fee, booked on the call), and then
+  the sleeve sells the coin that covered it at D (cash += D q), the sale booked as the
+  spot engine books any sell (step._Book.sell: realized P&L against the coin's cost
+  basis, the trade kept, the loss streak counted). In total cash rises by K q - fee and
+  the coin is gone: exactly selling at the strike, so the wheel sells puts again. It
+  sells min(q, the coin held less what covers the sleeve's other open short calls, per
+  margin.allocate_cover), so delivering one call never strips another's cover; with
+  less than q the fill's note says how much, with none an ``assignment_skipped`` event
+  says why.
 
 Position ids are ``"<strategy_id>:<seq>"`` with the account-wide seq of the opening fill,
 so they never collide. A close names one position by id, or by instrument (and side);
@@ -37,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.engine import margin, option_risk, risk
-from scheduler.engine.fills import Rejected, round_down, valid_price
+from scheduler.engine.fills import Costs, Rejected, round_down, valid_price
 from scheduler.engine.models import OptionFill, OptionPosition, Position, Sleeve, Trade, utc_iso
 from scheduler.engine.option_fills import (
     OptionIntent,
@@ -53,9 +65,10 @@ from scheduler.engine.option_fills import (
 )
 
 if TYPE_CHECKING:
-    from scheduler.engine.step import _Book
+    from scheduler.engine.step import Event, _Book
 
 DEFAULT_OPTION_RULES = OptionRules()
+_NO_COSTS = Costs(fee_rate=0.0, slippage_rate=0.0)  # an assignment delivers at the delivery price, no fee
 _EPS = 1e-9
 
 
@@ -135,13 +148,17 @@ class OptionDesk:
             pnl = pos.entry_premium_usd * q - pos.entry_fee_usd + cash_change
         trade = self._trade(sleeve, pos, "sell" if pos.side == "long" else "buy", q, value, value * q, fee, pnl,
                             "expiry", "close", value / delivery, delivery, "delivery")
+        assigned = pos.assign and pos.side == "short" and value > 0
+        # read while the call is still open: the cover the others held next to it
+        cover_by_others = self._cover_of_others(sleeve, pos) if assigned and pos.option_type == "call" else 0.0
         sleeve.option_positions.remove(pos)
-        self._book_close(sleeve, trade, cash_change, pnl)
-        self.book.events[-1].data["delivery_price"] = delivery
-        if pos.assign and pos.side == "short" and pos.option_type == "put" and value > 0:
-            self._assign(sleeve, pos, delivery)
+        self._book_close(sleeve, trade, cash_change, pnl).data["delivery_price"] = delivery
+        if assigned and pos.option_type == "put":
+            self._assign_put(sleeve, pos, delivery)
+        elif assigned:
+            self._assign_call(sleeve, pos, delivery, cover_by_others)
 
-    def _assign(self, sleeve: Sleeve, pos: OptionPosition, delivery: float) -> None:
+    def _assign_put(self, sleeve: Sleeve, pos: OptionPosition, delivery: float) -> None:
         from scheduler.engine.step import DEFAULT_RULES  # noqa: I001  (spot market rules live with the spot engine)
 
         symbol = self.rules_for(sleeve.id).spot_symbol.format(underlying=pos.underlying)
@@ -168,10 +185,38 @@ class OptionDesk:
             held.quantity += q
             held.cost_basis_usd += notional
             held.entry_price = held.cost_basis_usd / held.quantity
-        self.book.record(sleeve, trade)
-        self.book.events[-1].data["note"] = (f"assigned: {pos.id} expired in the money; bought {q} {symbol} at the "
-                                             f"delivery price {delivery:.2f}" + (
-                                                 f" (cash paid for {q} of {pos.quantity})" if q < pos.quantity else ""))
+        self.book.record(sleeve, trade).data["note"] = (
+            f"assigned: {pos.id} expired in the money; bought {q} {symbol} at the delivery price {delivery:.2f}"
+            + (f" (cash paid for {q} of {pos.quantity})" if q < pos.quantity else ""))
+
+    def _cover_of_others(self, sleeve: Sleeve, pos: OptionPosition) -> float:
+        """Spot of ``pos``'s underlying allocated (margin.allocate_cover) to the other open
+        short calls: the coin an assigned call must not deliver, or they turn naked."""
+        cover = margin.allocate_cover(sleeve, self.rules_for(sleeve.id).spot_symbol)
+        others = {p.id for p in sleeve.option_positions if p is not pos and p.underlying == pos.underlying}
+        return sum(q for pid, q in cover.items() if pid in others)
+
+    def _assign_call(self, sleeve: Sleeve, pos: OptionPosition, delivery: float, cover_by_others: float) -> None:
+        """The wheel's other half: an assigned call sells its coin at the delivery price (module doc)."""
+        symbol = self.rules_for(sleeve.id).spot_symbol.format(underlying=pos.underlying)
+        held = sleeve.positions.get(symbol)
+        held_q = held.quantity if held is not None else 0.0
+        q = round(min(pos.quantity, held_q - cover_by_others), 12)  # no float dust in a quantity
+        if q <= 1e-12:
+            why = (f"the sleeve holds no {symbol}" if held_q <= 0 else f"all {held_q} {symbol} held covers other "
+                   f"open short calls ({cover_by_others} of it)")
+            self.book.emit("assignment_skipped", sleeve.id, position_id=pos.id, symbol=symbol,
+                           detail=f"{pos.id} was cash-settled in the money at {delivery:.2f}, but {why}; no coin "
+                           "to deliver, nothing sold")
+            return
+        fill = self.book.sell(sleeve, symbol, q, delivery, "assignment", _NO_COSTS)
+        if fill is None:  # fills.sell refuses only a bad price, and the delivery price is valid
+            return
+        short = "" if q >= pos.quantity - 1e-12 else (
+            f" (only {q} of {pos.quantity}: the sleeve holds {held_q} {symbol}"
+            + (f", {cover_by_others} of it covering other open short calls)" if cover_by_others > 0 else ")"))
+        fill.data["note"] = (f"assigned: {pos.id} expired in the money; sold {q} {symbol} at the delivery price "
+                             f"{delivery:.2f}{short}")
 
     # -- closes -----------------------------------------------------------------------------
     def harvest(self, sleeve: Sleeve) -> None:
@@ -365,10 +410,10 @@ class OptionDesk:
                             score=leg.score, score_reason=leg.score_reason)
         sleeve.cash_usd += fill.cash_change_usd
         sleeve.option_positions.append(pos)
-        self.book.record(sleeve, trade)
+        fill_event = self.book.record(sleeve, trade)
         if leg.action == "sell" and leg.option_type == "call" and leg.covered_quantity > covered + 1e-12:
-            self.book.events[-1].data["note"] = (f"asked {leg.covered_quantity} covered, but only {covered} of the "
-                                                 "sleeve's spot is free to cover it; the rest is margined as naked")
+            fill_event.data["note"] = (f"asked {leg.covered_quantity} covered, but only {covered} of the sleeve's "
+                                       "spot is free to cover it; the rest is margined as naked")
 
     # -- shared -----------------------------------------------------------------------------
     def _trade(self, sleeve: Sleeve, pos: OptionPosition, side: Any, quantity: float, price_usd: float,
@@ -382,16 +427,18 @@ class OptionDesk:
                      notional_usd=notional_usd, fee_usd=fee_usd, realized_pnl_usd=pnl, reason=reason, at=self.book.now,
                      option=info)
 
-    def _book_close(self, sleeve: Sleeve, trade: Trade, cash_change: float, pnl: float) -> None:
+    def _book_close(self, sleeve: Sleeve, trade: Trade, cash_change: float, pnl: float) -> Event:
+        """Book a close's cash and P&L; return its fill event (a block it trips comes after it)."""
         sleeve.cash_usd += cash_change
         sleeve.realized_pnl_usd += pnl
-        self.book.record(sleeve, trade)
+        fill = self.book.record(sleeve, trade)
         srules = self.book.rules[sleeve.id]
         tripped = risk.record_close(sleeve, pnl, self.book.now, srules.consecutive_losses, srules.loss_cooldown)
         if tripped:
             from scheduler.engine.step import _block_event
 
             self.book.events.append(_block_event(sleeve.id, tripped))
+        return fill
 
     def _rejected(self, sleeve: Sleeve, side: str, instrument: str, code: str, detail: str, **more: Any) -> None:
         self.book.emit("rejected", sleeve.id, side=side, symbol=instrument, code=code, detail=detail, **more)
@@ -408,6 +455,7 @@ def _bad_leg(leg: OptionLeg, now_ms: int) -> Rejected | None:
         return Rejected("BAD_LEG", f"covered_quantity is for sold calls, not a {leg.action} {leg.option_type}")
     if leg.covered_quantity < 0:
         return Rejected("BAD_LEG", f"covered_quantity {leg.covered_quantity} is negative")
-    if leg.assign and not (leg.action == "sell" and leg.option_type == "put"):
-        return Rejected("BAD_LEG", f"assign is for sold puts (the wheel), not a {leg.action} {leg.option_type}")
+    if leg.assign and leg.action != "sell":
+        return Rejected("BAD_LEG", f"assign is for sold options (the wheel: a put buys the coin, a call sells it), "
+                        f"not a {leg.action} {leg.option_type}")
     return None

@@ -37,6 +37,7 @@ from scheduler.engine.risk import ACCOUNT, AccountRules
 
 DEFAULT_RULES = MarketRules("*", amount_step=1e-8, min_amount=1e-8, min_notional_usd=5.0)
 Reason = Literal["signal", "stop", "drawdown_close", "manual"]  # the spot reasons
+SellReason = Literal["signal", "stop", "drawdown_close", "manual", "assignment"]  # a wheel's call delivers spot
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ class _Book:
         self.events.append(event)
         return event
 
-    def record(self, sleeve: Sleeve, trade: Trade) -> None:
+    def record(self, sleeve: Sleeve, trade: Trade) -> Event:
+        """Book ``trade`` in the sleeve's recent trades and counters; return its fill event."""
         self.state.next_trade_seq += 1
         sleeve.trades.append(trade)
         keep = self.rules[sleeve.id].recent_trades_kept
@@ -178,28 +180,47 @@ class _Book:
             del sleeve.trades[: len(sleeve.trades) - keep]
         sleeve.trade_count += 1
         sleeve.fees_paid_usd += trade.fee_usd
-        self.emit("fill", sleeve.id, **trade.model_dump(mode="json", exclude={"at", "strategy_id"}))
+        return self.emit("fill", sleeve.id, **trade.model_dump(mode="json", exclude={"at", "strategy_id"}))
 
     def close(self, sleeve: Sleeve, symbol: str, quote: float | None, reason: Reason) -> bool:
+        """Sell the whole spot position at ``quote``, with the sleeve's slippage and fee."""
+        return self.sell(sleeve, symbol, sleeve.positions[symbol].quantity, quote, reason,
+                         self.rules[sleeve.id].costs) is not None
+
+    def sell(self, sleeve: Sleeve, symbol: str, quantity: float, quote: float | None, reason: SellReason,
+             costs: Costs) -> Event | None:
+        """Sell ``quantity`` of a spot position (all of it at most) at ``quote`` with ``costs``;
+        return the fill event, or None when refused (the rejection is an event).
+
+        A part sale takes its share of the cost basis and of the entry fee, so the realized
+        P&L of the parts adds up to that of one whole sale; the rest stays open."""
         pos = sleeve.positions[symbol]
-        rules = self.rules[sleeve.id]
-        result = fills.sell(quote, pos.quantity, pos.cost_basis_usd, rules.costs)  # type: ignore[arg-type]
+        whole = quantity >= pos.quantity - 1e-12  # float noise never leaves a dust position
+        q = pos.quantity if whole else quantity
+        share = 1.0 if whole else q / pos.quantity
+        result = fills.sell(quote, q, pos.cost_basis_usd * share, costs)  # type: ignore[arg-type]
         if isinstance(result, Rejected):
             self.emit("rejected", sleeve.id, side="sell", symbol=symbol, code=result.code, detail=result.detail)
-            return False
+            return None
         trade = Trade(seq=self.state.next_trade_seq, cycle=self.cycle, strategy_id=sleeve.id, symbol=symbol,
                       side="sell", quantity=result.quantity, quote_price=float(quote),  # type: ignore[arg-type]
                       fill_price=result.fill_price, notional_usd=result.notional_usd, fee_usd=result.fee_usd,
                       realized_pnl_usd=result.realized_pnl_usd, reason=reason, at=self.now)
         sleeve.cash_usd += result.proceeds_usd
         sleeve.realized_pnl_usd += result.realized_pnl_usd
-        del sleeve.positions[symbol]
-        self.record(sleeve, trade)
+        if whole:
+            del sleeve.positions[symbol]
+        else:
+            pos.quantity = round(pos.quantity - q, 12)
+            pos.cost_basis_usd -= pos.cost_basis_usd * share
+            pos.entry_fee_usd -= pos.entry_fee_usd * share
+        fill = self.record(sleeve, trade)
+        rules = self.rules[sleeve.id]
         tripped = risk.record_close(sleeve, result.realized_pnl_usd, self.now, rules.consecutive_losses,
                                     rules.loss_cooldown)
         if tripped:
             self.events.append(_block_event(sleeve.id, tripped))
-        return True
+        return fill
 
     def _reject(self, sleeve: Sleeve, intent: SpotIntent, code: str, detail: str) -> None:
         self.emit("rejected", sleeve.id, side="buy", symbol=intent.symbol, code=code, detail=detail)

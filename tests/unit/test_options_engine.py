@@ -430,7 +430,7 @@ def test_the_wheel_does_not_assign_out_of_the_money_or_without_assign() -> None:
     assert state.sleeves["o1"].positions == {}
 
 
-@pytest.mark.parametrize("bad", [leg("buy", 57_000, "put", assign=True), leg("sell", 57_000, "call", assign=True),
+@pytest.mark.parametrize("bad", [leg("buy", 57_000, "put", assign=True), leg("buy", 66_000, "call", assign=True),
                                  leg("buy", 66_000, covered_quantity=0.1), leg("sell", 57_000, "put", covered_quantity=0.1)])
 def test_assign_and_cover_only_where_they_mean_something(bad: OptionLeg) -> None:
     state = options_state()
