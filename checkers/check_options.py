@@ -44,6 +44,7 @@ DAY_MS = 86_400_000
 #: daily closes read for the realized-vol fallback and the realized vol of model prices
 DAILY_BARS = 400
 RANKED = ("vol_mean_reversion", "butterfly")  # the strategies that read the IV rank
+RANK_WINDOW_DAYS = 366
 
 
 def read_positions(raw: str) -> tuple[list[dict[str, Any]], float]:
@@ -194,7 +195,8 @@ def _iv_rank(source: Any, underlying: str, now_ms: int, closes_1d: Any) -> Any:
 
     dvol = None
     try:
-        dvol = source.fetch_dvol(underlying, start_ms=now_ms - (DAILY_BARS + 1) * DAY_MS, end_ms=now_ms)
+        # the trailing year and a day: within what the fetch step cached (market.prefetch.DVOL_DAYS)
+        dvol = source.fetch_dvol(underlying, start_ms=now_ms - RANK_WINDOW_DAYS * DAY_MS, end_ms=now_ms)
     except TransientExchangeError:
         raise
     except ExchangeError:

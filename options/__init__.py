@@ -1,7 +1,6 @@
-"""Options: pricing, greeks, implied volatility, IV rank and scoring (pure).
-
-Paper trading of the options strategies is not implemented yet; this
-package holds the pricing maths and the names the config validates against.
+"""Options: pricing, greeks, implied volatility, IV rank, the six strategies and their
+scoring (pure). checkers/check_options.py runs a strategy; the engine
+(scheduler/engine/option_book.py) paper-trades what it proposes.
 """
 
 #: The options strategies, by name.

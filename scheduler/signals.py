@@ -220,12 +220,13 @@ def judge(result: JobResult, model: type[_Doc], expect: dict[str, str], timeout_
     doc: Any = None
     try:
         doc = decode_one_document(result.stdout)
-        parse_error = None
+        parse_error = unkeepable = None
         shape = shape_problem(doc)
         if shape:  # not even its error text can be kept
-            doc, parse_error = None, f"output cannot be kept: {shape}"
+            doc = None
+            parse_error = unkeepable = f"output cannot be kept: {shape}"
     except ValueError as e:
-        parse_error = str(e)
+        parse_error, unkeepable = str(e), None
     if result.returncode != 0:
         how = (f"was killed by signal {-result.returncode}" if result.returncode and result.returncode < 0
                else f"exited with status {result.returncode}")
@@ -233,7 +234,7 @@ def judge(result: JobResult, model: type[_Doc], expect: dict[str, str], timeout_
             cls = doc.get("error_class") if doc.get("error_class") in ("transient", "permanent") else "permanent"
             return CheckFailure(f"{how}: {doc['error']}", cls)
         cls = "transient" if result.returncode is None or result.returncode < 0 else "permanent"
-        return CheckFailure(f"{how}{_stderr_tail(result)}", cls)
+        return CheckFailure(f"{how}" + (f"; {unkeepable}" if unkeepable else _stderr_tail(result)), cls)
     if parse_error:
         return CheckFailure(parse_error + _stderr_tail(result), "permanent")
     if isinstance(doc, dict) and doc.get("error"):

@@ -70,7 +70,8 @@ class OptionPosition(_State):
     entry_fee_usd: float = Field(ge=0)  # for the whole position
     entry_index_usd: float = Field(gt=0)
     covered_quantity: float = Field(0.0, ge=0)  # short calls: the part covered by spot the sleeve holds
-    assign: bool = False  # short puts (the wheel): an in-the-money expiry buys the coin into the sleeve
+    #: short options (the wheel): an in-the-money expiry delivers the coin: a put buys it, a call sells its covering spot
+    assign: bool = False
     opened_at: AwareDatetime
     greeks: dict[str, float] = Field(default_factory=dict)
     mark_coin: float | None = Field(None, gt=0)

@@ -151,8 +151,8 @@ class OptionLeg:
     the one named by ``position_id``, else the only one on ``instrument`` (and ``side``,
     when given); none or several is a rejection. ``covered_quantity``: for a sold call,
     the part covered by spot the sleeve holds (no margin; only spot actually held counts).
-    ``assign``: for a sold put (the wheel), an in-the-money expiry buys the coin (see
-    option_book.settle).
+    ``assign``: for a sold option (the wheel), an in-the-money expiry delivers the coin: a
+    put buys it, a call sells the spot that covered it (see option_book.settle).
     """
 
     action: Literal["buy", "sell", "close"]

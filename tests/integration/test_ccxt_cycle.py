@@ -44,12 +44,19 @@ def test_demo_deployment_through_ccxt_uses_one_fetch_per_pair(shared_data: Path,
         try:
             report = daemon.run_cycle(force=True)
             assert report is not None and report.failed == 0 and report.checked == 22
-            # 6 unique (symbol, timeframe) pairs, one ticker batch, one markets load: not one set per strategy
-            assert dict(fx.requests) == {"/api/v3/exchangeInfo": 1, "/api/v3/klines": 6, "/api/v3/ticker/24hr": 1}
+            # 8 unique (symbol, timeframe) pairs (the spot strategies' 6, and the 4h closes of BTC and ETH for
+            # momentum_options), one ticker batch, one markets load; per option underlying one chain, one
+            # instruments list (the contract rules, cached after) and one DVOL history: not one set per strategy
+            assert dict(fx.requests) == {
+                "/api/v3/exchangeInfo": 1, "/api/v3/klines": 8, "/api/v3/ticker/24hr": 1,
+                "/api/v2/public/get_book_summary_by_currency": 2, "/api/v2/public/get_instruments": 2,
+                "/api/v2/public/get_volatility_index_data": 2}
             for s in config.strategies:
-                if s.type != "spot":
-                    continue
                 check = daemon.state.sleeves[s.id].last_check
+                if s.type == "options":  # the real chain of NOW, through ccxt: every check answers
+                    assert check is not None and check.ok, check
+                    continue
+
                 assert check is not None and check.ok, check
                 assert check.price == _close_of_last_closed(shared_data, s.args[1], s.args[2], NOW)
                 assert check.candle_at is not None and check.candle_at.timestamp() * 1000 <= NOW
@@ -60,8 +67,10 @@ def test_demo_deployment_through_ccxt_uses_one_fetch_per_pair(shared_data: Path,
             clock.advance(600)
             fx.now_ms = NOW + 600_000
             assert daemon.run_cycle() is not None  # 10 minutes later every strategy is due again
-            # the markets loaded in the first cycle are reused: 6 pairs + 1 ticker batch, the target
-            assert dict(fx.requests) == {"/api/v3/klines": 6, "/api/v3/ticker/24hr": 1}
+            # the markets and option contracts loaded in the first cycle are reused
+            assert dict(fx.requests) == {
+                "/api/v3/klines": 8, "/api/v3/ticker/24hr": 1, "/api/v2/public/get_book_summary_by_currency": 2,
+                "/api/v2/public/get_volatility_index_data": 2}
             assert (tmp_path / "state.markets-binance.json").exists()
         finally:
             daemon.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from datetime import datetime
@@ -62,10 +63,44 @@ def test_synthetic_market_refuses_symbols_it_does_not_model() -> None:
     assert rc == 1 and "no symbol 'ETH/USDX'" in doc["error"]
 
 
+def test_check_options_by_hand_proposes_legs_with_their_pricing_and_score() -> None:
+    rc, doc, _ = _run("checkers/check_options.py", "protective_puts", "BTC", "--config", DEMO, "--now-ms", NOW_MS,
+                      "--params", '{"dte_tolerance_days": 7}', stdin="[]")
+    assert rc == 0 and doc["signal"] == 1 and "skip_reason" not in doc and doc["source"] == "synthetic"
+    (put,) = doc["actions"]
+    assert (put["action"], put["option_type"], put["instrument"]) == ("buy", "put", "BTC-24APR26-130000-P")
+    assert put["pricing"] == "quote" and put["score"] == 1.0 and "no open option positions" in put["score_reason"]
+    assert put["premium"] > 0 and math.isclose(put["premium_usd"], put["premium"] * doc["spot_price"], rel_tol=1e-12)
+    assert set(put["greeks"]) == {"delta", "gamma", "theta", "vega"} and put["greeks"]["delta"] < 0
+    assert datetime.fromisoformat(put["expiry"]).timestamp() * 1000 == put["expiry_ms"]
+
+
 def test_check_options_takes_positions_on_stdin_or_argv() -> None:
-    rc, doc, _ = _run("checkers/check_options.py", "vol_mean_reversion", "BTC", "[]", "--config", DEMO)
-    assert rc == 0 and doc["actions"] == [] and "not implemented yet" in doc["skip_reason"]
-    rc, doc, _ = _run("checkers/check_options.py", "wheel", "ETH", "--config", DEMO, stdin='[{"id": "x"}]')
-    assert rc == 0 and "1 open position(s)" in doc["skip_reason"]
-    rc, doc, _ = _run("checkers/check_options.py", "wheel", "ETH", "--config", DEMO, stdin='{"not": "a list"}')
-    assert rc == 1 and "must be a JSON list" in doc["error"]
+    held = [{"id": "pp:1", "instrument": "BTC-24APR26-130000-P", "side": "long", "quantity": 0.1,
+             "entry_premium_coin": 0.05}]
+    for how in ("stdin", "argv"):
+        args = ["checkers/check_options.py", "protective_puts", "BTC", "--config", DEMO, "--now-ms", NOW_MS]
+        rc, doc, _ = _run(*args, stdin=json.dumps(held)) if how == "stdin" else _run(*args[:3], json.dumps(held),
+                                                                                     *args[3:])
+        assert rc == 0 and doc["actions"] == [] and doc["signal"] == 0
+        assert doc["skip_reason"].startswith("HELD: a protective put is held: pp:1"), how
+
+
+def test_check_options_wheel_sells_a_covered_call_against_the_coin_it_holds() -> None:
+    rc, doc, _ = _run("checkers/check_options.py", "wheel", "ETH", "--config", DEMO, "--now-ms", NOW_MS,
+                      stdin='{"positions": [], "spot_held": 1.0}')
+    assert rc == 0 and doc["indicators"]["wheel_phase"] == "call"
+    (call,) = doc["actions"]
+    assert (call["action"], call["option_type"], call["covered_quantity"], call["assign"]) == ("sell", "call", 1.0,
+                                                                                               True)
+
+
+def test_check_options_explains_bad_input() -> None:
+    base = ["checkers/check_options.py", "wheel", "ETH", "--config", DEMO, "--now-ms", NOW_MS]
+    for stdin, says in [('{"not": "a list"}', "unknown key(s) 'not'"), ("[1]", "must be a JSON list of objects"),
+                        ('[{"instrument": "BTC-X", "side": "long", "quantity": 1}]', "BTC-X"),
+                        ('{"positions": [], "spot_held": -1}', "spot_held -1"), ("nope", "Expecting value")]:
+        rc, doc, _ = _run(*base, stdin=stdin)
+        assert rc == 1 and doc["error_class"] == "permanent" and says in doc["error"], (stdin, doc["error"])
+    rc, doc, _ = _run(*base, "--params", '{"put_moneyness": 0}', stdin="[]")
+    assert rc == 1 and "put_moneyness 0.0; expected a number > 0" in doc["error"]

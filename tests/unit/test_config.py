@@ -525,10 +525,21 @@ def test_params_validated_against_the_catalog(checkers: Path, args: list[str], p
     assert only_problem(raw, checkers) == f"strategies[0].params: {expected}"
 
 
-def test_params_refused_on_options(checkers: Path) -> None:
-    assert only_problem(raw_config(strategies=[options_strategy(params={"x": 1})]), checkers) == (
-        "strategies[0].params: params are not supported for options strategies yet; remove 'params'"
-    )
+def test_options_params_are_checked_against_the_strategy(checkers: Path) -> None:
+    assert only_problem(raw_config(strategies=[options_strategy(params={"x": 1})]), checkers).startswith(
+        "strategies[0].params: vol_mean_reversion has no parameter 'x'; its parameters are ")
+    assert only_problem(raw_config(strategies=[options_strategy(params={"sell_above_rank": 120})]), checkers) == (
+        "strategies[0].params: sell_above_rank 120.0; expected an IV rank in [0, 100]")
+    assert only_problem(raw_config(strategies=[options_strategy(params={"buy_below_rank": "low"})]), checkers) == (
+        "strategies[0].params: buy_below_rank 'low'; expected a finite number")
+    cfg = parse(raw_config(strategies=[options_strategy(params={"sell_above_rank": 60, "dte_tolerance_days": 14})]),
+                checkers)
+    assert cfg.strategies[0].params == {"sell_above_rank": 60, "dte_tolerance_days": 14}
+
+
+def test_a_word_is_refused_as_a_spot_parameter(checkers: Path) -> None:
+    assert only_problem(raw_config(strategies=[strategy(params={"fast": "x"})]), checkers) == (
+        "strategies[0].params: parameter 'fast' must be a number, got 'x'")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ def options_doc(**changes: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "strategy": "vol_mean_reversion", "underlying": "BTC", "signal": 1, "spot_price": 67000.0,
         "actions": [{
-            "action": "sell", "option_type": "call", "strike": 75000.0, "expiry": "2024-06-28",
-            "dte": 58.0, "premium": 0.021, "premium_usd": 1407.0, "quantity": 0.1,
+            "action": "sell", "option_type": "call", "strike": 75000.0, "expiry": "2024-06-28T08:00:00Z",
+            "expiry_ms": 1719561600000, "instrument": "BTC-28JUN24-75000-C", "dte": 58.0, "premium": 0.021, "premium_usd": 1407.0, "quantity": 0.1,
             "greeks": {"delta": 0.25, "gamma": 0.00001, "theta": -25.0, "vega": 80.0},
             "score": 0.8, "score_reason": "IV rank 85",
         }],
@@ -372,3 +372,56 @@ def test_decode_one_document_errors(stdout: bytes, message: str) -> None:
     with pytest.raises(ValueError) as info:
         decode_one_document(stdout)
     assert str(info.value) == message
+
+
+def test_option_action_expiry_and_expiry_ms_must_agree() -> None:
+    doc = options_doc()
+    doc["actions"][0]["expiry_ms"] += 3_600_000
+    f = failure(result(doc), OptionsSignal, OPTIONS_EXPECT)
+    assert f.error_class == "permanent" and "disagree" in f.reason
+
+
+@pytest.mark.parametrize("value", [True, 1719561600000.0, "1719561600000"])
+def test_option_action_expiry_ms_is_an_integer(value: Any) -> None:
+    doc = options_doc()
+    doc["actions"][0]["expiry_ms"] = value
+    f = failure(result(doc), OptionsSignal, OPTIONS_EXPECT)
+    assert "actions.0.expiry_ms" in f.reason
+
+
+def test_covered_quantity_above_the_quantity_is_refused() -> None:
+    doc = options_doc()
+    doc["actions"][0]["covered_quantity"] = 0.2
+    f = failure(result(doc), OptionsSignal, OPTIONS_EXPECT)
+    assert "covered_quantity 0.2 exceeds the quantity 0.1" in f.reason
+
+
+def test_actions_without_a_spot_price_are_refused() -> None:
+    f = failure(result(options_doc(spot_price=None)), OptionsSignal, OPTIONS_EXPECT)
+    assert "actions proposed without a spot_price" in f.reason
+
+
+@pytest.mark.parametrize("model", [SpotSignal, OptionsSignal])
+def test_a_document_nested_too_deep_is_a_permanent_failure(model: Any) -> None:
+    deep: Any = 1.0
+    for _ in range(200):
+        deep = {"x": deep}
+    doc = spot_doc(indicators={"deep": deep}) if model is SpotSignal else options_doc(indicators={"deep": deep})
+    f = failure(result(doc), model, OPTIONS_EXPECT if model is OptionsSignal else SPOT_EXPECT)
+    assert f.error_class == "permanent" and "nested more than 16 levels deep" in f.reason
+
+
+@pytest.mark.parametrize("where", ["indicator value", "indicator key", "error text"])
+def test_text_that_is_not_unicode_is_a_permanent_failure(where: str) -> None:
+    # a JSON escape of a lone surrogate decodes to a str that no file can hold as UTF-8
+    if where == "indicator value":
+        text = json.dumps(spot_doc(indicators={"note": "SURROGATE"}))
+    elif where == "indicator key":
+        text = json.dumps(spot_doc(indicators={"SURROGATE": 1}))
+    else:
+        text = json.dumps(spot_doc(error="SURROGATE"))
+    text = text.replace("SURROGATE", "\\ud800")
+    f = failure(result(text.encode(), returncode=1 if where == "error text" else 0))
+    assert f.error_class == "permanent"
+    assert "not valid Unicode" in f.reason or "lone surrogate" in f.reason
+    f.reason.encode("utf-8")  # the reason itself can be saved
