@@ -1,5 +1,5 @@
-"""Option delivery (settlement) prices. Pure and standard library only: the daemon and the
-backtester import it (and never numpy).
+"""Option delivery (settlement) prices. Pure and standard library only: the daemon imports
+it (and never numpy), and a backtest can call it on any candles.
 
 Deribit options expire at 08:00 UTC and settle at the delivery price: the average of the
 underlying's index over the 30 minutes before expiry

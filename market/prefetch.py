@@ -26,7 +26,9 @@ timeframe), fetches one ticker batch, writes them to the per-cycle cache
      "options": {"BTC": {"ok": true, "quotes": 812, "expiries": 11, "index_price": 70000.0,
                          "asof_ms": ..., "contract": "exchange" | "deribit default" | null,
                          "dvol": {"ok": true, "days": 399, "last_ms": ...} | {"ok": false, ERROR}}
-                        | {"ok": false, ERROR}}}
+                        | {"ok": false, ERROR}},
+     "deliveries": {"BTC": {"<expiry_ms>": {"ok": true, "price": 70123.4, "method": "..."}
+                                           | {"ok": false, ERROR}}}}
 
 where ERROR is ``"error": "TypeName: message", "error_class": "transient" |
 "permanent", "error_type": "TypeName", "transient": bool``.
@@ -47,6 +49,30 @@ the chain; one index call only when the chain has none) and the trailing ``dvol_
 missing gets that error at once. A chain that failed is recorded and its DVOL is not
 asked; a DVOL that failed is recorded beside a good chain. Candles an options strategy
 needs (4h candles of BTC/USDT for momentum_options) come in ``pairs`` like any others.
+
+With ``"deliveries": {"BTC": [expiry_ms, ...]}`` (expiries, 08:00 UTC, at or before
+``now_ms``, of held options to settle) it finds each one's delivery price, in this order,
+and says in ``method`` which it is:
+
+1. the options exchange's own (``fetch_delivery_price`` of the options source: Deribit's
+   ``public/get_delivery_prices`` through ccxt; the files and synthetic options sources
+   have none);
+2. else the mean of the closes of the market source's ``<UND>/USDT`` candles opening in the
+   30 minutes before expiry, from 1m candles, else 5m, else 15m
+   (market.delivery.delivery_from_candles: the window exactly covered, or not used). ccxt
+   is asked for that range (``fetch_ohlcv_range``), the files and synthetic sources for the
+   candles closed at expiry. This is spot of one exchange, not Deribit's index: close to,
+   not equal to, the exchange's price;
+3. else ``{"ok": false, ERROR}`` naming every step tried and why it failed (transient when
+   one of them was, or the window was incomplete less than 15 minutes after expiry, so the
+   next cycle tries again). Never a guessed price.
+
+The options source's calls go through ``options_source_failed`` and the candles through
+``source_failed``, so a source that gave up is not asked again: an exchange price that
+could not be had falls back to candles, and when both are down every expiry fails at once.
+An expiry that is not 08:00 UTC, lies after ``now_ms`` or has a bad underlying is recorded
+as a permanent error under its own key; a ``deliveries`` that is not ``{str: [..]}`` is a
+ValueError.
 """
 
 from __future__ import annotations
@@ -88,6 +114,8 @@ DAY_MS = 86_400_000
 BARS_REPORTED = 48
 #: candles a delivery price may be averaged from when the exchange has none, finest first
 DELIVERY_TIMEFRAMES = ("1m", "5m", "15m")
+#: an expiry this recent whose candle window is incomplete may still get its last bars
+RECENT_EXPIRY_MS = 15 * 60_000
 
 
 def error_entry(e: ExchangeError) -> dict[str, Any]:
@@ -285,6 +313,8 @@ def _delivery(fetch: _Fetch, source: MarketSource, options_source: Any, underlyi
             method = f"average of {n} {tf} closes of {symbol} from {source.name} (spot, not Deribit's index) {span}"
             return {"ok": True, "price": price, "method": method + (f"; {tried[0]}" if fetch_price else "")}
         have = sorted({int(r[0]) for r in rows if expiry_ms - WINDOW_MS <= r[0] < expiry_ms})
+        # just after expiry the newest bars may not be published yet: worth asking again
+        transient |= now_ms - expiry_ms < RECENT_EXPIRY_MS
         failures.setdefault(f"{len(have)} of the {n} bars opening {span} on {date} (opens "
                             f"{[utc_text(t)[11:16] for t in have]}): the window is not covered", []).append(tf)
     tried += [f"{', '.join(tfs)} candles of {symbol}: {why}" for why, tfs in failures.items()]

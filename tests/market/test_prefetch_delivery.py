@@ -238,6 +238,13 @@ def test_files_1m_with_a_hole_in_the_window_falls_to_5m(tmp_path: Path) -> None:
     assert entry["ok"] is False
     assert "1m candles of ETH/USDT: 29 of the 30 bars opening 07:30-08:00 UTC on 2026-03-10" in entry["error"]
     assert "'07:48', '07:50'" in entry["error"] and "the window is not covered" in entry["error"]
+    assert entry["error_class"] == "permanent"  # hours after expiry: the hole stays
+    # minutes after expiry the last bars may still come: asked again next cycle
+    (root / "binance" / "ETH_USDT-1m.csv").write_text("timestamp,open,high,low,close,volume\n" + "".join(
+        f"{r[0]!r},1.0,1.0,1.0,1.0,1.0\n" for r in ones if r[0] < EXPIRY - 2 * MIN))
+    entry = run(cycle, {"ETH": [EXPIRY]}, source=FilesSource(root), now_ms=EXPIRY + 60_000)["deliveries"]["ETH"]
+    assert entry[str(EXPIRY)]["error_class"] == "transient"
+    assert "1m candles of ETH/USDT: 27 of the 30 bars" in entry[str(EXPIRY)]["error"]
 
 
 @pytest.mark.shared_data
