@@ -21,7 +21,9 @@ number of symbols (``ticker/24hr?symbols=[...]``), option chain 1 per underlying
 (``get_book_summary_by_currency``; its rows carry mark IV, forward and index) plus the
 contract values (``get_instruments``, 1 per underlying once per ``markets_max_age_s``,
 kept beside the markets cache), DVOL 1 per underlying for up to 1000 days, index price 1,
-greeks 1 per instrument (only for the legs that need exchange greeks).
+greeks 1 per instrument (only for the legs that need exchange greeks), delivery price 1 per
+underlying for an expiry among the last 10 dates, 2 for one up to about 1000 days older
+(``get_delivery_prices``; records seen are reused for other expiries).
 
 Deribit goes through ccxt's implicit API methods, not ``fetch_option_chain`` /
 ``fetch_greeks``: those unified methods first load every Deribit market
@@ -48,6 +50,7 @@ import numpy as np
 
 from market.base import Candles, MarketRules, SourceUnavailableError, check_fresh
 from market.ccxt_errors import Breaker, RetryPolicy, translate
+from market.delivery import days_between, delivery_date, delivery_records
 from market.options_data import (
     OptionChain,
     OptionContract,
@@ -68,6 +71,12 @@ log = logging.getLogger(__name__)
 #: Binance spot's largest klines page.
 BINANCE_MAX_KLINES = 1000
 DAY_MS = 86_400_000
+#: records asked first from ``public/get_delivery_prices`` (recent expiries are the usual case)
+DELIVERY_FIRST_PAGE = 10
+#: Deribit's largest ``count`` for ``public/get_delivery_prices``
+DELIVERY_MAX_COUNT = 1000
+#: calls at most per delivery price looked up (see ``fetch_delivery_price``)
+DELIVERY_MAX_PAGES = 3
 
 
 def spec_from_mapping(spec: Mapping[str, Any]) -> CcxtSpec:
@@ -147,6 +156,8 @@ class CcxtSource:
         #: per exchange id; kept across close() so a down exchange stays down for this process
         self._breakers: dict[str, Breaker] = {}
         self._contracts: dict[str, OptionContract] = {}
+        #: delivery-price records seen, per Deribit index (``{"btc_usd": {date: price}}``)
+        self._delivery: dict[str, dict[str, float]] = {}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **kwargs: Any) -> CcxtSource:
@@ -504,6 +515,46 @@ class CcxtSource:
         if not isinstance(result, list):
             raise DataError(f"deribit instruments {u}: result is not a list")
         return [r for r in result if isinstance(r, Mapping)]
+
+    def fetch_delivery_price(self, underlying: str, expiry_ms: int) -> float | None:
+        """Deribit's delivery price of ``underlying``'s options expiring at ``expiry_ms`` (08:00
+        UTC): the record of that date in ``public/get_delivery_prices`` (index ``btc_usd`` /
+        ``eth_usd``; ``{"data": [{"date": "2026-03-27", "delivery_price": ...}, ...],
+        "records_total": N}``, newest first); None when the date is not listed (not yet
+        published, or a date Deribit has no record of).
+
+        Calls: one for an expiry among the newest ``DELIVERY_FIRST_PAGE`` records, else one
+        more: with at most one record per date, a date ``g`` days older than the oldest
+        record seen is within the next ``g`` records, so the second page asks exactly those
+        (at most 1000, Deribit's largest page; ``DELIVERY_MAX_PAGES`` in all). Records seen
+        are kept for the instance, so other expiries of the same step cost nothing.
+        """
+        index = f"{underlying.lower()}_usd"
+        date = delivery_date(expiry_ms)
+        seen = self._delivery.setdefault(index, {})
+        if date in seen:
+            return seen[date]
+        what = f"deribit delivery prices {index}"
+        offset, count = 0, DELIVERY_FIRST_PAGE
+        for _ in range(DELIVERY_MAX_PAGES):
+            result = self._deribit("public_get_get_delivery_prices",
+                                   {"index_name": index, "offset": offset, "count": count}, what)
+            if not isinstance(result, Mapping) or not isinstance(result.get("data"), list):
+                raise DataError(f"{what}: result has no 'data' list: {str(result)[:200]!r}")
+            page = delivery_records(result["data"])
+            for d, price in page.items():
+                seen.setdefault(d, price)
+            if date in page:
+                return page[date]
+            total = result.get("records_total")
+            oldest = min(page) if page else None
+            offset += len(result["data"])
+            if (oldest is None or oldest < date or len(result["data"]) < count
+                    or (isinstance(total, int) and offset >= total)):
+                return None  # went past the date, or no more records: it is not listed
+            count = min(DELIVERY_MAX_COUNT, days_between(oldest, date))
+        log.warning("%s: %s not found within %d pages", what, date, DELIVERY_MAX_PAGES)
+        return None
 
     def fetch_dvol(self, underlying: str, *, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
         """Daily DVOL closes of days closed by ``end_ms`` (``public/get_volatility_index_data``,

@@ -205,7 +205,13 @@ class OptionChain:
 
 
 class OptionsSource(Protocol):
-    """What the options checkers need: chain, index price, DVOL history."""
+    """What the options checkers need: chain, index price, DVOL history.
+
+    A source that can give the exchange's own delivery (settlement) price also has
+    ``fetch_delivery_price(underlying, expiry_ms) -> float | None`` (None: the exchange has
+    no record of that expiry, or not yet); it is optional, so not part of this protocol:
+    the fetch step (market.prefetch) looks for it and otherwise averages spot candles.
+    """
 
     def fetch_option_chain(self, underlying: str, *, now_ms: int) -> OptionChain:
         """Unexpired options of ``underlying`` ("BTC"), with marks and mark IV."""

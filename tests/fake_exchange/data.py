@@ -94,6 +94,7 @@ class ExchangeData:
         self.exchange_info_kind = exchange_info
         self._candles: dict[tuple[str, str], np.ndarray] = {}
         self._dvol: dict[str, np.ndarray] = {}
+        self._delivery: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     # --- candles ---
@@ -198,6 +199,22 @@ class ExchangeData:
         if sub.empty:
             return sub
         return sub[sub["timestamp_ms"] == sub["timestamp_ms"].iloc[-1]]
+
+    def set_delivery_prices(self, index_name: str, prices: dict[str, float]) -> None:
+        """Serve these ``{date: delivery_price}`` for ``index_name`` (``btc_usd``), added to
+        those set before."""
+        with self._lock:
+            self._delivery.setdefault(index_name, {}).update(prices)
+
+    def delivery_prices(self, index_name: str, now_ms: int) -> list[tuple[str, float]]:
+        """``(date, price)`` newest first: the prices set by ``set_delivery_prices`` whose 08:00
+        UTC delivery is at or before ``now_ms`` (a later one is not published yet). Nothing is
+        derived from the candles: a date the test did not set is one Deribit has no record
+        of, so a test can tell the exchange's price from the spot-candle fallback."""
+        with self._lock:
+            given = dict(self._delivery.get(index_name, {}))
+        cutoff = pd.Timestamp(now_ms - 8 * 3_600_000, unit="ms").strftime("%Y-%m-%d")  # 08:00 passed
+        return sorted(((d, p) for d, p in given.items() if d <= cutoff), reverse=True)
 
     def set_dvol(self, currency: str, rows: Any) -> None:
         """Serve these ``[day ts, close]`` DVOL rows for ``currency``."""

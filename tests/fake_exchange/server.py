@@ -4,7 +4,9 @@ Answers what our ccxt calls use:
 
 - Binance ``/api/v3``: ``exchangeInfo``, ``klines``, ``ticker/24hr``, ``time``, ``ping``.
 - Deribit ``/api/v2/public``: ``get_book_summary_by_currency``, ``get_instruments``,
-  ``get_index_price``, ``ticker``, ``get_volatility_index_data``, ``get_time``.
+  ``get_index_price``, ``ticker``, ``get_volatility_index_data``, ``get_delivery_prices``,
+  ``get_time``. Delivery prices are the ones a test set (``set_delivery_prices``), listed
+  once their 08:00 UTC has passed (``ExchangeData.delivery_prices``).
 
 Its clock is ``now_ms`` (settable). Like the real exchange, klines run up to and
 INCLUDING the candle still forming at ``now_ms``: the client must drop it.
@@ -36,6 +38,8 @@ from tests.fake_exchange.data import ExchangeData
 
 BINANCE = "/api/v3/"
 DERIBIT = "/api/v2/public/"
+#: the indexes ``get_delivery_prices`` knows (Deribit has more; these are the ones used here)
+DELIVERY_INDEXES = ("btc_usd", "eth_usd", "sol_usdc", "btc_usdc", "eth_usdc")
 
 #: Fault kinds and what the client sees.
 FAULT_KINDS = (
@@ -171,6 +175,10 @@ class FakeExchange:
 
     def set_candles(self, symbol: str, interval: str, rows: Any) -> None:
         self.data.set_candles(symbol, interval, rows)
+
+    def set_delivery_prices(self, index_name: str, prices: dict[str, float]) -> None:
+        """Serve these ``{"2026-03-27": price}`` delivery prices for ``index_name`` (``btc_usd``)."""
+        self.data.set_delivery_prices(index_name, prices)
 
     def _take_fault(self, path: str, query: dict[str, str]) -> Fault | None:
         with self._lock:
@@ -346,6 +354,8 @@ class FakeExchange:
             return self.now_ms
         if method == "get_volatility_index_data":
             return self._dvol(q)
+        if method == "get_delivery_prices":
+            return self._delivery_prices(q)
         currency = q.get("currency") or q.get("index_name", "").split("_")[0].upper()
         if method == "ticker":
             currency = q.get("instrument_name", "").split("-")[0].split("_")[0]
@@ -374,6 +384,20 @@ class FakeExchange:
                 raise _Reply(400, _deribit_error(13020, "not_found"))
             return _ticker(next(row.itertuples(index=False)), stamp)
         raise _Reply(400, _deribit_error(-32601, "Method not found"))
+
+    def _delivery_prices(self, q: dict[str, str]) -> dict[str, Any]:
+        """``public/get_delivery_prices``: the dates whose 08:00 UTC delivery is at or before
+        the clock, newest first, paged by ``offset`` and ``count`` (1-1000, default 10)."""
+        index = q.get("index_name", "")
+        try:
+            offset, count = int(q.get("offset", "0")), int(q.get("count", "10"))
+        except ValueError:
+            raise _Reply(400, _deribit_error(-32602, "Invalid params")) from None
+        if index not in DELIVERY_INDEXES or offset < 0 or not 1 <= count <= 1000:
+            raise _Reply(400, _deribit_error(-32602, "Invalid params"))
+        rows = self.data.delivery_prices(index, self.now_ms)
+        return {"data": [{"date": d, "delivery_price": p} for d, p in rows[offset : offset + count]],
+                "records_total": len(rows)}
 
     def _dvol(self, q: dict[str, str]) -> dict[str, Any]:
         arr = self.data.dvol(q.get("currency", ""))
