@@ -227,9 +227,8 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     from scheduler.config import STATUS_TOKEN_ENV, load_config
     from scheduler.control import BY_MAX_CHARS, text_problem
     from scheduler.daemon import Daemon
-    from scheduler.errors import StateError
     from scheduler.http_status import CONTROL
-    from scheduler.state_store import StateLock, endpoint_path
+    from scheduler.state_store import LockHeld, StateLock, check_owner, endpoint_path, refuse_links
 
     p = argparse.ArgumentParser(prog=f"go-trader {prog}", description=description)
     _config_arg(p)
@@ -256,10 +255,14 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     payload: dict[str, str] = body(args)
     if kind != "reconcile":
         payload["request_id"] = args.request_id or uuid.uuid4().hex
+    # before anything is created or locked: a lock file made by another user (root) would keep
+    # the service (its owner) from starting
+    refuse_links(state_path)
+    check_owner(state_path)
     lock = StateLock(state_path)
     try:
         lock.acquire()
-    except StateError:
+    except LockHeld:  # only a held lock means a running daemon; any other error says what it is
         token = os.environ.get(STATUS_TOKEN_ENV)
         if not token:
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
