@@ -19,10 +19,10 @@ out and trading halted). So:
   answered 408 and closed (answered sockets wait up to LINGER_S for the
   client's FIN, at most CLOSING_MAX of them, so the answer is not lost to RST);
 - a request that is not a GET or HEAD (a control POST: its body arrives after the
-  headers, and its answer waits for the main loop) holds its slot for seconds, and
-  a slot that is answering cannot be pushed out; so at most ``body_slots(cap)`` of
-  them run at once and the next is answered 503: slow bodies never take the slots
-  /health and /status are answered in;
+  headers, and its answer waits for the main loop), or that announces a body, may
+  hold its slot for seconds, and a slot that is answering cannot be pushed out; so
+  at most ``body_slots(cap)`` of them run at once and the next is answered 503:
+  slow bodies never take the slots /health and /status are answered in;
 - when accept() itself fails for want of descriptors (EMFILE, ENFILE, ...)
   the listener rests for ``ACCEPT_PAUSE_S`` instead of spinning on it.
 """
@@ -34,6 +34,7 @@ import io
 import ipaddress
 import json
 import logging
+import re
 import resource
 import selectors
 import socket
@@ -69,10 +70,20 @@ def _canned(status: str, message: str, extra: str = "") -> bytes:
 
 
 _BUSY = _canned("503 Service Unavailable", "the status server is busy; retry in a second", "Retry-After: 1\r\n")
-_BODIES_BUSY = _canned("503 Service Unavailable", "the status server is answering as many control requests as it "
-                       "takes at once; retry in a second", "Retry-After: 1\r\n")
+_BODIES_BUSY = _canned("503 Service Unavailable", "the status server is answering as many control requests "
+                       "(requests with a body) as it takes at once; retry in a second", "Retry-After: 1\r\n")
 #: methods answered at once from the snapshot; every other request may read a body and wait
 _QUICK_METHODS = (b"GET", b"HEAD")
+#: a header that announces a body (which the server reads, or reads away before closing)
+_BODY_HEADER = re.compile(rb"\n(?:transfer-encoding[ \t]*:|content-length[ \t]*:(?![ \t]*0*[ \t]*\r?\n))")
+
+
+def holds_slot(head: bytes) -> bool:
+    """Whether a request (its header block) may keep its slot for seconds: anything but a GET or
+    HEAD (a control POST waits for the main loop), and any request that announces a body (it is
+    read, or read away before the connection closes, as slowly as the client sends it)."""
+    method = head.lstrip(b"\r\n").split(b" ", 1)[0]
+    return method not in _QUICK_METHODS or _BODY_HEADER.search(head.lower()) is not None
 
 
 def body_slots(cap: int) -> int:
@@ -317,7 +328,7 @@ class ConnectionFront:
 
     def _hand_over(self, entry: _Pending) -> None:
         self._forget(entry)
-        slow = entry.head.lstrip(b"\r\n").split(b" ", 1)[0] not in _QUICK_METHODS
+        slow = holds_slot(bytes(entry.head))
         with self._lock:
             refused = slow and self._active_bodies >= body_slots(self.cap)
             if not refused:

@@ -44,22 +44,41 @@ def _get(srv: StatusServer, path: str, timeout: float) -> tuple[int, dict]:
         return e.code, doc
 
 
-def _slow_post(srv: StatusServer) -> socket.socket:
-    """A control POST with a valid token whose body has only begun to arrive."""
+AUTH = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+SLOW_HEADS = {  # requests whose body has only begun to arrive
+    "control-post": b"POST /reconcile HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Content-Length: 2\r\n\r\n{",
+    "post-without-token": b"POST /reconcile HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{",
+    "get-with-a-body": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Content-Length: 100\r\n\r\n{",
+    "chunked-post": b"POST /trade HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Transfer-Encoding: chunked\r\n\r\n1\r\n{",
+}
+
+
+def _slow(srv: StatusServer, head: bytes) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-    s.sendall(b"POST /reconcile HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN.encode() +
-              b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{")
+    s.sendall(head)
     return s
 
 
-def test_slow_control_bodies_leave_health_and_status_answerable(server: StatusServer) -> None:
-    slow = [_slow_post(server) for _ in range(CAP + 4)]  # more slow bodies than the server has slots
+@pytest.mark.parametrize("kind", list(SLOW_HEADS))
+def test_slow_bodies_of_any_kind_leave_health_and_status_answerable(server: StatusServer, kind: str) -> None:
+    slow = [_slow(server, SLOW_HEADS[kind]) for _ in range(CAP + 4)]  # more slow bodies than the server has slots
     try:
         wait_for(lambda: server.front.open_connections() <= body_slots(CAP), timeout=10,
                  what="the extra slow bodies to be answered 503")
         for _ in range(3):  # answered at once, every time: no slot is held by a slow body's reader
             assert _get(server, "/health", timeout=2) == (200, {"status": "ok"})
             assert _get(server, "/status", timeout=2) == (200, {"status": "test"})
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_slow_control_bodies_are_run_or_told_to_retry(server: StatusServer) -> None:
+    slow = [_slow(server, SLOW_HEADS["control-post"]) for _ in range(CAP + 4)]
+    try:
+        wait_for(lambda: server.front.open_connections() <= body_slots(CAP), timeout=10,
+                 what="the extra slow bodies to be answered 503")
+        assert _get(server, "/health", timeout=2) == (200, {"status": "ok"})
         answered = []
         for s in slow:  # the bodies complete: those let in are run, the rest were told to retry
             s.sendall(b"}")
