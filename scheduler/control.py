@@ -29,9 +29,15 @@ if TYPE_CHECKING:
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REQUEST_ID_RULE = "request_id must be 1 to 64 letters, digits, '-' or '_'"
-#: who asked, as a person gives it (the CLI and HTTP add where it came from, up to BY_SUFFIX_CHARS)
+#: who asked, as a person gives it (--by, or the "by" of an HTTP body)
 BY_MAX_CHARS = 100
+#: room for a client's own tag after the name (the CLI sends "NAME (cli)" over HTTP)
+BY_TAG_CHARS = 16
+#: room for where the request came from, added by the server (" (http 2001:db8::1)")
 BY_SUFFIX_CHARS = 64
+#: the longest "by" the HTTP endpoints take, and the longest the engine takes once composed
+BY_HTTP_MAX_CHARS = BY_MAX_CHARS + BY_TAG_CHARS
+BY_COMPOSED_MAX_CHARS = BY_HTTP_MAX_CHARS + BY_SUFFIX_CHARS
 #: any other text field of a request (strategy, action, symbol): names, all far shorter
 TEXT_MAX_CHARS = 200
 #: line and paragraph separators: text that would end a log line
@@ -68,19 +74,17 @@ def text_problem(name: str, value: object, max_chars: int) -> str | None:
 def request_problem(args: dict[str, Any], by: str) -> str | None:
     """What is wrong with a control request's fields (``by`` as the caller composed it), or None."""
     for name, value in args.items():
+        problem = text_problem("a field name", name, TEXT_MAX_CHARS)
+        if problem:
+            return problem
         if name == "request_id":
             if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
                 return REQUEST_ID_RULE
             continue
-        problem = text_problem(_printable_name(name), value, TEXT_MAX_CHARS)
+        problem = text_problem(name[:40], value, TEXT_MAX_CHARS)  # the name is text: checked above
         if problem:
             return problem
-    return text_problem("by", by, BY_MAX_CHARS + BY_SUFFIX_CHARS)
-
-
-def _printable_name(name: object) -> str:
-    """A field name for a message (a name may itself be any text)."""
-    return repr(name)[1:-1][:40] if isinstance(name, str) else repr(name)[:40]
+    return text_problem("by", by, BY_COMPOSED_MAX_CHARS)
 
 
 @dataclass

@@ -43,7 +43,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from scheduler.config import is_loopback_host as is_loopback
-from scheduler.control import BY_MAX_CHARS, request_problem, text_problem
+from scheduler.control import BY_HTTP_MAX_CHARS, request_problem, text_problem
 from scheduler.errors import ConfigError
 from scheduler.http_conn import (
     HEADER_TIMEOUT_S,
@@ -422,7 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(503, "the daemon is not accepting commands yet")
         name = body.pop("by", None) or "unnamed"
         # at the boundary, as request_id is: what cannot be saved is refused here, never queued
-        problem = text_problem("by", name, BY_MAX_CHARS) or request_problem(body, name)
+        problem = text_problem("by", name, BY_HTTP_MAX_CHARS) or request_problem(body, name)
         if problem:
             return self._error(400, problem)
         by = f"{name} (http {self.client_address[0]})"

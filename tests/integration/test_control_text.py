@@ -83,9 +83,18 @@ def test_http_refuses_unsavable_text_with_400_and_trading_goes_on(tmp_path: Path
                 code, doc = _post(port, path, body)
                 assert code == 400, (path, body, code, doc)
                 assert doc["error"].startswith(f"{field} must be 1 to") and "printable text" in doc["error"], doc
+            code, doc = _post(port, "/reset-kill-switch", {bad: "x"})  # a field's name is text too
+            assert code == 400 and doc["error"].startswith("a field name must be 1 to"), (bad, code, doc)
         assert d.get("/health", TOKEN) == (200, {"status": "ok"})
         code, doc = _post(port, "/reset-breaker", {"strategy": "alpha", "by": "zo\u00eb"})
         assert code == 200 and doc["ok"] is True and doc["by"].startswith("zo\u00eb (http "), doc
+        # the longest name the CLI takes still fits once the CLI and the server tag it
+        name = "n" * 100
+        result = run_cli("reset-kill-switch", "--config", str(config), "--by", name,
+                         env={"GO_TRADER_STATUS_TOKEN": TOKEN})
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert json.loads(result.stdout)["by"].startswith(f"{name} (cli) (http 127.0.0.1)")
+        assert run_cli("reset-kill-switch", "--config", str(config), "--by", name + "n").returncode == 2
         assert d.get("/health", TOKEN) == (200, {"status": "ok"})
     audit = [json.loads(x) for x in audit_log_path(tmp_path / "state.json").read_text().splitlines()]
-    assert [a["by"].split(" (")[0] for a in audit] == ["zo\u00eb"]
+    assert [a["by"].split(" (")[0] for a in audit] == ["zo\u00eb", name]
