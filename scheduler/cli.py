@@ -193,6 +193,27 @@ def cmd_download(argv: Sequence[str]) -> int:
     return int(download_main(list(argv)))
 
 
+def _text_arg(name: str, max_chars: int | None = None) -> Callable[[str], str]:
+    """An argparse type: the option's text, or exit 2 saying what is allowed (text that cannot be
+    saved as UTF-8, such as a byte of another encoding, would halt the daemon at its next save)."""
+    from scheduler.control import TEXT_MAX_CHARS, text_problem
+
+    def check(value: str) -> str:
+        problem = text_problem(name, value, max_chars or TEXT_MAX_CHARS)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return check
+
+
+def _request_id_arg(value: str) -> str:
+    from scheduler.control import REQUEST_ID, REQUEST_ID_RULE
+
+    if not REQUEST_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{REQUEST_ID_RULE}, not {value[:80]!r}")
+    return value
+
+
 def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.ArgumentParser], None] | None,
              body: Callable[[argparse.Namespace], dict[str, str]], argv: Sequence[str]) -> int:
     import getpass
@@ -204,21 +225,27 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
 
     from scheduler.clock import SystemClock
     from scheduler.config import STATUS_TOKEN_ENV, load_config
+    from scheduler.control import BY_MAX_CHARS, text_problem
     from scheduler.daemon import Daemon
-    from scheduler.errors import StateError
     from scheduler.http_status import CONTROL
-    from scheduler.state_store import StateLock, endpoint_path
+    from scheduler.state_store import LockHeld, StateLock, check_owner, endpoint_path, refuse_links
 
     p = argparse.ArgumentParser(prog=f"go-trader {prog}", description=description)
     _config_arg(p)
     p.add_argument("--state-file", type=Path)
-    p.add_argument("--by", help="who is doing this, for the audit record (default: your user name)")
+    p.add_argument("--by", type=_text_arg("--by", BY_MAX_CHARS),
+                   help="who is doing this, for the audit record (default: your user name)")
     if kind != "reconcile":
-        p.add_argument("--request-id", help="makes the command idempotent: the same id again is answered with "
+        p.add_argument("--request-id", type=_request_id_arg, help="makes the command idempotent: the same id again is answered with "
                        "the first run's result instead of running twice (default: a new random id, printed)")
     if extra:
         extra(p)
     args = p.parse_args(argv)
+    if args.by is None:
+        user = getpass.getuser()
+        problem = text_problem("your user name", user, BY_MAX_CHARS)
+        if problem:
+            p.error(f"{problem}: it cannot go in the audit record as it is; give --by NAME")
     config = load_config(args.config)
     state_path, log_dir = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config),
                                  config)
@@ -228,10 +255,14 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     payload: dict[str, str] = body(args)
     if kind != "reconcile":
         payload["request_id"] = args.request_id or uuid.uuid4().hex
+    # before anything is created or locked: a lock file made by another user (root) would keep
+    # the service (its owner) from starting
+    refuse_links(state_path)
+    check_owner(state_path)
     lock = StateLock(state_path)
     try:
         lock.acquire()
-    except StateError:
+    except LockHeld:  # only a held lock means a running daemon; any other error says what it is
         token = os.environ.get(STATUS_TOKEN_ENV)
         if not token:
             raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
@@ -284,7 +315,8 @@ def cmd_reset_breaker(argv: Sequence[str]) -> int:
     return _control("reset-breaker", "Lift every risk block of one strategy (drawdown, consecutive losses) and "
                     "restart its loss streak; the drawdown peak is rebased to the current equity. It never opens "
                     "or closes a position. Audited.", "reset_breaker",
-                    lambda p: p.add_argument("--strategy", required=True), lambda a: {"strategy": a.strategy}, argv)
+                    lambda p: p.add_argument("--strategy", required=True, type=_text_arg("--strategy")),
+                    lambda a: {"strategy": a.strategy}, argv)
 
 
 def cmd_reset_kill_switch(argv: Sequence[str]) -> int:
@@ -295,9 +327,9 @@ def cmd_reset_kill_switch(argv: Sequence[str]) -> int:
 
 def cmd_trade(argv: Sequence[str]) -> int:
     def extra(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--strategy", required=True)
+        p.add_argument("--strategy", required=True, type=_text_arg("--strategy"))
         p.add_argument("action", choices=("enter", "close"))
-        p.add_argument("--symbol", help="default: the strategy's symbol")
+        p.add_argument("--symbol", type=_text_arg("--symbol"), help="default: the strategy's symbol")
 
     return _control("trade", "Enter or close a strategy's symbol now, through the same engine and risk rules. "
                     "The size is the backend's (the strategy's sizing and the account caps).", "trade", extra,

@@ -520,13 +520,34 @@ def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str
         return f"{path}: required key is missing" + (f" ({_HINTS[field]})" if field in _HINTS else "")
     if not loc and err["type"] == "value_error":
         return msg  # a cross-check: the message starts with its own path
+    got = err.get("input")
     if len(err["loc"]) > len(loc) and err["loc"][-1] in ("int", "float") and "params" in loc:
         msg = "a parameter value must be a number"
-    got = err.get("input")
+        if isinstance(got, bool):
+            return f"{path}: {_not_a_number(got, 'a number')}"
+    elif err["type"] in _NUMBER_ERRORS and isinstance(got, (bool, str)):
+        return f"{path}: {_not_a_number(got, _NUMBER_ERRORS[err['type']])}" + (
+            f"; {_HINTS[field]}" if field in _HINTS else "")
     # A value_error is ours, and its message already says the value when that helps.
     shown = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {_clip(repr(got))})"
     hint = f"; {_HINTS[field]}" if field in _HINTS and err["type"] != "value_error" else ""
     return f"{path}: {msg}{shown}{hint}"
+
+
+#: pydantic's type errors for numeric fields, and what the field expects
+_NUMBER_ERRORS = {"int_type": "an integer", "float_type": "a number", "int_parsing": "an integer",
+                  "float_parsing": "a number", "int_from_float": "an integer"}
+
+
+def _not_a_number(got: Any, expected: str) -> str:
+    """The message for a value of the wrong JSON type where a number belongs: the value, what was
+    expected, how to fix it."""
+    if isinstance(got, bool):
+        return (f"expected {expected}, got the boolean {json.dumps(got)}; write the number itself "
+                "(true and false are not read as 1 and 0)")
+    if isinstance(got, str):
+        return f"expected {expected}, got the string {_clip(repr(got))}; write the number without quotes"
+    return f"expected {expected}, got {_clip(repr(got))}; write a number"
 
 
 def _shape(loc: tuple[Any, ...]) -> str:
@@ -601,7 +622,9 @@ def parse_config(raw: Any, *, base_dir: Path, checkers_dir: Path | None = None) 
         folder = None if unusable else Path(os.path.abspath(base_dir / os.path.expanduser(given)))
     context = {"checkers_dir": folder or DEFAULT_CHECKERS_DIR, "checkers_dir_unusable": unusable}
     try:
-        config = Config.model_validate(raw, context=context)
+        # strict: a number is a JSON number; pydantic's lax mode would read true as 1, false as 0
+        # and "60" as 60 (for every numeric field, the market's included)
+        config = Config.model_validate(raw, context=context, strict=True)
     except ValidationError as e:
         # Nothing under a secret's key is described: its message would show the value.
         problems.extend(_describe(err, _FIELDS) for err in e.errors(include_url=False)

@@ -12,6 +12,7 @@ import queue
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,63 @@ if TYPE_CHECKING:
     from scheduler.daemon import Daemon
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+REQUEST_ID_RULE = "request_id must be 1 to 64 letters, digits, '-' or '_'"
+#: who asked, as a person gives it (--by, or the "by" of an HTTP body)
+BY_MAX_CHARS = 100
+#: room for a client's own tag after the name (the CLI sends "NAME (cli)" over HTTP)
+BY_TAG_CHARS = 16
+#: room for where the request came from, added by the server (" (http 2001:db8::1)")
+BY_SUFFIX_CHARS = 64
+#: the longest "by" the HTTP endpoints take, and the longest the engine takes once composed
+BY_HTTP_MAX_CHARS = BY_MAX_CHARS + BY_TAG_CHARS
+BY_COMPOSED_MAX_CHARS = BY_HTTP_MAX_CHARS + BY_SUFFIX_CHARS
+#: any other text field of a request (strategy, action, symbol): names, all far shorter
+TEXT_MAX_CHARS = 200
+#: line and paragraph separators: text that would end a log line
+_BREAKS = {"\x85", "\u2028", "\u2029"}
+
+
+def text_problem(name: str, value: object, max_chars: int) -> str | None:
+    """Why ``value`` cannot be the free-text field ``name`` of a control request, or None.
+
+    What a request says ends up in state.json, the audit log and the logs: it must be text
+    that can be saved as UTF-8 (a lone surrogate such as JSON's "\\ud800", or a byte the
+    command line could not decode, cannot: the save would fail and trading would halt) and
+    stay on one line (no control characters).
+    """
+    allowed = (f"1 to {max_chars} characters of printable text (no control characters, line breaks or lone "
+               "surrogates)")
+    if not isinstance(value, str):
+        return f"{name} must be a string of {allowed}, not {type(value).__name__}"
+    if not 1 <= len(value) <= max_chars:
+        return f"{name} must be {allowed}; it has {len(value)}"
+    for i, char in enumerate(value):
+        kind = unicodedata.category(char)
+        if kind == "Cs":
+            what = (f"a lone surrogate U+{ord(char):04X}, which is not Unicode text (a byte that is not UTF-8, "
+                    "or a broken \\u escape)")
+        elif kind == "Cc" or char in _BREAKS:
+            what = f"the control character U+{ord(char):04X}"
+        else:
+            continue
+        return f"{name} must be {allowed}; character {i + 1} is {what}"
+    return None
+
+
+def request_problem(args: dict[str, Any], by: str) -> str | None:
+    """What is wrong with a control request's fields (``by`` as the caller composed it), or None."""
+    for name, value in args.items():
+        problem = text_problem("a field name", name, TEXT_MAX_CHARS)
+        if problem:
+            return problem
+        if name == "request_id":
+            if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
+                return REQUEST_ID_RULE
+            continue
+        problem = text_problem(name[:40], value, TEXT_MAX_CHARS)  # the name is text: checked above
+        if problem:
+            return problem
+    return text_problem("by", by, BY_COMPOSED_MAX_CHARS)
 
 
 @dataclass
@@ -86,13 +144,14 @@ class ControlMixin:
         made, and the same id again gets that answer (``"replayed": true``) instead of a second run.
         """
         assert self.logs is not None
+        problem = request_problem(args, by)
+        if problem:  # checked before anything is run: text that cannot be saved must never reach the state
+            raise ValueError(problem)
         if kind == "reconcile":
             return self.reconcile()
         args = dict(args)
         request_id = args.pop("request_id", None)
         if request_id is not None:
-            if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-                raise ValueError("request_id must be 1 to 64 letters, digits, '-' or '_'")
             answered = self.state.requests.get(request_id)
             if answered is not None:
                 if answered.get("kind") != kind:

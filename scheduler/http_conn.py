@@ -18,6 +18,11 @@ out and trading halted). So:
 - a connection that has not sent its headers within ``HEADER_TIMEOUT_S`` is
   answered 408 and closed (answered sockets wait up to LINGER_S for the
   client's FIN, at most CLOSING_MAX of them, so the answer is not lost to RST);
+- a request that is not a GET or HEAD (a control POST: its body arrives after the
+  headers, and its answer waits for the main loop), or that announces a body, may
+  hold its slot for seconds, and a slot that is answering cannot be pushed out; so
+  at most ``body_slots(cap)`` of them run at once and the next is answered 503:
+  slow bodies never take the slots /health and /status are answered in;
 - when accept() itself fails for want of descriptors (EMFILE, ENFILE, ...)
   the listener rests for ``ACCEPT_PAUSE_S`` instead of spinning on it.
 """
@@ -29,6 +34,7 @@ import io
 import ipaddress
 import json
 import logging
+import re
 import resource
 import selectors
 import socket
@@ -64,6 +70,26 @@ def _canned(status: str, message: str, extra: str = "") -> bytes:
 
 
 _BUSY = _canned("503 Service Unavailable", "the status server is busy; retry in a second", "Retry-After: 1\r\n")
+_BODIES_BUSY = _canned("503 Service Unavailable", "the status server is answering as many control requests "
+                       "(requests with a body) as it takes at once; retry in a second", "Retry-After: 1\r\n")
+#: methods answered at once from the snapshot; every other request may read a body and wait
+_QUICK_METHODS = (b"GET", b"HEAD")
+#: a header that announces a body (which the server reads, or reads away before closing)
+_BODY_HEADER = re.compile(rb"\n(?:transfer-encoding[ \t]*:|content-length[ \t]*:(?![ \t]*0*[ \t]*\r?\n))")
+
+
+def holds_slot(head: bytes) -> bool:
+    """Whether a request (its header block) may keep its slot for seconds: anything but a GET or
+    HEAD (a control POST waits for the main loop), and any request that announces a body (it is
+    read, or read away before the connection closes, as slowly as the client sends it)."""
+    method = head.lstrip(b"\r\n").split(b" ", 1)[0]
+    return method not in _QUICK_METHODS or _BODY_HEADER.search(head.lower()) is not None
+
+
+def body_slots(cap: int) -> int:
+    """How many of the ``cap`` slots requests other than GET/HEAD may hold at once (a quarter,
+    at least one): the rest stay free for /health and /status however slowly bodies arrive."""
+    return max(1, cap // 4)
 
 
 def connection_cap(soft_limit: int | None) -> int:
@@ -176,6 +202,7 @@ class ConnectionFront:
         self._pending: OrderedDict[int, _Pending] = OrderedDict()  # by fd, oldest first
         self._closing: OrderedDict[int, tuple[socket.socket, float]] = OrderedDict()  # answered, awaiting FIN
         self._active = 0  # requests handed to a thread and not yet closed
+        self._active_bodies = 0  # of those, the ones that are not GET/HEAD (see body_slots)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listening = False
@@ -301,16 +328,23 @@ class ConnectionFront:
 
     def _hand_over(self, entry: _Pending) -> None:
         self._forget(entry)
+        slow = holds_slot(bytes(entry.head))
         with self._lock:
-            self._active += 1
+            refused = slow and self._active_bodies >= body_slots(self.cap)
+            if not refused:
+                self._active += 1
+                self._active_bodies += slow
+        if refused:
+            self.dropped += 1
+            return self._answer(entry.sock, _BODIES_BUSY)
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
         try:
-            threading.Thread(target=self._run, args=(entry.sock, bytes(entry.head), entry.address, deadline),
+            threading.Thread(target=self._run, args=(entry.sock, bytes(entry.head), entry.address, deadline, slow),
                              name="status-http-request", daemon=True).start()
         except RuntimeError:  # no thread to be had: this one client is refused, the server goes on
-            self._release(entry.sock)
+            self._release(entry.sock, slow)
 
-    def _run(self, sock: socket.socket, head: bytes, address: tuple, deadline: float) -> None:
+    def _run(self, sock: socket.socket, head: bytes, address: tuple, deadline: float, slow: bool) -> None:
         try:
             sock.setblocking(True)
             self.dispatch(sock, head, address, deadline)
@@ -318,14 +352,15 @@ class ConnectionFront:
         except OSError as e:  # the client went away (reset, broken pipe, timeout): nothing to tell
             log.debug("status server: client %s: %s", address, e)
         finally:
-            self._release(sock)
+            self._release(sock, slow)
 
-    def _release(self, sock: socket.socket) -> None:
+    def _release(self, sock: socket.socket, slow: bool) -> None:
         try:
             sock.close()
         finally:
             with self._lock:
                 self._active -= 1
+                self._active_bodies -= slow
 
     # -- closing ----------------------------------------------------------------------------
     def _forget(self, entry: _Pending) -> None:

@@ -43,6 +43,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from scheduler.config import is_loopback_host as is_loopback
+from scheduler.control import BY_HTTP_MAX_CHARS, request_problem, text_problem
 from scheduler.errors import ConfigError
 from scheduler.http_conn import (
     HEADER_TIMEOUT_S,
@@ -107,18 +108,19 @@ def is_loopback_name(name: str, bind_host: str) -> bool:
 def host_problem(values: list[str], version: str, token: str | None, bind_host: str) -> tuple[int, str] | None:
     """What is wrong with a request's Host headers, as (status code, message), or None.
 
-    RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one valid Host, else 400. An
-    HTTP/1.0 request without Host is accepted (curl -0, nc, monitoring probes): a rebinding
-    attack comes from a browser, and browsers always send Host. Without a token (a loopback
-    bind) only loopback names are answered (421), so a page under an attacker's DNS name
-    cannot read /status; with a token the token protects, and any name (a public DNS name
-    for a 0.0.0.0 bind) is fine.
+    RFC 9112 section 3.2: an HTTP/1.1 request needs exactly one valid Host, else 400. A request of
+    any other version without Host (HTTP/1.0, HTTP/0.9) is refused too: the Host check is what
+    stops DNS rebinding, and a request that names no host cannot be checked (curl -0 sends Host).
+    Without a token (a loopback bind) only loopback names are answered (421), so a page under an
+    attacker's DNS name cannot read /status; with a token the token protects, and any name (a
+    public DNS name for a 0.0.0.0 bind) is fine.
     """
     if len(values) > 1:
         return 400, f"send one Host header, not {len(values)}"
     if not values:
-        return (400, "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)") \
-            if version >= "HTTP/1.1" else None
+        return 400, (f"a request without a Host header ({version}) is refused: send Host: 127.0.0.1 (or the "
+                     "name you reach this server by); it is required by HTTP/1.1 (RFC 9112 section 3.2) "
+                     "and checked on every request against DNS rebinding")
     name = host_name(values[0])
     if name is None:
         return 400, f"Host header {values[0][:100]!r} is not host[:port]"
@@ -349,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
         problem = host_problem(self.headers.get_all("Host") or [], self.request_version, self.server.token,
                                self.server.bind_host)
         if problem:
+            if self.request_version == "HTTP/0.9":  # 0.9 has no status line: answer as 1.0 does
+                self.request_version = "HTTP/1.0"
             self._error(*problem)
             return False
         return True
@@ -416,7 +420,12 @@ class _Handler(BaseHTTPRequestHandler):
         snap = self.server.snapshot
         if snap.control is None:
             return self._error(503, "the daemon is not accepting commands yet")
-        by = f"{body.pop('by', None) or 'unnamed'} (http {self.client_address[0]})"
+        name = body.pop("by", None) or "unnamed"
+        # at the boundary, as request_id is: what cannot be saved is refused here, never queued
+        problem = text_problem("by", name, BY_HTTP_MAX_CHARS) or request_problem(body, name)
+        if problem:
+            return self._error(400, problem)
+        by = f"{name} (http {self.client_address[0]})"
         result = snap.control(CONTROL[path], body, by)
         error = str(result.get("error", ""))
         code = 202 if result.get("queued") else 200 if not error else (

@@ -13,10 +13,12 @@ folder) is reported on stderr at most once a minute and never stops the daemon.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import sys
 import time
 from logging.handlers import RotatingFileHandler
@@ -77,11 +79,33 @@ class _QuietErrors:
         self._last_report, self._suppressed = now, 0
 
 
+class LinkedLogError(OSError):
+    """A log file that is not a regular file of one name (a hard link to another file, a FIFO)."""
+
+
+def linked_file_problem(path: str, st: os.stat_result) -> str | None:
+    """Why go-trader must not append to the log ``path`` (as ``st`` describes it), or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"log file {path} is not a regular file; move it away"
+    if st.st_nlink > 1:
+        return (f"log file {path} has {st.st_nlink} hard links: it is also another file, and go-trader would "
+                "write into that one too; remove the other name, or move this file away (a new one is created)")
+    return None
+
+
 class _FileHandler(_QuietErrors, RotatingFileHandler):
-    """Size-rotated, mode 0600, never through a link."""
+    """Size-rotated, mode 0600, never through a symbolic link, never into a file with another name."""
 
     def _open(self):  # type: ignore[no-untyped-def]
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            problem = linked_file_problem(self.baseFilename, os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if problem:  # checked on the descriptor: the name cannot be swapped in between
+            os.close(fd)
+            raise LinkedLogError(errno.EMLINK, problem)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
@@ -142,6 +166,8 @@ class Logs:
     def _file(self, name: str) -> RotatingFileHandler:
         try:
             h = _FileHandler(self.dir / name, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8")
+        except LinkedLogError as e:
+            raise LogDirError(str(e.strerror)) from e
         except OSError as e:
             raise LogDirError(f"cannot open log file {self.dir / name}: {e.strerror}; the log folder must be "
                               "writable by the user go-trader runs as (or set log_dir / --log-dir)") from e

@@ -17,6 +17,7 @@ fill is recorded exactly once.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -56,17 +57,72 @@ def _is_link(path: Path) -> bool:
 
 
 def refuse_links(path: Path) -> None:
-    """StateError when the state file or a file beside it is a symbolic link.
+    """StateError when the state file or a file beside it is a symbolic link, or a file that
+    go-trader writes in place (lock, trade log, audit log) has another hard link.
 
     The rule: go-trader never follows a link at its own paths. Following one would
     lock, write and "move away" whatever the link points at (``/etc/passwd`` when run
     as root); a dangling one would silently start a fresh account. Point
-    ``state_file`` (or ``--state-file``) at the real file instead.
+    ``state_file`` (or ``--state-file``) at the real file instead. (state.json and
+    its .last-good copy are replaced by rename, never written in place, and share
+    an inode for a moment at every save: their link count is no concern.)
     """
     for p in (path, *companion_paths(path)):
         if _is_link(p):
             raise StateError(f"{p} is a symbolic link (to {os.readlink(p)}); go-trader never follows links at its "
                              f"state paths; point state_file at the real file ({path.name} in a folder of its own)")
+    for p in written_in_place(path):
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise StateError(f"cannot inspect {p}: {e.strerror}; fix its folder's permissions") from e
+        problem = single_file_problem(p, st)
+        if problem:
+            raise StateError(problem)
+
+
+def written_in_place(path: Path) -> list[Path]:
+    """The files beside the state that go-trader opens and writes (appends, truncates) in place."""
+    log = trade_log_path(path)
+    return [path.with_name(path.name + ".lock"), log, log.with_name(log.name + ".torn"), audit_log_path(path)]
+
+
+def single_file_problem(p: Path, st: os.stat_result) -> str | None:
+    """Why go-trader must not write into ``p`` (as ``st`` describes it), or None: it must be a
+    regular file with one name. A second hard link (placed there, or left by a backup made with
+    links) would make each write change that other file too."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"{p} is not a regular file; go-trader writes only its own files there; move it away"
+    if st.st_nlink > 1:
+        return (f"{p} has {st.st_nlink} hard links: it is also another file, and go-trader would write into "
+                f"that one too; go-trader never writes a file with more than one name; give it a copy of its own "
+                f"(cp -p {p} {p}.copy && mv {p}.copy {p}), or remove the other name")
+    return None
+
+
+def _open_own(p: Path, flags: int) -> int:
+    """``os.open`` of a file go-trader writes in place: never through a symbolic link, created
+    0600 if missing, never truncated on open, and refused (OSError) unless it has exactly one name."""
+    fd = os.open(p, flags | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        problem = single_file_problem(p, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    if problem:
+        os.close(fd)
+        raise OSError(errno.EMLINK, problem)
+    return fd
+
+
+def _append(p: Path, text: str) -> None:
+    """Append ``text`` to ``p`` and fsync it (fsio.append_durably, refusing a file with two names)."""
+    with os.fdopen(_open_own(p, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def companion_paths(path: Path) -> list[Path]:
@@ -131,6 +187,11 @@ def check_writable_folder(folder: Path, what: str) -> None:
         raise StateError(f"the {what} folder {folder} is not writable by {_user(os.geteuid())} "
                          f"({probe_in}: {e.strerror}; it belongs to {owner}); fix its owner or permissions, "
                          f"or choose another {what} folder") from e
+
+
+def escape_text(text: str) -> str:
+    """``text`` from a file for a message: printable, one line."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def _user(uid: int, bare: bool = False) -> str:
@@ -247,17 +308,22 @@ def append_trades(path: Path, trades: Iterable[Trade]) -> None:
     if not lines:
         return
     try:
-        fsio.append_durably(trade_log_path(path), lines, mode=FILE_MODE)
+        _append(trade_log_path(path), lines)
     except OSError as e:
-        raise StateSaveError(f"could not append to trade log {trade_log_path(path)}: {e}") from e
+        raise StateSaveError(f"could not append to trade log {trade_log_path(path)}: {_reason(e)}") from e
 
 
 def append_audit(path: Path, record: AuditRecord) -> None:
     """Append a person's intervention to the audit log (every one ever made), durably."""
     try:
-        fsio.append_durably(audit_log_path(path), record.model_dump_json() + "\n", mode=FILE_MODE)
+        _append(audit_log_path(path), record.model_dump_json() + "\n")
     except OSError as e:
-        raise StateSaveError(f"could not append to audit log {audit_log_path(path)}: {e}") from e
+        raise StateSaveError(f"could not append to audit log {audit_log_path(path)}: {_reason(e)}") from e
+
+
+def _reason(e: OSError) -> str:
+    """An OSError for a message: ours (a file with two names) as it is, the system's with its errno."""
+    return str(e.strerror) if e.errno == errno.EMLINK and e.filename is None else str(e)
 
 
 def _read_log_lines(path: Path) -> tuple[list[Trade], bytes]:
@@ -343,51 +409,89 @@ def repair_trade_log(path: Path, state: State,
     log = trade_log_path(path)
     if tail:
         try:
-            fsio.append_durably(log.with_name(log.name + ".torn"), tail.decode("utf-8", "replace") + "\n",
-                                mode=FILE_MODE)
-            size = log.stat().st_size
-            os.truncate(log, size - len(tail))
-            fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW)
+            _append(log.with_name(log.name + ".torn"), tail.decode("utf-8", "replace") + "\n")
+            fd = _open_own(log, os.O_WRONLY)  # truncated through the descriptor checked, not the name
             try:
+                os.ftruncate(fd, os.fstat(fd).st_size - len(tail))
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as e:
-            raise StateSaveError(f"could not repair trade log {log}: {e}") from e
+            raise StateSaveError(f"could not repair trade log {log}: {_reason(e)}") from e
     elif log.exists() and log.stat().st_size and not log.read_bytes().endswith(b"\n"):
-        fsio.append_durably(log, "\n", mode=FILE_MODE)  # a complete record whose newline was cut off
+        try:  # a complete record whose newline was cut off
+            _append(log, "\n")
+        except OSError as e:
+            raise StateSaveError(f"could not repair trade log {log}: {_reason(e)}") from e
     append_trades(path, missing)
     return len(missing), len(tail)
 
 
+class LockHeld(StateError):
+    """The state's lock is held: another go-trader (a running daemon) uses this state file."""
+
+
 class StateLock:
-    """An exclusive lock on ``<state>.lock``: one daemon per state file."""
+    """An exclusive lock on ``<state>.lock``: one daemon per state file.
+
+    Only a lock that is held raises LockHeld; any other failure (permissions, a read-only
+    file system, a link at the lock's path) is a StateError that says what it is.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path.with_name(path.name + ".lock")
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_NOFOLLOW: never lock (or create) through a link
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # never through a link, never truncated on open, never a file with another name
+            fd = _open_own(self.path, os.O_RDWR)
         except OSError as e:
-            raise StateError(f"cannot create lock file {self.path}: {e.strerror}; the state folder must be "
-                             "writable by the user go-trader runs as") from e
-        f = os.fdopen(fd, "r+")
+            raise StateError(self._cannot(e, "create")) from e
+        f = os.fdopen(fd, "r+", encoding="utf-8", errors="replace")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                f.close()
+                raise StateError(self._cannot(e, "lock")) from e
             f.seek(0)
-            holder = f.read().strip() or "unknown"
+            holder = f.read(32).strip() or "unknown"
             f.close()
-            raise StateError(f"another go-trader (pid {holder}) is using state file {self.path.with_suffix('')}; "
-                             "stop it first, or give this one its own --state-file") from None
-        f.seek(0)
+            raise LockHeld(f"another go-trader (pid {escape_text(holder)}) is using state file "
+                           f"{self.path.with_suffix('')}; stop it first, or give this one its own --state-file"
+                           ) from None
+        f.seek(0)  # ours now, and checked to have no other name: the pid replaces what was there
         f.truncate()
         f.write(str(os.getpid()))
         f.flush()
         self._file = f
+
+    def _cannot(self, e: OSError, what: str) -> str:
+        """What went wrong with the lock file, and the fix, by the error's kind."""
+        if e.errno == errno.EMLINK and e.filename is None:  # ours: the file has another name
+            return str(e.strerror)
+        user = _user(os.geteuid())
+        try:
+            owner = f" (it belongs to {_user(os.lstat(self.path).st_uid)})"
+        except OSError:
+            owner = ""
+        fixes = {
+            errno.ELOOP: f"it is a symbolic link; go-trader never follows links at its state paths; remove "
+                         f"{self.path} (it holds only a pid) or point state_file at a folder of its own",
+            errno.EACCES: f"permission denied for {user}{owner}; the state folder {self.path.parent} and the lock file "
+                          "must be writable by the user go-trader runs as (the service's user: run it as that "
+                          "user, e.g. sudo -u USER go-trader ...)",
+            errno.EROFS: f"the file system holding {self.path.parent} is read-only; remount it read-write, or "
+                         "choose a state_file on a writable file system",
+            errno.ENOLCK: "the file system does not support locks (a network mount?); put the state on a local "
+                          "file system",
+        }
+        fixes[errno.EPERM] = fixes[errno.EACCES]
+        fix = fixes.get(e.errno or 0, f"{e.strerror}; the state folder must be writable by the user go-trader "
+                                      "runs as")
+        return f"cannot {what} lock file {self.path}: {fix}"
 
     def release(self) -> None:
         if self._file is not None:

@@ -80,7 +80,10 @@ def test_the_configured_host_is_answered() -> None:
 
 
 def test_missing_duplicate_or_malformed_host() -> None:
-    assert host_problem([], "HTTP/1.0", None, "127.0.0.1") is None  # curl -0, nc: browsers always send Host
+    for version in ("HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0"):  # no Host, no check: refused whatever the version
+        for token in (None, "t0ken"):
+            code, message = host_problem([], version, token, "127.0.0.1")
+            assert code == 400 and "Host" in message and version in message
     assert host_problem([], "HTTP/1.1", None, "127.0.0.1")[0] == 400
     assert host_problem([], "HTTP/1.1", "t0ken", "127.0.0.1")[0] == 400
     assert host_problem(["localhost", "localhost"], "HTTP/1.1", None, "127.0.0.1")[0] == 400

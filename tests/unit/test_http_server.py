@@ -88,6 +88,36 @@ def test_when_every_slot_is_a_request_being_answered_a_new_one_gets_503() -> Non
     release = threading.Event()
     entered = threading.Semaphore(0)
 
+    def slow_history(since_ms: int | None, strategy: str | None) -> bytes:
+        entered.release()
+        release.wait(10)
+        return b'{"points":[]}'
+
+    snap = _snapshot()
+    snap.history = slow_history
+    with _server(snapshot=snap, max_connections=2) as server:
+        results: list[int] = []
+
+        def history() -> None:
+            results.append(_get(f"{server.url}/history", timeout=10)[0])
+
+        gets = [threading.Thread(target=history) for _ in range(2)]
+        for t in gets:
+            t.start()
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        code, doc = _get(f"{server.url}/health")
+        assert code == 503 and "busy" in doc["error"]
+        release.set()
+        for t in gets:
+            t.join(10)
+        assert results == [200, 200]
+        assert _get(f"{server.url}/health") == (200, {"status": "ok"})
+
+
+def test_control_requests_hold_at_most_their_share_of_the_slots() -> None:
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
     def slow_control(kind: str, args: dict, by: str) -> dict:
         entered.release()
         release.wait(10)
@@ -102,17 +132,17 @@ def test_when_every_slot_is_a_request_being_answered_a_new_one_gets_503() -> Non
             results.append(conn.getresponse().status)
             conn.close()
 
-        posts = [threading.Thread(target=post) for _ in range(2)]
-        for t in posts:
-            t.start()
-        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
-        code, doc = _get(f"{server.url}/health")
-        assert code == 503 and "busy" in doc["error"]
+        first = threading.Thread(target=post)
+        first.start()
+        assert entered.acquire(timeout=10)
+        post()  # one slot of two is for control requests: the second is told to retry, not queued
+        assert results == [503]
+        auth = {"Authorization": "Bearer t0ken"}
+        assert _get(f"{server.url}/health", auth) == (200, {"status": "ok"})  # the other slot is free
         release.set()
-        for t in posts:
-            t.join(10)
-        assert results == [200, 200]
-        assert _get(f"{server.url}/health", {"Authorization": "Bearer t0ken"}) == (200, {"status": "ok"})
+        first.join(10)
+        assert results == [503, 200]
+        assert _get(f"{server.url}/health", auth) == (200, {"status": "ok"})
 
 
 class _OutOfDescriptors(socket.socket):
@@ -177,7 +207,8 @@ def test_a_client_that_disconnects_early_leaves_no_traceback(capfd: pytest.Captu
 
 def test_raw_host_cases() -> None:
     with _server() as server:
-        assert raw_request(server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200")
+        assert raw_request(server.port, b"GET /health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 400")
+        assert raw_request(server.port, b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.0 200")
         assert raw_request(server.port, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400")
         two = b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"
         assert raw_request(server.port, two).startswith(b"HTTP/1.0 400")
