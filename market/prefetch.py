@@ -99,6 +99,7 @@ from market.delivery import (
 from market.options_cache import write_options
 from market.options_data import OptionChain, OptionsSource
 from market.timeframes import TIMEFRAMES, timeframe_ms
+from options.chain_greeks import fill_model_greeks
 from scheduler.errors import (
     DataError,
     ExchangeError,
@@ -116,6 +117,8 @@ BARS_REPORTED = 48
 DELIVERY_TIMEFRAMES = ("1m", "5m", "15m")
 #: an expiry this recent whose candle window is incomplete may still get its last bars
 RECENT_EXPIRY_MS = 15 * 60_000
+#: how long after expiry the exchange's own delivery price is waited for before the spot fallback
+EXCHANGE_DELIVERY_GRACE_MS = 60 * 60_000
 
 
 def error_entry(e: ExchangeError) -> dict[str, Any]:
@@ -229,6 +232,8 @@ def _options(fetch: _Fetch, source: OptionsSource, underlying: str, now_ms: int,
         index, _ = fetch.call(f"index price {underlying}", lambda: source.fetch_index_price(underlying))
         if index is not None:
             chain = replace(chain, index_price=_positive(index))
+    # the whole-chain call carries no greeks (Deribit's book summary): Black-76 at mark IV fills them
+    chain, model_greeks = fill_model_greeks(chain)
     start_ms = now_ms - dvol_days * DAY_MS
     closes, err = fetch.call(f"DVOL {underlying}",
                              lambda: source.fetch_dvol(underlying, start_ms=start_ms, end_ms=now_ms))
@@ -242,7 +247,8 @@ def _options(fetch: _Fetch, source: OptionsSource, underlying: str, now_ms: int,
     write_options(cache_dir, chain, str(fetch.result["options_source"]), dvol)
     return {"ok": True, "quotes": len(chain.quotes), "expiries": len(chain.expiries_ms()),
             "index_price": chain.index_price, "asof_ms": chain.asof_ms,
-            "contract": chain.contract.source if chain.contract is not None else None, "dvol": summary}
+            "contract": chain.contract.source if chain.contract is not None else None, "dvol": summary,
+            "model_greeks": model_greeks}
 
 
 def _delivery_request(deliveries: Mapping[str, Sequence[Any]] | None) -> dict[str, list[tuple[Any, Any]]]:
@@ -293,6 +299,13 @@ def _delivery(fetch: _Fetch, source: MarketSource, options_source: Any, underlyi
                     "method": f"{name} delivery price of {underlying} on {date} (the exchange's own: "
                               "its index averaged over 07:30-08:00 UTC)"}
         transient |= bool(err and err["transient"])
+        if err is None and now_ms - expiry_ms < EXCHANGE_DELIVERY_GRACE_MS:
+            # just after expiry the exchange may not have published its price yet: wait for it
+            # rather than settle for good on the spot approximation
+            wait = TransientExchangeError(
+                f"{name} has not published the delivery price of {underlying} on {date} yet; asked again next "
+                f"cycle (after {EXCHANGE_DELIVERY_GRACE_MS // 60_000} minutes the spot candles are used)")
+            return {"ok": False, **error_entry(wait)}
         tried.append(f"{name} delivery price: {err['error'] if err else f'no record for {date}'}")
     elif options_source is not None:
         tried.append(f"{name} has no exchange delivery prices")

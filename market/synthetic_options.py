@@ -23,8 +23,9 @@ The model, a pure function of (seed, underlying, now_ms):
 - Expiries (all Fridays 08:00 UTC, as Deribit): the next 4 Fridays, the last Fridays of
   the next 3 months, the last Fridays of the next 4 quarter months (Mar/Jun/Sep/Dec).
 - Expiries leave the chain in their last hour (Deribit lists them to 08:00; here they are
-  intrinsic to 1e-10 by then); ``fetch_quote`` still prices them, and settlement uses
-  the index at 08:00.
+  intrinsic to 1e-10 by then); ``fetch_quote`` still prices them. There is no exchange
+  delivery price: settlement (market.prefetch) uses the mean of the synthetic 5m closes
+  07:30-08:00 UTC.
 - Strikes: multiples of a round step (about 1.25 % of spot for weeklies, 2.5 % monthlies,
   5 % quarterlies; doubled while more than 80 strikes) from exp(-3 s) to exp(+3.5 s)
   around the forward, s = atm vol sqrt(T), at least 2 steps each side, within 0.2x..3x. An off-grid instrument can still be priced with ``fetch_quote``.

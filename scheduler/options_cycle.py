@@ -124,7 +124,8 @@ def delivery_prices(fetched: Mapping[str, Any]) -> tuple[dict[str, dict[int, flo
     methods: dict[tuple[str, int], str] = {}
     for u, by_expiry in (fetched.get("deliveries") or {}).items():
         for key, entry in (by_expiry or {}).items():
-            if isinstance(entry, Mapping) and entry.get("ok") and isinstance(entry.get("price"), (int, float)):
+            if isinstance(entry, Mapping) and entry.get("ok") and isinstance(entry.get("price"), (int, float)) \
+                    and str(key).isdigit():
                 prices.setdefault(u, {})[int(key)] = float(entry["price"])
                 methods[(u, int(key))] = str(entry.get("method") or "unknown")
     return prices, methods
@@ -136,6 +137,9 @@ def delivery_failures(fetched: Mapping[str, Any]) -> list[str]:
     for u, by_expiry in (fetched.get("deliveries") or {}).items():
         for key, entry in (by_expiry or {}).items():
             if isinstance(entry, Mapping) and not entry.get("ok"):
-                when = datetime.fromtimestamp(int(key) / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+                try:
+                    when = datetime.fromtimestamp(int(key) / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+                except (ValueError, OverflowError, OSError):
+                    when = repr(key)
                 out.append(f"delivery price of {u} at {when}: {entry.get('error')}")
     return out

@@ -226,3 +226,78 @@ def test_json_of_the_checker_input_is_what_check_options_reads(first_cycle: Any)
     assert [p["id"] for p in doc["positions"]] == [p.id for p in state.sleeves["fly"].option_positions]
     assert doc["spot_held"] == 0.0
     json.dumps(doc)  # plain JSON
+
+
+def _delivery_from_synthetic(expiry: datetime, symbol: str = "BTC/USDT") -> float:
+    """The delivery price computed apart from the fetch step: the mean of the synthetic 5m closes
+    of the 30 minutes before expiry."""
+    from market.synthetic import SyntheticSource
+
+    expiry_ms = round(expiry.timestamp() * 1000)
+    bars = SyntheticSource(42).fetch_candles(symbol, "5m", now_ms=expiry_ms, limit=6)
+    assert int(bars.ts_ms[0]) == expiry_ms - 30 * 60_000 and len(bars) == 6
+    return math.fsum(float(c) for c in bars.close) / 6
+
+
+def test_expired_legs_settle_at_the_delivery_price_with_the_delivery_fee(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    d = _daemon(_config(tmp_path, [SIX[5]]), clock)  # the butterfly: 3 legs on 2026-04-03
+    try:
+        d.run_cycle()
+        legs = [p.model_copy() for p in d.state.sleeves["fly"].option_positions]
+        expiry = legs[0].expiry
+        assert {p.expiry for p in legs} == {expiry} and expiry == datetime(2026, 4, 3, 8, tzinfo=UTC)
+        cash_before = d.state.sleeves["fly"].cash_usd
+        clock.advance((expiry - clock.now()).total_seconds() + 3600)  # the first cycle after expiry
+        report = d.run_cycle()
+        assert report is not None and report.failed == 0
+        sleeve = d.state.sleeves["fly"]
+        settled = [t for t in read_trade_log(tmp_path / "state.json") if t.reason == "expiry"]
+        assert len(settled) == 3
+        delivery = _delivery_from_synthetic(expiry)
+        cash = cash_before
+        for p in legs:
+            value = max(delivery - p.strike, 0.0)
+            fee = min(0.00015 * delivery, 0.125 * value) * p.quantity
+            cash += (value if p.side == "long" else -value) * p.quantity - fee
+        assert not any(p.instrument in {q.instrument for q in legs} for p in sleeve.option_positions)
+        assert math.isclose(sleeve.cash_usd, cash, rel_tol=1e-12, abs_tol=1e-9)
+        assert all(math.isclose(t.option.index_usd, delivery, rel_tol=1e-12) for t in settled)
+        log = (tmp_path / "logs" / "fly.log").read_text()
+        assert "average of 6 5m closes of BTC/USDT" in log and "delivery price" in log
+    finally:
+        d.close()
+
+
+def test_the_wheel_is_assigned_coin_and_then_sells_a_call_covered_by_it(tmp_path: Path) -> None:
+    # a put far in the money (1.3 x spot) on the nearest expiry: assigned at expiry
+    wheel = options("wheel", "wheel", put_moneyness=1.3, put_dte_days=3, call_dte_days=10, dte_tolerance_days=7)
+    clock = ManualClock(T0)
+    d = _daemon(_config(tmp_path, [wheel]), clock)
+    try:
+        d.run_cycle()
+        (put,) = d.state.sleeves["wheel"].option_positions
+        assert put.side == "short" and put.option_type == "put" and put.assign
+        clock.advance((put.expiry - clock.now()).total_seconds() + 3600)
+        d.run_cycle()
+        sleeve = d.state.sleeves["wheel"]
+        delivery = _delivery_from_synthetic(put.expiry)
+        assert delivery < put.strike  # in the money
+        coin = sleeve.positions["BTC/USDT"]
+        assert coin.quantity == put.quantity and math.isclose(coin.entry_price, delivery, rel_tol=1e-12)
+        trades = read_trade_log(tmp_path / "state.json")
+        assert [t.reason for t in trades] == ["signal", "expiry", "assignment"]
+        # in total the coin cost the strike: the put's settlement (K - D) q plus D q for the coin
+        paid = sum(t.notional_usd for t in trades[1:3])
+        assert math.isclose(paid, put.strike * put.quantity, rel_tol=1e-12)
+        # that cycle's check ran before the settlement (it saw the put still held); the next one sees
+        # the coin and sells a call covered by it (no margin)
+        assert sleeve.option_positions == [] and "(expiry); buy 0.1 BTC/USDT" in sleeve.last_check.outcome
+        assert sleeve.last_check.outcome.endswith("(assignment)")
+        clock.advance(600)
+        d.run_cycle()
+        (call,) = d.state.sleeves["wheel"].option_positions
+        assert call.side == "short" and call.option_type == "call" and call.assign
+        assert call.covered_quantity == put.quantity and call.margin_usd == 0.0
+    finally:
+        d.close()

@@ -16,6 +16,7 @@ import pytest
 from market.cache_source import CycleCacheSource
 from market.ccxt_source import CcxtSource
 from market.files_options import FilesOptions
+from options.chain_greeks import fill_model_greeks
 from scheduler.errors import DataError
 from tests.fake_exchange import FakeExchange, fake_exchange, iso_ms
 
@@ -75,9 +76,11 @@ def test_ccxt_fetch_step_one_book_summary_per_underlying(fx: FakeExchange, tmp_p
             fx.clear_faults()
             if u == "BTC":
                 fx.add_fault(D + "get_book_summary_by_currency", "no_bids", every=4, match={"currency": "BTC"})
-            want = direct.fetch_option_chain(u, now_ms=NOW)
+            # the book summary has no greeks: the fetch step gives every quote Black-76 ones at its mark IV
+            want, modelled = fill_model_greeks(direct.fetch_option_chain(u, now_ms=NOW))
             got = reader.fetch_option_chain(u, now_ms=NOW)
             assert got == want and doc["options"][u]["quotes"] == len(want.quotes) > 500
+            assert doc["options"][u]["model_greeks"] == modelled > 0
             assert reader.fetch_index_price(u) == want.index_price
             assert reader.fetch_dvol(u, start_ms=NOW - 365 * DAY, end_ms=NOW) == direct.fetch_dvol(
                 u, start_ms=NOW - 365 * DAY, end_ms=NOW)
@@ -110,8 +113,9 @@ def test_files_fetch_step_over_the_real_daily_chains(shared_data: Path, tmp_path
     files = FilesOptions(shared_data)
     reader = CycleCacheSource(tmp_path / "cycle", no_live, no_live)
     for u in ("BTC", "ETH"):
-        want = files.fetch_option_chain(u, now_ms=NOW)
+        want, modelled = fill_model_greeks(files.fetch_option_chain(u, now_ms=NOW))  # the files have delta, vega
         assert reader.fetch_option_chain(u, now_ms=NOW) == want and want.asof_ms is not None
+        assert doc["options"][u]["model_greeks"] == modelled > 0
         assert doc["options"][u]["asof_ms"] == want.asof_ms <= NOW
     assert reader.fetch_dvol("BTC", start_ms=NOW - 365 * DAY, end_ms=NOW) == files.fetch_dvol(
         "BTC", start_ms=NOW - 365 * DAY, end_ms=NOW)

@@ -81,7 +81,7 @@ def test_chains_index_and_dvol_round_trip_exactly(tmp_path: Path) -> None:
         dvol = SyntheticOptions(42).fetch_dvol(u, start_ms=NOW - DVOL_DAYS * DAY, end_ms=NOW)
         assert entry == {"ok": True, "quotes": len(want.quotes), "expiries": len(want.expiries_ms()),
                          "index_price": want.index_price, "asof_ms": NOW, "contract": "deribit default",
-                         "dvol": {"ok": True, "days": len(dvol), "last_ms": dvol[-1][0]}}
+                         "dvol": {"ok": True, "days": len(dvol), "last_ms": dvol[-1][0]}, "model_greeks": 0}
         assert reader.fetch_option_chain(u, now_ms=NOW) == want  # every field, every quote
         assert read_option_chain(tmp_path, u) == want  # the daemon's reader
         assert reader.fetch_index_price(u) == want.index_price
