@@ -1,9 +1,11 @@
-"""check_strategy.py's wall time and peak RSS per run beside a plain ``python3 -c pass``.
+"""check_strategy.py's and check_options.py's wall time and peak RSS per run beside a plain
+``python3 -c pass``.
 
     .venv/bin/python bench/bench_check_strategy.py [--runs N]
 
 Fills a per-cycle market cache once (synthetic market, seed 42, via
-``python -m market.prefetch``), then runs each case N times as a child process
+``python -m market.prefetch``, with the BTC and ETH option chains and DVOL), then runs
+each case N times as a child process (stdin /dev/null: no open option positions)
 with GO_TRADER_CACHE_DIR / GO_TRADER_NOW_MS / GO_TRADER_MARKET set, the way the
 scheduler runs checkers. Wall time is the median over the runs; peak RSS is
 each child's own ru_maxrss from ``os.wait4`` (per child, so unlike
@@ -32,12 +34,16 @@ MARKET = {"source": "synthetic", "seed": 42}
 HEAVY = ("scipy", "pandas", "ccxt", "matplotlib", "numba", "aiohttp", "requests", "pydantic", "yaml")
 
 CHECKER = str(ROOT / "checkers" / "check_strategy.py")
+OPTIONS = str(ROOT / "checkers" / "check_options.py")
 CASES: list[tuple[str, list[str]]] = [
     ("python -c pass", ["-c", "pass"]),
     ("python -c 'import numpy'", ["-c", "import numpy"]),
     ("sma_crossover BTC/USDT 1h", [CHECKER, "sma_crossover", "BTC/USDT", "1h"]),
     ("pairs_spread BTC/USDT 1d ETH/USDT", [CHECKER, "pairs_spread", "BTC/USDT", "1d", "ETH/USDT"]),
     ("edge70 BTC/USDT 1d", [CHECKER, "edge70", "BTC/USDT", "1d"]),
+    *[(f"{name} {u}", [OPTIONS, name, u]) for name, u in (
+        ("protective_puts", "BTC"), ("covered_calls", "BTC"), ("vol_mean_reversion", "BTC"),
+        ("butterfly", "BTC"), ("momentum_options", "ETH"), ("wheel", "ETH"))],
 ]
 
 # Runs the checker in-process, then reports which top-level modules were loaded.
@@ -58,7 +64,8 @@ sys.exit(code)
 def _fill_cache(folder: Path) -> None:
     request = {
         "market": MARKET, "now_ms": NOW_MS, "cache_dir": str(folder), "limit": 500,
-        "pairs": [["BTC/USDT", "1h"], ["BTC/USDT", "1d"], ["ETH/USDT", "1d"]], "price_symbols": [],
+        "pairs": [["BTC/USDT", "1h"], ["BTC/USDT", "1d"], ["ETH/USDT", "1d"], ["ETH/USDT", "4h"]],
+        "price_symbols": [], "option_underlyings": ["BTC", "ETH"],
     }
     done = subprocess.run(
         [sys.executable, "-m", "market.prefetch"], input=json.dumps(request), capture_output=True,
@@ -80,6 +87,7 @@ def _run_reaped(argv: list[str], env: dict[str, str]) -> tuple[float, int, int, 
             os.dup2(w, 1)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             os.close(r)
             os.execve(sys.executable, [sys.executable, *argv], env)
         finally:
@@ -118,9 +126,10 @@ def main() -> int:
                 walls.append(wall)
                 rss.append(peak)
             rows.append((name, statistics.median(walls) * 1e3, min(walls) * 1e3, statistics.median(rss) / 1024))
-            if argv[0] == CHECKER:
+            if argv[0] in (CHECKER, OPTIONS):
                 doc = json.loads(out)
-                rows[-1] += (f"signal {doc.get('signal')}" + (f", error {doc['error']}" if doc.get("error") else ""),)
+                said = doc.get("error") or doc.get("skip_reason") or ""
+                rows[-1] += (f"signal {doc.get('signal')}" + (f", {said[:40]}" if said else ""),)
             else:
                 rows[-1] += ("",)
 
@@ -130,19 +139,19 @@ def main() -> int:
         for name, med, best, mb, note in rows:
             print(f"{name:<36}{med:>10.1f}{best:>9.1f}{med / base_ms:>7.2f}x{mb:>9.1f}{mb / base_mb:>7.2f}x  {note}")
 
-        probe = subprocess.run(
-            [sys.executable, "-c", _WRAPPER, CHECKER, "sma_crossover", "BTC/USDT", "1h"],
-            env=env, cwd=ROOT, capture_output=True, text=True, check=False,
-        )
-        line = next((s for s in probe.stderr.splitlines() if s.startswith("MODULES ")), None)
-        if line is None:
-            print(f"module probe failed: {probe.stderr.strip()[-400:]}")
-            return 0
-        tops = json.loads(line[len("MODULES "):])
-        heavy = [m for m in HEAVY if m in tops]
-        project = [m for m in tops if (ROOT / m).is_dir()]
-        print(f"\nsma_crossover imported {len(tops)} top-level modules; project packages: {', '.join(project)}")
-        print("heavy modules loaded: " + (", ".join(heavy) if heavy else "none") + f" (checked: {', '.join(HEAVY)})")
+        for label, argv in (("sma_crossover", [CHECKER, "sma_crossover", "BTC/USDT", "1h"]),
+                            ("vol_mean_reversion", [OPTIONS, "vol_mean_reversion", "BTC"])):
+            probe = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], env=env, cwd=ROOT, capture_output=True,
+                                   text=True, check=False, stdin=subprocess.DEVNULL)
+            line = next((s for s in probe.stderr.splitlines() if s.startswith("MODULES ")), None)
+            if line is None:
+                print(f"module probe failed: {probe.stderr.strip()[-400:]}")
+                continue
+            tops = json.loads(line[len("MODULES "):])
+            heavy = [m for m in HEAVY if m in tops]
+            project = [m for m in tops if (ROOT / m).is_dir()]
+            print(f"\n{label} imported {len(tops)} top-level modules; project packages: {', '.join(project)}")
+            print("heavy modules loaded: " + (", ".join(heavy) if heavy else "none") + f" (checked: {', '.join(HEAVY)})")
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,11 +98,14 @@ def _events(folder: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def measure_daemon(folder: Path) -> dict[str, float]:
+def measure_daemon(folder: Path, checkers_dir: Path | None = None) -> dict[str, float]:
     doc = json.loads((REPO / "config.demo.json").read_text())
     interval = 8
+    folder.mkdir(parents=True, exist_ok=True)
     doc.update(interval_seconds=interval, log_dir=str(folder / "logs"), state_file=str(folder / "state.json"),
                status={"host": "127.0.0.1", "port": 0})
+    if checkers_dir is not None:
+        doc["checkers_dir"] = str(checkers_dir)
     cfg = folder / "config.json"
     cfg.write_text(json.dumps(doc))
     with TreeSampler() as sampler:
@@ -165,22 +169,47 @@ def measure_naive(folder: Path, workers: int) -> dict[str, float]:
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": sampler.peak_rss / 1024, "peak_pss_mb": sampler.peak_pss / 1024}
 
 
+#: check_options.py before the options issue: it validated its input and skipped, trading nothing
+BEFORE_OPTIONS = "5ddb7de"
+
+
+def checkers_before_options(folder: Path) -> Path:
+    """A copy of checkers/ whose check_options.py is the one of BEFORE_OPTIONS."""
+    out = folder / "checkers"
+    shutil.copytree(REPO / "checkers", out)
+    old = subprocess.run(["git", "show", f"{BEFORE_OPTIONS}:checkers/check_options.py"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    (out / "check_options.py").write_text(old)
+    return out
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "naive1").mkdir()
         (folder / "naive2").mkdir()
-        ours = measure_daemon(folder)
+        ours = measure_daemon(folder / "now")
+        try:
+            before = measure_daemon(folder / "before", checkers_before_options(folder / "before-checkers"))
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:  # no git history (a source tarball)
+            print(f"(no 'before the options issue' run: {e})")
+            before = None
         one = measure_naive(folder, 1)
         two = measure_naive(folder, 2)
     print("22-strategy cycle on the synthetic market (2 cores; same run)")
-    print(f"{'':32}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'peak PSS MB':>13}")
-    for name, m in (("go-trader cycle (fork zygote)", ours), ("naive, one at a time", one),
-                    ("naive, two at a time", two)):
-        print(f"{name:32}{m['wall_s']:9.2f}{m['cpu_s']:9.2f}{m['peak_rss_mb']:13.1f}{m['peak_pss_mb']:13.1f}")
+    print(f"{'':36}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'peak PSS MB':>13}")
+    rows = [("go-trader cycle (fork zygote)", ours)]
+    if before is not None:
+        rows.append(("same, options not trading (before)", before))
+    rows += [("naive, one at a time", one), ("naive, two at a time", two)]
+    for name, m in rows:
+        print(f"{name:36}{m['wall_s']:9.2f}{m['cpu_s']:9.2f}{m['peak_rss_mb']:13.1f}{m['peak_pss_mb']:13.1f}")
     print(f"daemon idle between cycles: RSS {ours['idle_rss_mb']:.1f} MB (PSS {ours['idle_pss_mb']:.1f} MB)")
     print("ratios (target):")
     print(f"  cycle CPU / naive CPU              {ours['cpu_s'] / one['cpu_s']:.3f}  (<= 0.100)")
+    if before is not None:
+        print(f"  cycle CPU / before options trading {ours['cpu_s'] / before['cpu_s']:.3f}  (the cost of 8 live options "
+              "strategies)")
     print(f"  cycle peak PSS / naive 2-at-a-time {ours['peak_pss_mb'] / two['peak_pss_mb']:.3f}  (<= 0.500)")
     print(f"  cycle peak RSS / naive 2-at-a-time {ours['peak_rss_mb'] / two['peak_rss_mb']:.3f}  (RSS counts shared pages per process)")
     print(f"  daemon idle RSS                    {ours['idle_rss_mb']:.1f} MB  (<= 40 MB)")
