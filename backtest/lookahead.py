@@ -8,8 +8,8 @@ data and once per sampled bar on ``candles.head(i + 1)`` (and, for pairs, the se
 candles that had opened by then). The indicators are compared too, to 1e-9 relative: a
 peek shows up in them even at bars where the signal happens not to change.
 
-Sampled bars (at most ``max_bars``, so the cost is bounded): every bar where the full-data
-signal fires first, then bars evenly spaced over the history; the last bar is never sampled
+Sampled bars (at most ``max_bars``, so the cost is bounded): bars where the full-data signal
+fires (up to half the budget, spread over them), then bars evenly spaced over the history; the last bar is never sampled
 (its truncation is the whole history). The report gives the earliest mismatch found.
 """
 
@@ -76,7 +76,10 @@ def sample_bars(signal: np.ndarray, max_bars: int) -> list[int]:
     if n < 2 or max_bars < 1:
         return []
     fired = [int(i) for i in np.flatnonzero(signal[:-1] != 0)]
-    chosen = dict.fromkeys(fired[: max_bars // 2])  # half the budget for the bars that trade
+    # half the budget for the bars that trade, spread over the history of them
+    budget = min(len(fired), max_bars // 2)
+    picks = np.linspace(0, len(fired) - 1, num=budget, dtype=np.int64) if budget else []
+    chosen = dict.fromkeys(fired[int(k)] for k in picks)
     spread = np.linspace(0, n - 2, num=min(n - 1, max_bars), dtype=np.int64)
     for i in spread:
         if len(chosen) >= max_bars:

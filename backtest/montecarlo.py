@@ -78,13 +78,20 @@ def permute_trades(returns: Sequence[float], initial_usd: float, paths: int = 10
     r = np.asarray(returns, dtype=np.float64)
     if (r < -1).any() or not np.isfinite(r).all():
         raise ValueError("a trade return below -100% or not finite; per-trade returns are fractions of equity > -1")
+    n = len(r)
     actual = _compound(initial_usd, r[None, :])
     rng = np.random.default_rng(seed)
-    order = rng.permuted(np.tile(np.arange(len(r)), (paths, 1)), axis=1)
-    eq = _compound(initial_usd, r[order]) if len(r) else np.full((paths, 1), initial_usd)
+    finals, drawdowns = np.full(paths, initial_usd), np.zeros(paths)
+    chunk = max(1, _CHUNK_VALUES // (n + 1))
+    for lo in range(0, paths if n else 0, chunk):
+        hi = min(paths, lo + chunk)
+        # Generator.permuted shuffles row after row from one stream: chunking changes nothing
+        order = rng.permuted(np.tile(np.arange(n), (hi - lo, 1)), axis=1)
+        eq = _compound(initial_usd, r[order])
+        finals[lo:hi] = eq[:, -1]
+        drawdowns[lo:hi] = _max_drawdown_pct(eq)
     return MonteCarloSummary("trade_permutation", paths, seed, None, initial_usd, float(actual[0, -1]),
-                             float(_max_drawdown_pct(actual)[0]), _percentiles(eq[:, -1]),
-                             _percentiles(_max_drawdown_pct(eq)))
+                             float(_max_drawdown_pct(actual)[0]), _percentiles(finals), _percentiles(drawdowns))
 
 
 def bootstrap_returns(returns: Sequence[float], initial_usd: float, paths: int = 1000,

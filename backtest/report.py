@@ -141,7 +141,8 @@ def _chart_data(result: BacktestResult, gross: BacktestResult | None,
         "gross": decimate(gross.equity) if gross is not None else [],
         "benchmark": decimate(result.benchmark),
         "drawdown": decimate([(t, float(d)) for (t, _), d in zip(result.equity, dd, strict=True)]),
-        "prices": decimate(list(prices)) if prices else [],
+        # a non-finite price (a hole in the data) is left out of the line, not drawn as garbage
+        "prices": decimate([(int(t), float(v)) for t, v in prices if np.isfinite(v)]) if prices else [],
         "entries": [[t.entry_ms, t.entry_price, t.side] for t in result.trades],
         "exits": [[t.exit_ms, t.exit_price, t.exit_reason] for t in result.trades],
     }

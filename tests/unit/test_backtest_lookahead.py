@@ -68,14 +68,19 @@ def test_the_first_mismatch_is_the_earliest_checked(btc) -> None:
     assert report.first_mismatch.what == "signal" or report.first_mismatch.what.startswith("indicator")
 
 
+# the synthetic volume varies too little for the default 1.5x volume filter ever to pass
+PARAMS = {"volume_weighted": {"volume_mult": 1.1}}
+
+
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_every_catalog_strategy_passes(btc, eth, name) -> None:
     b = eth if name == "pairs_spread" else None
-    report = lookahead.check_strategy(name, btc, candles_b=b, max_bars=40)
+    report = lookahead.check_strategy(name, btc, PARAMS.get(name), candles_b=b, max_bars=40)
     assert report.ok, report.first_mismatch.describe()
     assert len(report.checked_bars) == 40
-    fired = np.flatnonzero(signal_series(name, btc, candles_b=b).signal[:-1] != 0)
-    assert set(fired[:20]) <= set(report.checked_bars)  # the trading bars are checked first
+    fired = set(np.flatnonzero(signal_series(name, btc, PARAMS.get(name), candles_b=b).signal[:-1] != 0))
+    assert fired, f"{name} never fires on these candles: the check would prove little"
+    assert len(fired & set(report.checked_bars)) >= min(20, len(fired))  # the trading bars are checked
 
 
 def test_an_error_on_a_prefix_names_the_bar(btc) -> None:

@@ -59,6 +59,8 @@ def test_seeded_and_deterministic_and_independent_of_chunking(monkeypatch: pytes
     assert a == mc.bootstrap_returns(r, 1000.0, paths=300, block_bars=7, seed=42)
     p = mc.permute_trades(r[:20], 1000.0, paths=200, seed=7)
     assert p == mc.permute_trades(r[:20], 1000.0, paths=200, seed=7)
+    monkeypatch.undo()
+    assert p == mc.permute_trades(r[:20], 1000.0, paths=200, seed=7)  # one chunk: the same figures
     assert a.final_equity_usd["p5"] <= a.final_equity_usd["p50"] <= a.final_equity_usd["p95"]
     json.dumps(a.to_json(), allow_nan=False)
 
