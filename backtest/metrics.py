@@ -172,7 +172,11 @@ def curve_metrics(points: Sequence[tuple[int, float]], bar_ms: int) -> CurveMetr
     elif final < 0:
         reasons["cagr_pct"] = f"the curve ends below zero ({final!r} USD); a compound rate is undefined"
     else:
-        cagr = ((final / first) ** (1.0 / years) - 1.0) * 100.0
+        try:
+            cagr = ((final / first) ** (1.0 / years) - 1.0) * 100.0
+        except OverflowError:  # e.g. doubling in one hour, compounded over 8760 hours
+            reasons["cagr_pct"] = (f"a {total:.4g}% return over {years * 365:.4g} days compounds past any float "
+                                   "when annualised; the run is too short for a CAGR")
     try:
         r = bar_returns(values)
     except ValueError as e:

@@ -13,9 +13,11 @@ go to the earlier grid point, so all three give the same answer.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
-from collections.abc import Callable, Mapping, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -123,20 +125,36 @@ def _test_job(run: Runner, params: dict[str, Any], start_ms: int, end_ms: int) -
     return run(params, start_ms, end_ms)
 
 
-def _map(fn: Callable[..., Any], jobs: list[tuple[Any, ...]], workers: int, scheduler_address: str | None) -> list[Any]:
-    """``[fn(*job) for job in jobs]``, in that order, serially, on processes or on Dask."""
+@contextlib.contextmanager
+def _mapper(workers: int, scheduler_address: str | None) -> Iterator[Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]]:
+    """A ``map(fn, jobs) -> [fn(*job) for job in jobs]`` (in that order) that runs serially, on
+    one pool of processes or on Dask, open for both phases of a walk-forward."""
     if scheduler_address is not None:
         try:
             from distributed import Client
         except ImportError as e:  # the optional extra
             raise RuntimeError("a Dask scheduler address needs the dask extra: pip install 'go-trader[dask]'") from e
         with Client(scheduler_address) as client:
-            futures = client.map(fn, *zip(*jobs, strict=True), pure=False) if jobs else []
-            return list(client.gather(futures))
+            def on_dask(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+                return list(client.gather(client.map(fn, *zip(*jobs, strict=True), pure=False))) if jobs else []
+
+            yield on_dask
+        return
     if workers == 1:
-        return [fn(*job) for job in jobs]
+        yield lambda fn, jobs: [fn(*job) for job in jobs]
+        return
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, *zip(*jobs, strict=True))) if jobs else []
+        def on_processes(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+            if not jobs:
+                return []
+            try:  # fail here with the fix, not inside the pool with a pickling traceback
+                pickle.dumps(jobs[0][0])
+            except (pickle.PicklingError, AttributeError, TypeError) as e:
+                raise ValueError(f"the runner {jobs[0][0]!r} cannot be sent to another process ({e}); use a "
+                                 "module-level function or functools.partial of one, or workers=1") from e
+            return list(pool.map(fn, *zip(*jobs, strict=True)))
+
+        yield on_processes
 
 
 def _best(grid: list[dict[str, Any]], scores: list[float | None]) -> int:
@@ -161,10 +179,11 @@ def walk_forward(run: Runner, grid: Sequence[Mapping[str, Any]], wins: Sequence[
     if not wins:
         raise ValueError("no windows; build them with backtest.walkforward.windows(...)")
     train = [(run, p, w.train_start_ms, w.train_end_ms, objective) for w in wins for p in points]
-    scores = _map(_train_job, train, workers, scheduler_address)
-    chosen = [points[_best(points, scores[k * len(points):(k + 1) * len(points)])] for k in range(len(wins))]
-    tests = [(run, p, w.test_start_ms, w.test_end_ms) for w, p in zip(wins, chosen, strict=True)]
-    oos = _map(_test_job, tests, workers, scheduler_address)
+    with _mapper(workers, scheduler_address) as map_jobs:
+        scores = map_jobs(_train_job, train)
+        chosen = [points[_best(points, scores[k * len(points):(k + 1) * len(points)])] for k in range(len(wins))]
+        tests = [(run, p, w.test_start_ms, w.test_end_ms) for w, p in zip(wins, chosen, strict=True)]
+        oos = map_jobs(_test_job, tests)
     per_window = tuple(WindowResult(w, p, r) for w, p, r in zip(wins, chosen, oos, strict=True))
     stitched = stitch(oos)
     return WalkForwardResult(objective, len(points), per_window, stitched, metrics.compute(stitched))

@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest import metrics
 from tests.unit.backtest_fixtures import DAY_MS, HOUR_MS, result, trade
@@ -76,6 +78,12 @@ def test_one_point_and_empty_curves() -> None:
     assert c.sharpe is None and c.bars == 0
     empty = metrics.curve_metrics((), DAY_MS)
     assert empty.total_return_pct is None and empty.reasons["sharpe"] == "the equity curve is empty"
+
+
+def test_a_short_run_whose_cagr_overflows_says_so() -> None:
+    c = metrics.compute(result([100.0, 200.0, 200.0], HOUR_MS)).curve  # 2 ** 4380
+    assert c.cagr_pct is None and "too short" in c.reasons["cagr_pct"] and c.calmar is None
+    assert c.total_return_pct == 100
 
 
 def test_equity_to_zero() -> None:
@@ -166,3 +174,22 @@ def test_compare_costs_refuses_two_different_runs() -> None:
         metrics.compare_costs(result([1000.0, 1.0]), result([1000.0, 2.0], costs=GROSS, strategy_id="other"))
     with pytest.raises(ValueError, match="run it again with fee and slippage 0"):
         metrics.compare_costs(result([1000.0, 1.0]), result([1000.0, 2.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-0.5, 0.5, allow_nan=False), min_size=2, max_size=60),
+       st.floats(0.01, 1e6), st.sampled_from([60_000, HOUR_MS, DAY_MS]))
+def test_figures_do_not_depend_on_the_account_size(returns: list[float], scale: float, bar_ms: int) -> None:
+    """Scaling the whole curve by a constant changes only the dollar figures."""
+    values = [1000.0]
+    for r in returns:
+        values.append(values[-1] * (1 + r))
+    a = metrics.compute(result(values, bar_ms)).curve
+    b = metrics.compute(result([v * scale for v in values], bar_ms)).curve
+    for name in ("total_return_pct", "cagr_pct", "volatility_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None) or name in ("sharpe", "sortino"), name  # at the flatness cut-off
+        if x is not None and y is not None:
+            assert y == pytest.approx(x, rel=1e-6, abs=1e-9), name
+    assert (a.max_drawdown_bars, a.max_drawdown_days) == (b.max_drawdown_bars, b.max_drawdown_days)
+    assert 0 <= a.max_drawdown_pct <= 100

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest import montecarlo as mc
 from tests.unit.backtest_fixtures import DAY_MS, T0_MS, result, trade
@@ -95,3 +97,14 @@ def test_returns_below_minus_100_pct_are_refused() -> None:
         mc.permute_trades([-1.5], 100.0)
     with pytest.raises(ValueError, match="initial capital 0"):
         mc.permute_trades([0.1], 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-0.9, 2.0, allow_nan=False), max_size=40), st.integers(0, 2**32 - 1))
+def test_permutation_keeps_the_product_and_percentiles_are_ordered(returns: list[float], seed: int) -> None:
+    s = mc.permute_trades(returns, 100.0, paths=30, seed=seed)
+    final = 100.0 * math.prod(1 + r for r in returns)
+    assert s.final_equity_usd["p5"] == pytest.approx(final, rel=1e-9, abs=1e-12)
+    assert s.final_equity_usd["p95"] == pytest.approx(final, rel=1e-9, abs=1e-12)
+    dd = s.max_drawdown_pct
+    assert 0 <= dd["p5"] <= dd["p50"] <= dd["p95"] <= 100

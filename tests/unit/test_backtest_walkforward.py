@@ -95,6 +95,8 @@ def test_objective_is_selectable_and_drawdown_is_minimised() -> None:
         wf.walk_forward(toy_run, GRID, WINDOWS, objective="sharp")
     with pytest.raises(ValueError, match="workers 0"):
         wf.walk_forward(toy_run, GRID, WINDOWS, workers=0)
+    with pytest.raises(ValueError, match="cannot be sent to another process"):
+        wf.walk_forward(lambda p, a, b: toy_run(p, a, b), GRID, WINDOWS, workers=2)
 
 
 def test_stitch_by_hand() -> None:
