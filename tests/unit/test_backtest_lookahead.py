@@ -103,3 +103,14 @@ def test_sample_is_bounded_and_skips_the_last_bar() -> None:
     assert lookahead.sample_bars(sig[:1], 64) == []
     with pytest.raises(ValueError, match="max_bars 0"):
         lookahead.check(peek_next_close, None, max_bars=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.shared_data
+def test_every_catalog_strategy_passes_on_the_real_1h_history(shared_data) -> None:
+    from tests.strategies._data import load
+
+    btc, eth = load(shared_data, "BTC", "1h"), load(shared_data, "ETH", "1h")
+    for name in STRATEGY_NAMES:
+        report = lookahead.check_strategy(name, btc, candles_b=eth if name == "pairs_spread" else None, max_bars=16)
+        assert report.ok, report.first_mismatch.describe()
+    assert not lookahead.check(peek_next_close, btc, max_bars=16).ok
