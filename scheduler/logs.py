@@ -142,6 +142,18 @@ class _Repeats(logging.Filter):
                 h.handle(summary)
 
 
+def _take_over(logger: logging.Logger) -> None:
+    """One Logs owns a named logger at a time: a handler left by an earlier one that was never
+    closed (a daemon dropped without close()) is closed here, not left to leak its file."""
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        if not isinstance(old, _StreamHandler):  # stdout is not ours to close
+            try:
+                old.close()
+            except (OSError, ValueError):
+                pass
+
+
 class Logs:
     """Owns every log file of one daemon; hands out per-strategy loggers."""
 
@@ -158,8 +170,7 @@ class Logs:
         self._events = logging.getLogger("go_trader.events")
         self._events.propagate = False
         self._events.setLevel(logging.INFO)
-        for old in list(self._events.handlers):  # one Logs owns the event log at a time
-            self._events.removeHandler(old)
+        _take_over(self._events)
         h = self._file("events.jsonl")
         h.setFormatter(logging.Formatter("%(message)s"))
         self._events.addHandler(h)
@@ -180,8 +191,7 @@ class Logs:
         logger = logging.getLogger(name)
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        for old in list(logger.handlers):
-            logger.removeHandler(old)
+        _take_over(logger)
         for old_filter in list(logger.filters):
             logger.removeFilter(old_filter)
         logger.addFilter(_Repeats(logger))
