@@ -134,11 +134,12 @@ def _utc(ms: int) -> datetime:
 
 def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, *,
                 reference: bool = False, per_bar: bool = False, progress: Progress | None = None,
-                decided: Decisions | None = None) -> BacktestResult:
+                decided: Decisions | None = None, on_event: Callable[[Event], None] | None = None) -> BacktestResult:
     """Replay spot strategy ``s`` of ``config`` over [start_ms, end_ms] on ``market``.
 
     ``reference``: call ``step`` on every tick (the plain run the fast one must equal);
-    ``per_bar``: decide with the checker's code on every bar (no fast indicator path)."""
+    ``per_bar``: decide with the checker's code on every bar (no fast indicator path);
+    ``on_event`` sees every engine event (blocks, rejections, holds too)."""
     tf = s.timeframe or "1h"
     bar_ms = timeframe_ms(tf)
     candles, symbol = market.candles, s.symbols[0]
@@ -200,6 +201,9 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
         if due[k]:
             sleeve.last_run_at = now
         _collect(run, events)
+        if on_event is not None:
+            for e in events:
+                on_event(e)
 
     k = 0
     report_every = max(1, n // 100)
@@ -296,3 +300,23 @@ def closed_trades(fills: list[dict[str, Any]]) -> tuple[ClosedTrade, ...]:
             for key in ("qty", "cost", "fees", "slip"):
                 book[key] *= 1 - share
     return tuple(out)
+
+
+def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, end_ms: int, *,
+        progress: Progress | None = None, options_source: Any = None) -> tuple[BacktestResult, BacktestResult]:
+    """(net, gross) runs of strategy ``s``: the config's costs, then fee and slippage 0
+    (same data, same decisions: only the costs differ)."""
+    if s.type == "options":
+        from backtest import options_runner
+
+        net = options_runner.replay_options(config, s, source, options_source, start_ms, end_ms, progress=progress)
+        return net, options_runner.replay_options(gross(config), find_strategy(gross(config), s.id), source,
+                                                  options_source, start_ms, end_ms)
+    market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
+    tf = s.timeframe or "1h"
+    first = int(np.searchsorted(market.candles.ts_ms + timeframe_ms(tf), start_ms, side="left"))
+    decided = decisions(s.strategy_name, market.candles, s.params, market.candles_b,
+                        limit=config.runner.candles_limit, first=max(0, first - 1))
+    net = replay_spot(config, s, market, start_ms, end_ms, progress=progress, decided=decided)
+    g = gross(config)
+    return net, replay_spot(g, find_strategy(g, s.id), market, start_ms, end_ms, decided=decided)
