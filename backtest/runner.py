@@ -81,8 +81,12 @@ def with_costs(config: Config, *, fee_pct: float | None = None, slippage_pct: fl
 
 
 def gross(config: Config) -> Config:
-    """The same config without fees and slippage (the report's gross run)."""
-    return with_costs(config, fee_pct=0.0, slippage_pct=0.0)
+    """The same config without fees and slippage (the report's gross run): spot fees and
+    slippage 0, and for options Deribit's trade and delivery fees and the no-side spread 0."""
+    o = config.options
+    fees = o.fees.model_copy(update={"trade_pct": 0.0, "delivery_pct": 0.0})
+    options = o.model_copy(update={"fees": fees, "no_side_spread_pct": 0.0})
+    return with_costs(config, fee_pct=0.0, slippage_pct=0.0).model_copy(update={"options": options})
 
 
 def find_strategy(config: Config, strategy_id: str) -> StrategyConfig:
