@@ -46,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
                    help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
     p.add_argument("--start", type=_date_ms, help="first day (UTC, YYYY-MM-DD); default: a year before the end")
     p.add_argument("--end", type=_date_ms, help="last moment (UTC); default: the end of the data (files) or now")
+    p.add_argument("--days", type=float, help="the last DAYS days up to the end (instead of --start)")
     p.add_argument("--capital", type=float, help="USD per strategy (overrides the config)")
     p.add_argument("--fee-pct", type=float, help="taker fee in percent (overrides the config; 0.1 = 0.1 %%)")
     p.add_argument("--slippage-pct", type=float, help="slippage in percent (overrides the config)")
@@ -193,7 +194,9 @@ def main(argv: list[str]) -> int:
                         capital=args.capital if args.config is not None else None)
     source, options_source = _sources(config, base)
     end_ms = args.end if args.end is not None else _data_end_ms(source, config)
-    start_ms = args.start if args.start is not None else end_ms - 365 * DAY_MS
+    if args.days is not None and (args.start is not None or not args.days > 0):
+        raise ConfigError([f"--days {args.days:g}: give a number of days > 0, and not together with --start"])
+    start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
     rows: list[tuple[BacktestResult, BacktestResult]] = []
