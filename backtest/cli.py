@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backtest._compat import ConfigError
 from backtest.result import BacktestResult
-from scheduler.errors import ConfigError
 
 DAY_MS = 86_400_000
 
@@ -110,7 +110,7 @@ def _sources(config: Any, base: Path) -> tuple[Any, Any]:
 def _options_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The files options source reads <root>/deribit: a root that holds ohlcv/ beside deribit/
     (as ../shared/data does) is the parent of the candles' root."""
-    if spec.get("source") != "files":
+    if spec.get("source") != "files" or spec.get("options_root"):
         return spec
     root = Path(spec["root"])
     if not (root / "deribit").is_dir() and (root.parent / "deribit").is_dir():
@@ -120,8 +120,8 @@ def _options_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _data_end_ms(source: Any, config: Any) -> int:
     """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
+    from backtest._compat import timeframe_ms
     from market.files_source import FilesSource, find_candle_file, read_candle_file
-    from market.timeframes import timeframe_ms
 
     spot = [s for s in config.strategies if s.type == "spot"]
     if isinstance(source, FilesSource) and spot:
@@ -151,6 +151,30 @@ class _Progress:
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def _print_tables(rows: list[tuple[BacktestResult, BacktestResult]], *, compare_mode: bool) -> None:
+    """One run: its metrics beside gross and buy-and-hold (backtest.report); several (a config,
+    or --mode compare): one row each, side by side (backtest.compare)."""
+    try:
+        from backtest import compare, report
+    except ImportError:  # the analytics are a separate module set; the runner works without them
+        print(plain_table(rows))
+        print("(plain table: backtest/report.py is not installed here)", file=sys.stderr)
+        return
+    if len(rows) == 1 and not compare_mode:
+        print(report.terminal_table(*rows[0]))
+    else:
+        print(compare.compare_table([net for net, _ in rows], [gross for _, gross in rows]))
+
+
+def _prices(source: Any, result: BacktestResult) -> list[tuple[int, float]] | None:
+    """(close time, close) of the traded symbol over the run, for the report's price chart."""
+    if result.kind != "spot" or not result.timeframe:
+        return None
+    bars = (result.end_ms - result.start_ms) // result.bar_ms + 1
+    candles = source.fetch_candles(result.symbols[0], result.timeframe, now_ms=result.end_ms, limit=bars)
+    return [(int(t) + result.bar_ms, float(c)) for t, c in zip(candles.ts_ms, candles.close, strict=True)]
 
 
 def plain_table(rows: list[tuple[BacktestResult, BacktestResult]]) -> str:
@@ -203,29 +227,21 @@ def main(argv: list[str]) -> int:
     for s in config.strategies:
         net, gross = run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
         rows.append((net, gross))
+    _print_tables(rows, compare_mode=args.mode == "compare")
+    if args.json is not None:
+        from backtest import report
+
+        doc = {"start_ms": start_ms, "end_ms": end_ms, "reports": [report.to_json(net, gross) for net, gross in rows]}
+        args.json.write_text(report.dumps(doc))
+    if args.html is not None:
+        from backtest import report
+
+        for net, gross in rows:
+            report.write_html(net, gross, _html_path(args.html, net.strategy_id, len(rows) > 1),
+                              prices=_prices(source, net))
     source.close()
     if options_source is not None:
         options_source.close()
-    try:
-        from backtest import report  # written beside this module (issue 10 item 10)
-    except ImportError:
-        report = None
-    if report is not None and hasattr(report, "terminal_table"):
-        print(report.terminal_table([net for net, _ in rows]))
-    else:
-        print(plain_table(rows))
-        print("(plain table: backtest/report.py is not installed here)", file=sys.stderr)
-    if args.json is not None:
-        doc = {"start_ms": start_ms, "end_ms": end_ms,
-               "results": [{"net": net.to_json(), "gross": gross.to_json()} for net, gross in rows]}
-        args.json.write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False))
-    if args.html is not None:
-        if report is None or not hasattr(report, "write_html"):
-            print("go-trader backtest: --html needs backtest/report.py, which is not installed here; "
-                  "use --json", file=sys.stderr)
-            return 1
-        for net, gross in rows:
-            report.write_html(net, gross, _html_path(args.html, net.strategy_id, len(rows) > 1))
     return 0
 
 

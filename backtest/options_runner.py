@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from backtest._compat import ConfigError, ExchangeError, GoTraderError
 from backtest.result import BacktestResult, ClosedTrade
 from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
@@ -35,7 +36,6 @@ from scheduler.config import Config, StrategyConfig
 from scheduler.engine.models import State, new_sleeve
 from scheduler.engine.option_fills import OptionMark
 from scheduler.engine.step import Mark, sleeve_equity, step
-from scheduler.errors import ConfigError, ExchangeError, GoTraderError
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -26,21 +26,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from backtest import skip
+from backtest._compat import ConfigError, DataError, timeframe_ms
 from backtest.result import BacktestResult, ClosedTrade
 from backtest.signals import Decisions, decisions
 from market.base import Candles, MarketSource
-from market.rules import MarketRules
-from market.timeframes import timeframe_ms
 from scheduler import engine_rules
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.models import State, new_sleeve
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
-from scheduler.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from market.rules import MarketRules
 
 Progress = Callable[[int, int], None]  # (ticks done, ticks in all)
 
@@ -98,14 +99,18 @@ def find_strategy(config: Config, strategy_id: str) -> StrategyConfig:
 
 
 def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: int, warmup_bars: int) -> SpotMarket:
-    """Every candle of the strategy's symbols closed by ``end_ms``, from ``warmup_bars`` before
+    """Every candle of the strategy's symbols closed by ``end_ms`` (and the one starting then),
+    from ``warmup_bars`` before
     ``start_ms``; the market rules where the source has them (else the engine's defaults,
     as the daemon when its fetch step got none)."""
     tf = s.timeframe or "1h"
     bar = timeframe_ms(tf)
-    limit = max(1, (end_ms - start_ms) // bar + warmup_bars + 2)
-    candles = source.fetch_candles(s.symbols[0], tf, now_ms=end_ms, limit=limit).closed_at(end_ms)
-    candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=end_ms, limit=limit).closed_at(end_ms)
+    limit = max(1, (end_ms - start_ms) // bar + warmup_bars + 3)
+    # one bar past the end: the candle starting at the last tick is its ticker (its open is
+    # known then; decisions only ever see the candles closed at their tick)
+    upto = end_ms + bar
+    candles = source.fetch_candles(s.symbols[0], tf, now_ms=upto, limit=limit).closed_at(upto)
+    candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=upto, limit=limit).closed_at(upto)
                  if len(s.symbols) > 1 else None)
     if not len(candles) or int(candles.ts_ms[-1]) < start_ms:
         raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start and the end of the run")
@@ -183,16 +188,27 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
     exposure = np.empty(n)
     plan = skip.Planner(ticks, mark_px, candles, newest, new_bar, sig, due & fresh, rules[s.id], account, s) if not reference else None
 
+    def _intent(sid: str, sym: str, k: int, i: int) -> SpotIntent:
+        """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
+        hold keeps the checker's price (the last close, at its close time); a buy or sell goes
+        at the ticker (the open of the candle starting at the tick, as of the tick), none when
+        no candle starts then, and a strategy's stop keeps its distance from the price."""
+        signal, close = int(decided.signal[i]), float(candles.close[i])
+        stop = float(decided.stop[i]) if np.isfinite(decided.stop[i]) else None
+        if signal == 0:
+            return SpotIntent(sid, sym, 0, close, _utc(int(close_ms[i])), stop)
+        if not starts[k]:
+            return SpotIntent(sid, sym, signal, None, _utc(int(close_ms[i])), None)
+        price = float(ticker[k])
+        return SpotIntent(sid, sym, signal, price, _utc(int(ticks[k])),
+                          stop * price / close if stop is not None else None)
+
     def do_step(k: int) -> None:
         T = int(ticks[k])
         now = _utc(T)
         intents = []
         if due[k] and fresh[k]:
-            i = int(newest[k])
-            stop = decided.stop[i]
-            price = float(ticker[k]) if starts[k] else None
-            intents.append(SpotIntent(s.id, symbol, int(decided.signal[i]), price, now,
-                                      float(stop) if np.isfinite(stop) else None))
+            intents.append(_intent(s.id, symbol, k, int(newest[k])))
         marks = {symbol: Mark(float(mark_px[k]), _utc(int(mark_at[k])))}
         bars = {}
         if new_bar[k]:

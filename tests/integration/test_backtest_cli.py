@@ -25,9 +25,10 @@ def test_backtest_from_flags_on_the_synthetic_market_writes_json(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "sma_crossover-btc" in result.stdout and "sma_crossover-eth" in result.stdout
     doc = json.loads(out.read_text())
-    assert len(doc["results"]) == 2
-    for entry in doc["results"]:
-        net, gross = BacktestResult.from_json(entry["net"]), BacktestResult.from_json(entry["gross"])
+    assert len(doc["reports"]) == 2
+    for entry in doc["reports"]:
+        net, gross = BacktestResult.from_json(entry["result"]), BacktestResult.from_json(entry["gross"]["result"])
+        assert entry["metrics"] and entry["costs"] is not None
         assert net.costs == {"fee_pct": 0.2, "slippage_pct": 0.1} and net.initial_capital_usd == 500
         assert gross.costs == {"fee_pct": 0.0, "slippage_pct": 0.0}
         assert net.fills and net.fees_usd > 0 and net.source == "synthetic"
@@ -43,8 +44,8 @@ def test_backtest_of_one_strategy_of_a_config(tmp_path):
     result = run_cli("backtest", "--config", str(config), "--strategy", "b", "--start", "2025-01-01", "--end",
                      "2025-03-01", "--json", str(out))
     assert result.returncode == 0, result.stderr
-    [entry] = json.loads(out.read_text())["results"]
-    net = BacktestResult.from_json(entry["net"])
+    [entry] = json.loads(out.read_text())["reports"]
+    net = BacktestResult.from_json(entry["result"])
     assert (net.strategy_id, net.timeframe, net.initial_capital_usd) == ("b", "4h", 900)
 
 
@@ -58,6 +59,17 @@ def test_backtest_refuses_bad_flags_with_exit_2(args, message):
     result = run_cli("backtest", "--source", "synthetic", *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_one_run_prints_its_report_and_writes_the_html(tmp_path):
+    html = tmp_path / "r.html"
+    result = run_cli("backtest", "--strategy", "rsi", "--symbols", "ETH/USDT", "--source", "synthetic",
+                     "--start", "2025-01-01", "--end", "2025-02-01", "--html", str(html))
+    assert result.returncode == 0, result.stderr
+    assert "rsi-eth (rsi) ETH/USDT 1h" in result.stdout and "costs" in result.stdout
+    text = html.read_text()
+    assert text.startswith("<!doctype html") or text.lower().startswith("<!doctype html")
+    assert "report-data" in text
 
 
 def test_compare_mode_puts_every_catalog_strategy_in_one_table():
@@ -74,7 +86,7 @@ def test_backtest_on_the_real_candles(shared_data, tmp_path):
     result = run_cli("backtest", "--strategy", "bollinger_bands", "--symbols", "BTC/USDT", "--source", "files",
                      "--data-root", str(shared_data / "ohlcv"), "--start", "2024-01-01", "--json", str(out))
     assert result.returncode == 0, result.stderr
-    net = BacktestResult.from_json(json.loads(out.read_text())["results"][0]["net"])
+    net = BacktestResult.from_json(json.loads(out.read_text())["reports"][0]["result"])
     assert net.source == "files:binance" and len(net.fills) > 10
     assert net.end_ms == 1_778_954_400_000 + 3_600_000  # the default end: where the file ends
 
