@@ -118,6 +118,12 @@ def _options_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def _is_files(source: Any) -> bool:
+    from market.files_source import FilesSource
+
+    return isinstance(source, FilesSource)
+
+
 def _data_end_ms(source: Any, config: Any) -> int:
     """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
     from backtest._compat import timeframe_ms
@@ -217,7 +223,11 @@ def main(argv: list[str]) -> int:
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
     source, options_source = _sources(config, base)
-    end_ms = args.end if args.end is not None else _data_end_ms(source, config)
+    data_end = _data_end_ms(source, config)
+    if args.end is not None and _is_files(source) and args.end > data_end:
+        raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}); give an "
+                           "earlier --end, or fetch more with go-trader download-data"])
+    end_ms = args.end if args.end is not None else data_end
     if args.days is not None and (args.start is not None or not args.days > 0):
         raise ConfigError([f"--days {args.days:g}: give a number of days > 0, and not together with --start"])
     start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)

@@ -113,7 +113,10 @@ def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: in
     candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=upto, limit=limit).closed_at(upto)
                  if len(s.symbols) > 1 else None)
     if not len(candles) or int(candles.ts_ms[-1]) < start_ms:
-        raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start and the end of the run")
+        have = (f"the {limit} candles before the end run from {_utc(int(candles.ts_ms[0]))} to "
+                f"{_utc(int(candles.ts_ms[-1]))}" if len(candles) else "it has none before the end")
+        raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start {_utc(start_ms)} and the end "
+                        f"{_utc(end_ms)} of the run ({have}); choose --start/--end inside the data")
     try:
         rules = source.fetch_market_rules(list(s.symbols[:1]))
     except DataError:

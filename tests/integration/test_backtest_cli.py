@@ -89,6 +89,15 @@ def test_backtest_on_the_real_candles(shared_data, tmp_path):
     net = BacktestResult.from_json(json.loads(out.read_text())["reports"][0]["result"])
     assert net.source == "files:binance" and len(net.fills) > 10
     assert net.end_ms == 1_778_954_400_000 + 3_600_000  # the default end: where the file ends
+    late = run_cli("backtest", "--strategy", "rsi", "--symbols", "BTC/USDT", "--source", "files", "--data-root",
+                   str(shared_data / "ohlcv"), "--start", "2027-01-01", "--end", "2027-02-01")
+    assert late.returncode == 2 and "is after the end of the data (2026-05-16T19:00:00+00:00)" in late.stderr
+
+
+def test_a_range_outside_the_synthetic_market_says_where_it_is():
+    result = run_cli("backtest", "--strategy", "rsi", "--symbols", "BTC/USDT", "--source", "synthetic",
+                     "--start", "2020-01-01", "--end", "2020-02-01")
+    assert result.returncode == 1 and "choose --start/--end inside the data" in result.stderr
 
 
 def test_paper_from_flags_runs_a_daemon_cycle_in_the_current_folder(tmp_path):
