@@ -1,7 +1,7 @@
 """Bars per second of a single-strategy backtest on the real BTC/USDT 1h candles (about
 76,000), beside backtesting.py on the same data and strategy in the same run.
 
-    .venv/bin/python bench/bench_backtest.py [--runs N] [--no-reference]
+    .venv/bin/python bench/bench_backtest.py [--runs N] [--no-reference] [--daemon-cycles N]
 
 Ours: sma_crossover 20/50 with the full engine (fees, slippage, a 5 % protective stop, the
 default risk rules: caps, breakers, daily loss, kill switch), timed from the candles in
@@ -11,7 +11,10 @@ replay that calls ``step`` on every bar, whose fills must be identical (it says 
 ratio). backtesting.py: its canonical SmaCross (``backtesting.test.SMA``, ``lib.crossover``,
 ``buy()`` / ``position.close()``) with commission and spread on the same DataFrame, timed
 around ``Backtest.run``. Best of N runs each (default 3), on this machine as it is (2 shared
-cores: the ratio, measured in the same run, is the figure to read). Skips with a reason
+cores: the ratio, measured in the same run, is the figure to read). Last, the replayed
+daemon (tests/integration/test_parity.py's way: ManualClock stepping an hour a cycle, the
+real fetch step and checker processes, state saved every cycle) on the same strategy:
+cycles per second, beside the backtester's bars per second. Skips with a reason
 without ../shared/data. Exits 0; it reports, it does not judge.
 """
 
@@ -106,10 +109,43 @@ def theirs(runs: int) -> tuple[int, float]:
     return len(c), best
 
 
+def daemon_cycles(cycles: int) -> None:
+    import json
+    import tempfile
+    from datetime import UTC, datetime
+
+    from scheduler.clock import ManualClock
+    from scheduler.config import load_config
+    from scheduler.daemon import Daemon
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        doc = _config().model_dump(mode="json", exclude_none=True)
+        doc.update(state_file="state.json", log_dir="logs", status={"host": "127.0.0.1", "port": 0})
+        path = folder / "config.json"
+        path.write_text(json.dumps(doc))
+        config = load_config(path)
+        clock = ManualClock(datetime.fromtimestamp((END_MS - (cycles + 1) * 3_600_000) / 1000, tz=UTC))
+        daemon = Daemon(config, path, clock=clock, state_path=folder / "state.json", log_dir=folder / "logs",
+                        stdout_logs=False)
+        daemon.open()
+        try:
+            t = time.perf_counter()
+            for _ in range(cycles):
+                daemon.run_cycle()
+                clock.advance(3600)
+            took = time.perf_counter() - t
+        finally:
+            daemon.close()
+    print(f"replayed daemon     {cycles:7d} cycles {took:7.3f} s  {cycles / took:11,.2f} cycles/s  "
+          "(fetch step + checker process + engine + save per cycle)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--no-reference", action="store_true", help="skip the plain step-every-bar replay")
+    p.add_argument("--daemon-cycles", type=int, default=20, help="cycles of the replayed daemon (0: skip)")
     args = p.parse_args()
     if not (DATA / "ohlcv" / "binance").is_dir():
         print(f"skipped: real market data not found at {DATA} (set GO_TRADER_SHARED_DATA)")
@@ -124,6 +160,8 @@ def main() -> int:
     their_bars, their_s = theirs(args.runs)
     print(f"ratio: go-trader is {(bars / mine) / (their_bars / their_s):.2f}x backtesting.py's bars per second "
           f"(target 10x)")
+    if args.daemon_cycles > 0:
+        daemon_cycles(args.daemon_cycles)
     return 0
 
 
