@@ -20,6 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from typing import Any  # noqa: E402
 
 from checkers import common  # noqa: E402
 
@@ -37,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.symbol_b:
         doc["symbol_b"] = args.symbol_b
     with common.reporting(doc) as keep:
-        import strategies
         from market.base import check_fresh
         from strategies.catalog import validate_params
 
@@ -50,17 +51,30 @@ def main(argv: list[str] | None = None) -> int:
             return candles.closed_at(now_ms)
 
         candles = closed(args.symbol)
-        check_fresh(candles, now_ms)
+        check_fresh(candles, now_ms)  # before the second symbol is fetched: the first error wins
         candles_b = closed(args.symbol_b) if args.symbol_b else None
-        result = strategies.evaluate(args.strategy, candles, params, candles_b)
-        stop = result.indicators.get("stop_price") if result.signal == 1 else None
-        doc.update({
-            "signal": int(result.signal), "price": float(candles.close[-1]), "indicators": result.indicators,
-            "timestamp": common.iso_ms(candles.close_time_ms()), "source": candles.source, "bars": len(candles),
-        })
-        if isinstance(stop, (int, float)):
-            doc["stop_price"] = float(stop)
+        doc.update(decide(args.strategy, candles, params, candles_b, now_ms))
     return 0
+
+
+def decide(strategy: str, candles: Any, params: Mapping[str, Any], candles_b: Any, now_ms: int) -> dict[str, Any]:
+    """The checker's decision at ``now_ms`` from the candles closed by then (the fields of its
+    document). The daemon's checker and the backtester (backtest/signals.py) both call this,
+    so a replay decides exactly as the live checker: stale candles fail (DataError), the
+    price is the last closed close, a buy carries the strategy's protective stop."""
+    import strategies
+    from market.base import check_fresh
+
+    check_fresh(candles, now_ms)
+    result = strategies.evaluate(strategy, candles, params, candles_b)
+    stop = result.indicators.get("stop_price") if result.signal == 1 else None
+    out: dict[str, Any] = {
+        "signal": int(result.signal), "price": float(candles.close[-1]), "indicators": result.indicators,
+        "timestamp": common.iso_ms(candles.close_time_ms()), "source": candles.source, "bars": len(candles),
+    }
+    if isinstance(stop, (int, float)):
+        out["stop_price"] = float(stop)
+    return out
 
 
 if __name__ == "__main__":

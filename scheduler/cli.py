@@ -10,6 +10,8 @@
     go-trader reset-kill-switch                 lift the portfolio kill switch (audited)
     go-trader trade --strategy ID enter|close   a manual trade, sized by the backend
     go-trader reconcile                         rebuild the books from the trade log and compare
+    go-trader backtest ...                      replay strategies through the engine over history
+    go-trader paper --strategy macd --symbols BTC/USDT --capital 1000   a daemon from flags alone
     go-trader help [COMMAND]                    this list, or one command's options
 
 The commands that change state go to the running daemon over HTTP (they need
@@ -48,6 +50,8 @@ SUMMARIES = {
     "reset-kill-switch": "lift the portfolio kill switch (audited)",
     "trade": "a manual enter or close through the same engine and risk rules",
     "reconcile": "rebuild the books from the trade log and compare with the state",
+    "backtest": "replay one strategy or a whole config through the engine over recorded history",
+    "paper": "paper-trade one strategy built from flags (no config file): --strategy, --symbols, --capital",
     "help": "this text, or `go-trader help COMMAND` for one command's options",
 }
 
@@ -103,12 +107,17 @@ def _require_state(state_path: Path, config_path: Path) -> None:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    from scheduler.clock import SystemClock
     from scheduler.config import load_config
-    from scheduler.daemon import Daemon, install_signal_handlers
 
     args = _run_parser().parse_args(argv)
-    config = load_config(args.config)
+    return _run_daemon(args, load_config(args.config))
+
+
+def _run_daemon(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+    """Start the daemon for ``config`` (``args``: config path, --once, --state-file, ...)."""
+    from scheduler.clock import SystemClock
+    from scheduler.daemon import Daemon, install_signal_handlers
+
     state_path, log_dir = _paths(args, config)
     _check_startup(args, config, state_path, log_dir, serve_status=not args.no_status_server)
     daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path, log_dir=log_dir)
@@ -343,9 +352,96 @@ def cmd_reconcile(argv: Sequence[str]) -> int:
                     lambda a: {}, argv)
 
 
+def market_from_flags(source: str, data_root: Path | None, seed: int = 42) -> dict:
+    """The config's ``market`` section for ``--source`` (and ``--data-root`` for files)."""
+    if source == "synthetic":
+        return {"source": "synthetic", "seed": seed}
+    if source == "files":
+        return {"source": "files", "root": str((data_root or Path("data")).resolve())}
+    return {"source": "ccxt", "exchange": "binance"}
+
+
+def config_from_flags(strategy: str, symbols: Sequence[str], timeframe: str, capital: float, market: dict, *,
+                      params: dict | None = None, interval_s: int | None = None, state_file: str = "state.json",
+                      log_dir: str = "logs") -> dict:
+    """A config document for one catalog strategy on ``symbols`` (one spot strategy per symbol,
+    or the pair for pairs_spread; an options strategy takes the underlying, e.g. BTC), built in
+    memory and validated like a file (``scheduler.config.parse_config``)."""
+    from options import OPTIONS_STRATEGIES
+    from strategies.catalog import CATALOG
+
+    base: dict = {"capital": capital}
+    if params:
+        base["params"] = params
+    if strategy in OPTIONS_STRATEGIES:
+        entries = [{"id": f"{strategy}-{u.split('/')[0].lower()}", "type": "options", "script": "check_options.py",
+                    "args": [strategy, u.split("/")[0]], **base} for u in symbols]
+    elif strategy in CATALOG and CATALOG[strategy].needs_second_symbol:
+        if len(symbols) != 2:
+            raise ConfigError([f"--symbols: {strategy} trades a pair; give two symbols, e.g. BTC/USDT,ETH/USDT"])
+        entries = [{"id": f"{strategy}-{symbols[0].split('/')[0].lower()}-{symbols[1].split('/')[0].lower()}",
+                    "type": "spot", "script": "check_strategy.py", "args": [strategy, symbols[0], timeframe, symbols[1]],
+                    **base}]
+    else:
+        entries = [{"id": f"{strategy}-{sym.split('/')[0].lower()}", "type": "spot", "script": "check_strategy.py",
+                    "args": [strategy, sym, timeframe], **base} for sym in symbols]
+    try:  # the engine's own value module once the layering change is in; market's before it
+        from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
+    except ImportError:
+        from market.timeframes import TIMEFRAMES, timeframe_ms  # type: ignore[no-redef]
+
+    interval = interval_s or (timeframe_ms(timeframe) // 1000 if timeframe in TIMEFRAMES else 3600)
+    return {"interval_seconds": interval, "state_file": state_file, "log_dir": log_dir, "market": market,
+            "strategies": entries}
+
+
+def _symbols_arg(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_backtest(argv: Sequence[str]) -> int:
+    from backtest.cli import main as backtest_main  # numpy and the engine's replay load only here
+
+    return backtest_main(list(argv))
+
+
+def cmd_paper(argv: Sequence[str]) -> int:
+    """The original's one-strategy paper trader: a daemon whose config comes from flags."""
+    import os
+
+    from scheduler.config import parse_config
+
+    p = argparse.ArgumentParser(prog="go-trader paper", description="Paper-trade one strategy without a config "
+                                "file: the daemon, built from these flags (state and logs in the current folder).")
+    p.add_argument("--strategy", required=True, help="a catalog name (go-trader list-strategies) or an options "
+                   "strategy (with --symbols BTC)")
+    p.add_argument("--symbols", type=_symbols_arg, required=True, metavar="BTC/USDT[,ETH/USDT]")
+    p.add_argument("--timeframe", default="1h")
+    p.add_argument("--capital", type=float, default=1000.0, help="USD per strategy (default 1000)")
+    p.add_argument("--params", type=json.loads, default=None, help="JSON object of parameter overrides")
+    p.add_argument("--interval", type=int, default=None, help="seconds between checks (default: the timeframe)")
+    p.add_argument("--source", choices=("ccxt", "synthetic", "files"), default="ccxt",
+                   help="market data: live Binance through ccxt (default), the synthetic market, or files")
+    p.add_argument("--data-root", type=Path, help="the files source's folder (download-data's --root)")
+    p.add_argument("--state-file", type=Path, default=None, help="default: ./paper-state.json")
+    p.add_argument("--log-dir", type=Path, default=None, help="default: ./paper-logs")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p.add_argument("--no-status-server", action="store_true")
+    args = p.parse_args(argv)
+    doc = config_from_flags(args.strategy, args.symbols, args.timeframe, args.capital,
+                            market_from_flags(args.source, args.data_root), params=args.params,
+                            interval_s=args.interval, state_file=str(args.state_file or "paper-state.json"),
+                            log_dir=str(args.log_dir or "paper-logs"))
+    here = Path(os.getcwd())
+    config = parse_config(doc, base_dir=here)
+    run_args = argparse.Namespace(config=here / "paper.json", state_file=args.state_file, log_dir=args.log_dir,
+                                  once=args.once, no_status_server=args.no_status_server)
+    return _run_daemon(run_args, config)
+
+
 COMMANDS = {"reset-breaker": cmd_reset_breaker, "reset-kill-switch": cmd_reset_kill_switch, "trade": cmd_trade,
             "reconcile": cmd_reconcile, "validate-config": cmd_validate, "status": cmd_status, "list-strategies": cmd_list_strategies,
-            "download-data": cmd_download}
+            "download-data": cmd_download, "backtest": cmd_backtest, "paper": cmd_paper}
 
 
 def cmd_help(argv: Sequence[str]) -> int:

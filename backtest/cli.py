@@ -1,0 +1,259 @@
+"""``go-trader backtest``: replay strategies through the engine over recorded history.
+
+    go-trader backtest --config config.json [--strategy ID] [--start 2024-01-01] [--end 2025-01-01]
+    go-trader backtest --strategy sma_crossover --symbols BTC/USDT --timeframe 1h --source files --data-root data
+    go-trader backtest --mode compare --symbols BTC/USDT --source synthetic
+
+Each run is the config's own strategy, fees, slippage, sizing, stops and risk rules
+(backtest/runner.py), once with the costs and once without (gross). Prints a table;
+``--json OUT`` writes every result, ``--html OUT`` the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from backtest._compat import ConfigError
+from backtest.result import BacktestResult
+
+DAY_MS = 86_400_000
+
+
+def _date_ms(value: str) -> int:
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD (UTC) or an ISO time") from e
+    return int((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="go-trader backtest", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--config", type=Path, help="replay this config's strategies (its market unless --source)")
+    p.add_argument("--strategy", help="with --config: one strategy id; without: a catalog or options strategy name")
+    p.add_argument("--symbols", help="without --config: BTC/USDT[,ETH/USDT] (options: BTC or ETH)")
+    p.add_argument("--timeframe", default="1h", help="without --config (default 1h)")
+    p.add_argument("--params", type=json.loads, help="without --config: JSON parameter overrides")
+    p.add_argument("--mode", choices=("run", "compare"), default="run",
+                   help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
+    p.add_argument("--start", type=_date_ms, help="first day (UTC, YYYY-MM-DD); default: a year before the end")
+    p.add_argument("--end", type=_date_ms, help="last moment (UTC); default: the end of the data (files) or now")
+    p.add_argument("--days", type=float, help="the last DAYS days up to the end (instead of --start)")
+    p.add_argument("--capital", type=float, help="USD per strategy (overrides the config)")
+    p.add_argument("--fee-pct", type=float, help="taker fee in percent (overrides the config; 0.1 = 0.1 %%)")
+    p.add_argument("--slippage-pct", type=float, help="slippage in percent (overrides the config)")
+    p.add_argument("--source", choices=("files", "synthetic"), help="market data (default: the config's, or synthetic)")
+    p.add_argument("--data-root", type=Path, help="the files source's folder (what download-data's --root wrote)")
+    p.add_argument("--seed", type=int, default=42, help="the synthetic market's seed (default 42)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write every result (net and gross) as JSON")
+    p.add_argument("--html", type=Path, metavar="OUT", help="write the HTML report (one file per strategy)")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from scheduler.cli import config_from_flags, market_from_flags
+    from scheduler.config import load_config, parse_config
+    from strategies.catalog import CATALOG
+
+    if args.config is not None:
+        config = load_config(args.config)
+        if args.source is not None or args.data_root is not None:
+            market = market_from_flags(args.source or "files", args.data_root, args.seed)
+            config = config.model_copy(update={"market": parse_config(
+                {"market": market, "strategies": [s.model_dump() for s in config.strategies]},
+                base_dir=Path.cwd()).market})
+        if args.strategy:
+            from backtest.runner import find_strategy
+
+            config = config.model_copy(update={"strategies": [find_strategy(config, args.strategy)]})
+        return config, (args.config.resolve().parent)
+    if not args.symbols:
+        raise ConfigError(["--symbols is needed without --config (e.g. --symbols BTC/USDT)"])
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    market = market_from_flags(args.source or "synthetic", args.data_root, args.seed)
+    if args.mode == "compare" and not args.strategy:
+        names = [n for n, info in CATALOG.items() if not info.needs_second_symbol or len(symbols) == 2]
+        docs = [config_from_flags(n, symbols if CATALOG[n].needs_second_symbol else symbols, args.timeframe,
+                                  args.capital or 1000.0, market) for n in names]
+        strategies = [s for d in docs for s in d["strategies"]]
+        doc = {**docs[0], "strategies": strategies}
+    elif not args.strategy:
+        raise ConfigError(["--strategy is needed without --config (a name from go-trader list-strategies), "
+                           "or --mode compare for all of them"])
+    else:
+        doc = config_from_flags(args.strategy, symbols, args.timeframe, args.capital or 1000.0, market,
+                                params=args.params)
+    return parse_config(doc, base_dir=Path.cwd()), Path.cwd()
+
+
+def _sources(config: Any, base: Path) -> tuple[Any, Any]:
+    from market.sources import open_options_source, open_source
+
+    spec = config.market.model_dump()
+    if spec.get("source") == "ccxt":
+        raise ConfigError(["market.source is ccxt: backtests replay recorded data; use --source files "
+                           "(after go-trader download-data) or --source synthetic"])
+    if spec.get("source") == "files" and not Path(spec["root"]).is_absolute():
+        spec["root"] = str((base / spec["root"]).resolve())
+    needs_options = any(s.type == "options" for s in config.strategies)
+    return open_source(spec), (open_options_source(_options_spec(spec)) if needs_options else None)
+
+
+def _options_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The files options source reads <root>/deribit: a root that holds ohlcv/ beside deribit/
+    (as ../shared/data does) is the parent of the candles' root."""
+    if spec.get("source") != "files" or spec.get("options_root"):
+        return spec
+    root = Path(spec["root"])
+    if not (root / "deribit").is_dir() and (root.parent / "deribit").is_dir():
+        return {**spec, "root": str(root.parent)}
+    return spec
+
+
+def _is_files(source: Any) -> bool:
+    from market.files_source import FilesSource
+
+    return isinstance(source, FilesSource)
+
+
+def _data_end_ms(source: Any, config: Any) -> int:
+    """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
+    from backtest._compat import timeframe_ms
+    from market.files_source import FilesSource, find_candle_file, read_candle_file
+
+    spot = [s for s in config.strategies if s.type == "spot"]
+    if isinstance(source, FilesSource) and spot:
+        s = spot[0]
+        path = find_candle_file(source.folder, s.symbols[0], s.timeframe)
+        if path is not None:
+            rows = read_candle_file(path)
+            if len(rows):
+                return int(rows[-1, 0]) + timeframe_ms(s.timeframe)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return int(now.timestamp() * 1000)
+
+
+class _Progress:
+    """One line on stderr, redrawn, only when stderr is a terminal (a log or a pipe gets nothing)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.on = label, sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.on or time.monotonic() - self.started < 0.5 and done < total:
+            return
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{self.label[:28]:28} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} bars")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _print_tables(rows: list[tuple[BacktestResult, BacktestResult]], *, compare_mode: bool) -> None:
+    """One run: its metrics beside gross and buy-and-hold (backtest.report); several (a config,
+    or --mode compare): one row each, side by side (backtest.compare)."""
+    try:
+        from backtest import compare, report
+    except ImportError:  # the analytics are a separate module set; the runner works without them
+        print(plain_table(rows))
+        print("(plain table: backtest/report.py is not installed here)", file=sys.stderr)
+        return
+    if len(rows) == 1 and not compare_mode:
+        print(report.terminal_table(*rows[0]))
+    else:
+        print(compare.compare_table([net for net, _ in rows], [gross for _, gross in rows]))
+
+
+def _prices(source: Any, result: BacktestResult) -> list[tuple[int, float]] | None:
+    """(close time, close) of the traded symbol over the run, for the report's price chart."""
+    if result.kind != "spot" or not result.timeframe:
+        return None
+    bars = (result.end_ms - result.start_ms) // result.bar_ms + 1
+    candles = source.fetch_candles(result.symbols[0], result.timeframe, now_ms=result.end_ms, limit=bars)
+    return [(int(t) + result.bar_ms, float(c)) for t, c in zip(candles.ts_ms, candles.close, strict=True)]
+
+
+def plain_table(rows: list[tuple[BacktestResult, BacktestResult]]) -> str:
+    """The terminal table when backtest.report is not there: one line per strategy."""
+    head = ("strategy", "symbols", "tf", "trades", "net %", "gross %", "fees $", "max dd %", "final $", "hold %")
+    lines = [head]
+    for net, gross in rows:
+        lines.append((net.strategy_id, ",".join(net.symbols), net.timeframe or "-", str(len(net.trades)),
+                      f"{_ret(net):+.2f}", f"{_ret(gross):+.2f}", f"{net.fees_usd:,.2f}", f"{_max_dd(net):.2f}",
+                      f"{net.final_equity_usd:,.2f}",
+                      f"{(net.benchmark[-1][1] / net.initial_capital_usd - 1) * 100:+.2f}" if net.benchmark else "-"))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+           for r in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _ret(r: BacktestResult) -> float:
+    return (r.final_equity_usd / r.initial_capital_usd - 1) * 100
+
+
+def _max_dd(r: BacktestResult) -> float:
+    peak, worst = float("-inf"), 0.0
+    for _, v in r.equity:
+        peak = max(peak, v)
+        worst = max(worst, (peak - v) / peak * 100 if peak > 0 else 0.0)
+    return worst
+
+
+def _html_path(path: Path, strategy_id: str, many: bool) -> Path:
+    return path.with_name(f"{path.stem}-{strategy_id}{path.suffix or '.html'}") if many else path
+
+
+def main(argv: list[str]) -> int:
+    from backtest.runner import run, with_costs
+
+    args = parser().parse_args(argv)
+    config, base = _config(args)
+    config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
+                        capital=args.capital if args.config is not None else None)
+    source, options_source = _sources(config, base)
+    data_end = _data_end_ms(source, config)
+    if args.end is not None and _is_files(source) and args.end > data_end:
+        raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}); give an "
+                           "earlier --end, or fetch more with go-trader download-data"])
+    end_ms = args.end if args.end is not None else data_end
+    if args.days is not None and (args.start is not None or not args.days > 0):
+        raise ConfigError([f"--days {args.days:g}: give a number of days > 0, and not together with --start"])
+    start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)
+    if start_ms >= end_ms:
+        raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
+    rows: list[tuple[BacktestResult, BacktestResult]] = []
+    for s in config.strategies:
+        net, gross = run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
+        rows.append((net, gross))
+    _print_tables(rows, compare_mode=args.mode == "compare")
+    if args.json is not None:
+        from backtest import report
+
+        doc = {"start_ms": start_ms, "end_ms": end_ms, "reports": [report.to_json(net, gross) for net, gross in rows]}
+        args.json.write_text(report.dumps(doc))
+    if args.html is not None:
+        from backtest import report
+
+        for net, gross in rows:
+            report.write_html(net, gross, _html_path(args.html, net.strategy_id, len(rows) > 1),
+                              prices=_prices(source, net))
+    source.close()
+    if options_source is not None:
+        options_source.close()
+    return 0
+
+
+def _iso(ms: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).isoformat()

@@ -1,0 +1,225 @@
+"""An options strategy of a config replayed through the engine (README "Backtesting").
+
+The clock steps once a day at 10:00 UTC by default (``step_ms``/``offset_ms``): the real
+Deribit files hold one chain a day, taken about 09:15 UTC, and a quote older than
+``options.max_quote_age_s`` (1 h) does not fill, so a daily tick just after the snapshot
+is the one at which the daemon could have traded on them. At each tick, as one daemon
+cycle of this strategy:
+
+- the chain available then (the files source's newest snapshot at or before the tick, or
+  the synthetic chain), the index, DVOL and the spot candles, through
+  ``checkers.check_options.decide`` (the checker's own code) with the sleeve's positions;
+- its document validated as the daemon validates a checker's (``OptionsSignal``) and
+  turned into the engine's intent (``scheduler.options_cycle.intent``);
+- marks for the held and proposed instruments from that chain;
+- delivery prices for expired options as the fetch step finds them
+  (``market.prefetch._delivery``: the exchange's own, else the spot candles of the 30
+  minutes before expiry; the files here have no minute candles, so on them an expired
+  option waits, as the daemon's would);
+- ``engine.step`` with the config's option rules (scheduler/engine_rules.py).
+
+A check that fails (no chain at the tick, stale data) gives no intent and no new marks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from backtest._compat import ConfigError, ExchangeError, GoTraderError
+from backtest.result import BacktestResult, ClosedTrade
+from market.base import MarketSource
+from scheduler import engine_rules, options_cycle
+from scheduler.config import Config, StrategyConfig
+from scheduler.engine.models import State, new_sleeve
+from scheduler.engine.option_fills import OptionMark
+from scheduler.engine.step import Mark, sleeve_equity, step
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+class _CheckerMarket:
+    """What check_options reads, as the cycle's cache serves it: candles and prices from the
+    spot source, chains, index and DVOL from the options source."""
+
+    def __init__(self, spot: MarketSource, options: Any) -> None:
+        self.spot, self.options = spot, options
+        self.name = getattr(options, "name", None) or spot.name
+        self._chains: dict[tuple[str, int], Any] = {}
+
+    def cycle_chain(self, underlying: str, now_ms: int) -> Any:
+        """The chain as the fetch step caches it for a cycle (market.prefetch._options): the
+        source's chain, the index asked for when the rows had none, Black-76 greeks at mark IV
+        where the quotes had none. Once per tick; a failure is raised each time it is asked."""
+        from dataclasses import replace
+
+        from options.chain_greeks import fill_model_greeks
+
+        key = (underlying, now_ms)
+        if key not in self._chains:
+            self._chains.clear()
+            chain = self.options.fetch_option_chain(underlying, now_ms=now_ms)
+            if chain.index_price is None:
+                index = self.options.fetch_index_price(underlying)
+                if index is not None and index > 0:
+                    chain = replace(chain, index_price=float(index))
+            self._chains[key] = fill_model_greeks(chain)[0]
+        return self._chains[key]
+
+    def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Any:
+        return self.spot.fetch_candles(symbol, timeframe, now_ms=now_ms, limit=limit)
+
+    def fetch_prices(self, symbols: list[str], *, now_ms: int) -> dict[str, float | None]:
+        return self.spot.fetch_prices(symbols, now_ms=now_ms)
+
+    def fetch_option_chain(self, underlying: str, *, now_ms: int) -> Any:
+        return self.cycle_chain(underlying, now_ms)
+
+    def fetch_dvol(self, underlying: str, *, start_ms: int, end_ms: int) -> Any:
+        return self.options.fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sleeve: Any, now_ms: int) -> Any:
+    """The checker's document at ``now_ms``, validated as the daemon validates it; None when
+    the check would fail."""
+    from checkers import common
+    from checkers.check_options import decide, read_positions
+    from options.params import validate_params
+    from scheduler.signals import OptionsSignal
+
+    params = validate_params(s.strategy_name, dict(s.params))
+    positions, spot_held = read_positions(json.dumps(options_cycle.checker_stdin(s, sleeve)))
+    doc: dict[str, Any] = {"strategy": s.strategy_name, "underlying": underlying, "signal": 0, "spot_price": None,
+                           "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}
+    try:
+        doc.update(decide(s.strategy_name, underlying, params, positions, spot_held, market, now_ms))
+    except (GoTraderError, ValueError):
+        return None  # the check fails: this cycle has no intent for the strategy
+    return OptionsSignal.model_validate(json.loads(json.dumps(common._clean(doc), allow_nan=False)))
+
+
+def _marks(chain: Any, instruments: set[str]) -> dict[str, OptionMark]:
+    """The engine's quotes from a chain, as scheduler.options_cycle.read_marks builds them."""
+    at = _utc(chain.asof_ms or chain.now_ms)
+    out = {}
+    for q in chain.quotes:
+        if q.instrument in instruments:
+            out[q.instrument] = OptionMark(
+                mark_coin=q.mark, index_usd=getattr(q, "index_price", None) or chain.index_price, at=at,
+                bid_coin=q.bid, ask_coin=q.ask, mark_iv_pct=q.mark_iv_pct, underlying_price=q.underlying_price,
+                delta=q.delta, gamma=q.gamma, theta=q.theta, vega=q.vega)
+    return out
+
+
+def _deliveries(spot: MarketSource, options: Any, underlying: str, expiries: list[int], now_ms: int
+                ) -> dict[str, dict[int, float]]:
+    """Delivery prices of the expiries due, found as the fetch step finds them."""
+    from market.prefetch import _delivery, _Fetch
+
+    prices: dict[int, float] = {}
+    for expiry in expiries:
+        entry = _delivery(_Fetch({"source_failed": None, "options_source_failed": None}), spot, options,
+                          underlying, expiry, now_ms)
+        if entry.get("ok"):
+            prices[expiry] = float(entry["price"])
+    return {underlying: prices} if prices else {}
+
+
+def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, options: Any, start_ms: int, end_ms: int,
+                   *, step_ms: int = DAY_MS, offset_ms: int = 10 * HOUR_MS,
+                   progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+    """Replay options strategy ``s`` over [start_ms, end_ms] (ticks at ``offset_ms`` past each
+    ``step_ms`` boundary)."""
+    if options is None:
+        raise ConfigError([f"{s.id} is an options strategy: the run needs an options source"])
+    underlying = options_cycle.underlying_of(s)
+    symbol = options_cycle.spot_symbol(underlying)
+    t0 = -(-(start_ms - offset_ms) // step_ms) * step_ms + offset_ms
+    ticks = list(range(t0 + step_ms, end_ms + 1, step_ms))
+    if not ticks:
+        raise ConfigError([f"the run holds no whole options step of {step_ms // HOUR_MS} h; give a later --end"])
+    market = _CheckerMarket(spot, options)
+    state = State()
+    state.sleeves[s.id] = new_sleeve(s.id, "options", s.capital)
+    sleeve = state.sleeves[s.id]
+    rules = {s.id: engine_rules.sleeve_rules(config, s)}
+    option_rules = {s.id: engine_rules.option_rules(config, s)}
+    fills: list[dict[str, Any]] = []
+    equity: list[tuple[int, float]] = [(t0, float(s.capital))]
+    exposure = [0.0]
+    for k, T in enumerate(ticks):
+        now = _utc(T)
+        signal = _checker_doc(s, underlying, market, sleeve, T)
+        intent = options_cycle.intent(s.id, underlying, signal) if signal is not None else None
+        intents = [intent] if intent is not None else []
+        quotes: dict[str, OptionMark] = {}
+        index: dict[str, float] = {}
+        try:
+            chain = market.cycle_chain(underlying, T)
+            quotes = _marks(chain, options_cycle.wanted_instruments(state, intents))
+            if chain.index_price:
+                index[underlying] = float(chain.index_price)
+        except (GoTraderError, ExchangeError):
+            pass  # no chain now: the legs keep their last marks
+        expiries = sorted({int(p.expiry.timestamp() * 1000) for p in sleeve.option_positions
+                           if p.expiry.timestamp() * 1000 <= T})
+        deliveries = _deliveries(spot, options, underlying, expiries, T) if expiries else {}
+        price = spot.fetch_prices([symbol], now_ms=T).get(symbol) if sleeve.positions else None
+        marks = {symbol: Mark(price, now)} if price else {}
+        events = step(state, [], marks, rules, {}, now, k + 1, account_rules=engine_rules.account_rules(config),
+                      option_intents=intents, option_quotes=quotes, index_prices=index, delivery_prices=deliveries,
+                      option_rules=option_rules, account_option_limits=engine_rules.account_option_limits(config))
+        sleeve.last_run_at = now
+        for e in events:
+            if e.kind == "fill":
+                fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"], "at_ms": T, **e.data})
+        value = sleeve_equity(sleeve)
+        equity.append((T, value if value is not None else equity[-1][1]))
+        legs = sum(abs((p.mark_usd or 0.0) * p.quantity) for p in sleeve.option_positions)
+        exposure.append(legs / equity[-1][1] if equity[-1][1] > 0 else 0.0)
+        if progress is not None:
+            progress(k + 1, len(ticks))
+    from backtest.runner import slippage_usd
+
+    o = config.options
+    return BacktestResult(
+        strategy_id=s.id, kind="options", strategy=s.strategy_name, symbols=(underlying,), timeframe=None,
+        bar_ms=step_ms, start_ms=t0, end_ms=ticks[-1], initial_capital_usd=float(s.capital),
+        equity=tuple(equity), exposure=tuple(exposure), trades=option_round_trips(fills), fills=tuple(fills),
+        fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
+        params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
+                                        "delivery_fee_pct": o.fees.delivery_pct},
+        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}",
+    )
+
+
+def option_round_trips(fills: list[dict[str, Any]]) -> tuple[ClosedTrade, ...]:
+    """Round trips of option legs: the fill that opened a position and those that closed it
+    (a buy back, a sale, or the expiry), by position id; P&L net of both fees."""
+    opened: dict[str, dict[str, Any]] = {}
+    out = []
+    for f in fills:
+        o = f.get("option")
+        if not o:
+            continue
+        pid = o["position_id"]
+        if o["effect"] == "open":
+            opened[pid] = f
+            continue
+        first = opened.get(pid)
+        if first is None:
+            continue
+        share = min(1.0, f["quantity"] / first["quantity"]) if first["quantity"] else 1.0
+        out.append(ClosedTrade(
+            symbol=f["symbol"], side=o["position_side"], entry_ms=int(first["at_ms"]), exit_ms=int(f["at_ms"]),
+            quantity=float(f["quantity"]), entry_price=float(first["fill_price"]), exit_price=float(f["fill_price"]),
+            pnl_usd=float(f.get("realized_pnl_usd") or 0.0), fees_usd=float(first["fee_usd"] * share + f["fee_usd"]),
+            slippage_usd=0.0, exit_reason=str(f["reason"])))
+    return tuple(out)

@@ -1,0 +1,345 @@
+"""The backtester: one strategy of a config replayed through the daemon's engine.
+
+It is the live engine replayed (issue 10, README "Backtesting"):
+
+- the clock steps bar by bar on the strategy's timeframe: ticks at ``t0 + tf, t0 + 2 tf, ...
+  <= end``, each tick T the close of the bar [T - tf, T); the strategy is due at a tick by the
+  daemon's own rule (``interval_seconds``, 1 % slack), so a 1h strategy with interval 3600 s
+  (or less) decides every bar;
+- at a due tick the decision is the checker's on the candles closed at T
+  (backtest/signals.py, which calls ``checkers.check_strategy.decide`` or its exact fast
+  path); a check that would fail (stale candles after a gap) gives no intent;
+- the order goes to ``engine.step`` at the ticker: the open of the candle starting at T
+  (``SpotIntent.price``, ``price_at`` = T), with the config's slippage and fee, sizing,
+  stops and risk rules, all from scheduler/engine_rules.py;
+- every tick marks the position at that ticker (the last close when no candle starts at T)
+  and passes the bar that just closed for the protective stops (the engine fills at the
+  stop, or at the open when the bar gapped through it).
+
+``replay_spot`` calls ``step`` only on the ticks where something can happen (module
+backtest/skip.py says which and why); ``reference=True`` calls it on every tick, and a test
+pins the two to identical results. Options: backtest/options_runner.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backtest import skip
+from backtest._compat import ConfigError, DataError, timeframe_ms
+from backtest.result import BacktestResult, ClosedTrade
+from backtest.signals import Decisions, decisions
+from market.base import Candles, MarketSource
+from scheduler import engine_rules
+from scheduler.config import Config, StrategyConfig
+from scheduler.engine.models import State, new_sleeve
+from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
+
+if TYPE_CHECKING:
+    from market.rules import MarketRules
+
+Progress = Callable[[int, int], None]  # (ticks done, ticks in all)
+
+
+@dataclass(frozen=True)
+class SpotMarket:
+    """What a spot replay reads: every candle closed by the end (the warm-up included)."""
+
+    candles: Candles
+    candles_b: Candles | None
+    rules: dict[str, MarketRules]
+    source: str
+
+
+@dataclass
+class _Run:
+    """The replay's working state: the engine state and what the result is built from."""
+
+    state: State
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    cycle: int = 0
+
+
+def with_costs(config: Config, *, fee_pct: float | None = None, slippage_pct: float | None = None,
+               capital: float | None = None) -> Config:
+    """``config`` with the taker fee of every exchange, the slippage or every strategy's
+    capital replaced (the CLI's overrides; the gross run sets fee and slippage to 0)."""
+    execution = config.execution
+    if fee_pct is not None:
+        fees = {k: v.model_copy(update={"taker_pct": fee_pct, "maker_pct": fee_pct}) for k, v in execution.fees.items()}
+        execution = execution.model_copy(update={"fees": fees})
+    if slippage_pct is not None:
+        execution = execution.model_copy(update={"slippage_pct": slippage_pct})
+    strategies = config.strategies
+    if capital is not None:
+        strategies = [s.model_copy(update={"capital": capital}) for s in strategies]
+    return config.model_copy(update={"execution": execution, "strategies": strategies})
+
+
+def gross(config: Config) -> Config:
+    """The same config without fees and slippage (the report's gross run): spot fees and
+    slippage 0, and for options Deribit's trade and delivery fees and the no-side spread 0."""
+    o = config.options
+    fees = o.fees.model_copy(update={"trade_pct": 0.0, "delivery_pct": 0.0})
+    options = o.model_copy(update={"fees": fees, "no_side_spread_pct": 0.0})
+    return with_costs(config, fee_pct=0.0, slippage_pct=0.0).model_copy(update={"options": options})
+
+
+def find_strategy(config: Config, strategy_id: str) -> StrategyConfig:
+    for s in config.strategies:
+        if s.id == strategy_id:
+            return s
+    raise ConfigError([f"--strategy {strategy_id!r} is not in the config; its strategies are "
+                       f"{', '.join(s.id for s in config.strategies)}"])
+
+
+def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: int, warmup_bars: int) -> SpotMarket:
+    """Every candle of the strategy's symbols closed by ``end_ms`` (and the one starting then),
+    from ``warmup_bars`` before
+    ``start_ms``; the market rules where the source has them (else the engine's defaults,
+    as the daemon when its fetch step got none)."""
+    tf = s.timeframe or "1h"
+    bar = timeframe_ms(tf)
+    limit = max(1, (end_ms - start_ms) // bar + warmup_bars + 3)
+    # one bar past the end: the candle starting at the last tick is its ticker (its open is
+    # known then; decisions only ever see the candles closed at their tick)
+    upto = end_ms + bar
+    candles = source.fetch_candles(s.symbols[0], tf, now_ms=upto, limit=limit).closed_at(upto)
+    candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=upto, limit=limit).closed_at(upto)
+                 if len(s.symbols) > 1 else None)
+    if not len(candles) or int(candles.ts_ms[-1]) < start_ms:
+        have = (f"the {limit} candles before the end run from {_utc(int(candles.ts_ms[0]))} to "
+                f"{_utc(int(candles.ts_ms[-1]))}" if len(candles) else "it has none before the end")
+        raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start {_utc(start_ms)} and the end "
+                        f"{_utc(end_ms)} of the run ({have}); choose --start/--end inside the data")
+    try:
+        rules = source.fetch_market_rules(list(s.symbols[:1]))
+    except DataError:
+        rules = {}
+    return SpotMarket(candles, candles_b, rules, source.name)
+
+
+def _ticks(start_ms: int, end_ms: int, bar_ms: int) -> np.ndarray:
+    t0 = -(-start_ms // bar_ms) * bar_ms  # the first bar boundary at or after the start
+    return np.arange(t0 + bar_ms, end_ms + 1, bar_ms, dtype=np.int64), t0
+
+
+def _due_mask(ticks: np.ndarray, interval_s: int, bar_ms: int) -> np.ndarray:
+    """Where the daemon's is_due would run the strategy (scheduler/daemon.py: due when the
+    interval has passed since the last run, a moment early, 1 % or at most 5 s, counting as on
+    time). The ticks are a regular grid, so that is every ``every``-th tick from the first."""
+    slack_ms = min(5.0, interval_s * 0.01) * 1000
+    every = max(1, int(np.ceil((interval_s * 1000 - slack_ms) / bar_ms)))
+    due = np.zeros(len(ticks), dtype=bool)
+    due[::every] = True
+    return due
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, *,
+                reference: bool = False, per_bar: bool = False, progress: Progress | None = None,
+                decided: Decisions | None = None, on_event: Callable[[Event], None] | None = None) -> BacktestResult:
+    """Replay spot strategy ``s`` of ``config`` over [start_ms, end_ms] on ``market``.
+
+    ``reference``: call ``step`` on every tick (the plain run the fast one must equal);
+    ``per_bar``: decide with the checker's code on every bar (no fast indicator path);
+    ``on_event`` sees every engine event (blocks, rejections, holds too)."""
+    tf = s.timeframe or "1h"
+    bar_ms = timeframe_ms(tf)
+    candles, symbol = market.candles, s.symbols[0]
+    ticks, t0 = _ticks(start_ms, end_ms, bar_ms)
+    if not len(ticks):
+        raise ConfigError([f"the run from {_utc(start_ms)} to {_utc(end_ms)} holds no whole {tf} bar; "
+                           "give a later --end or an earlier --start"])
+    close_ms = candles.ts_ms + bar_ms
+    last_closed = np.searchsorted(close_ms, ticks, side="right") - 1  # per tick: the newest closed bar
+    at = np.searchsorted(candles.ts_ms, ticks)  # per tick: the candle starting at the tick, if any
+    starts = (at < len(candles)) & (candles.ts_ms[np.minimum(at, len(candles) - 1)] == ticks)
+    first_bar = int(np.searchsorted(close_ms, ticks[0], side="left"))
+    limit = config.runner.candles_limit
+    if decided is None:
+        decided = decisions(s.strategy_name, candles, s.params, market.candles_b, limit=limit,
+                            first=max(0, first_bar - 1), per_bar=per_bar)
+    # the price at each tick: the ticker (the open of the candle starting then), else the last close
+    safe_at = np.minimum(at, len(candles) - 1)
+    ticker = np.where(starts, candles.open[safe_at], np.nan)
+    newest = np.maximum(last_closed, 0)
+    mark_px = np.where(starts, candles.open[safe_at], candles.close[newest])
+    mark_at = np.where(starts, ticks, close_ms[newest])
+    # a check of candles more than 2 bars behind the clock fails (market.base.check_fresh)
+    fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= 2)
+    due = _due_mask(ticks, config.interval_for(s), bar_ms)
+    sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
+    # a bar is passed for the stops at the tick it closes at
+    new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
+
+    rules = {s.id: engine_rules.sleeve_rules(config, s)}
+    account = engine_rules.account_rules(config)
+    run = _Run(State())
+    run.state.sleeves[s.id] = new_sleeve(s.id, "spot", s.capital)
+    sleeve = run.state.sleeves[s.id]
+    n = len(ticks)
+    equity = np.empty(n)
+    exposure = np.empty(n)
+    plan = skip.Planner(ticks, mark_px, candles, newest, new_bar, sig, due & fresh, rules[s.id], account, s) if not reference else None
+
+    def _intent(sid: str, sym: str, k: int, i: int) -> SpotIntent:
+        """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
+        hold keeps the checker's price (the last close, at its close time); a buy or sell goes
+        at the ticker (the open of the candle starting at the tick, as of the tick), none when
+        no candle starts then, and a strategy's stop keeps its distance from the price."""
+        signal, close = int(decided.signal[i]), float(candles.close[i])
+        stop = float(decided.stop[i]) if np.isfinite(decided.stop[i]) else None
+        if signal == 0:
+            return SpotIntent(sid, sym, 0, close, _utc(int(close_ms[i])), stop)
+        if not starts[k]:
+            return SpotIntent(sid, sym, signal, None, _utc(int(close_ms[i])), None)
+        price = float(ticker[k])
+        return SpotIntent(sid, sym, signal, price, _utc(int(ticks[k])),
+                          stop * price / close if stop is not None else None)
+
+    def do_step(k: int) -> None:
+        T = int(ticks[k])
+        now = _utc(T)
+        intents = []
+        if due[k] and fresh[k]:
+            intents.append(_intent(s.id, symbol, k, int(newest[k])))
+        marks = {symbol: Mark(float(mark_px[k]), _utc(int(mark_at[k])))}
+        bars = {}
+        if new_bar[k]:
+            i = int(newest[k])
+            bars[(symbol, tf)] = [Bar(int(candles.ts_ms[i]), float(candles.open[i]), float(candles.high[i]),
+                                      float(candles.low[i]), float(candles.close[i]))]
+        run.cycle = k + 1
+        events = step(run.state, intents, marks, rules, market.rules, now, run.cycle, bars=bars,
+                      account_rules=account)
+        if due[k]:
+            sleeve.last_run_at = now
+        _collect(run, events)
+        if on_event is not None:
+            for e in events:
+                on_event(e)
+
+    k = 0
+    report_every = max(1, n // 100)
+    while k < n:
+        do_step(k)
+        value = sleeve_equity(sleeve)
+        equity[k] = value if value is not None else (equity[k - 1] if k else s.capital)
+        pos = sleeve.positions.get(symbol)
+        exposure[k] = (pos.quantity * pos.mark_price / equity[k]) if pos and pos.mark_price and equity[k] else 0.0
+        nxt = k + 1 if plan is None else plan.next_step(k, run.state, s.id)
+        if nxt > k + 1:  # quiet ticks: nothing changes but the marks (skip.py); the same numbers as a step
+            span = slice(k + 1, nxt)
+            if pos is not None:
+                value_span = sleeve.cash_usd + pos.quantity * mark_px[span]
+                equity[span] = value_span
+                exposure[span] = pos.quantity * mark_px[span] / value_span
+            else:
+                equity[span] = equity[k]
+                exposure[span] = 0.0
+        if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
+            progress(min(nxt, n), n)
+        k = nxt
+    costs = {"fee_pct": config.fees_for(s).taker_pct, "slippage_pct": config.execution.slippage_pct}
+    bench = _buy_and_hold(ticker, mark_px, ticks, s.capital, rules[s.id].costs.fee_rate,
+                          rules[s.id].costs.slippage_rate, t0)
+    return BacktestResult(
+        strategy_id=s.id, kind="spot", strategy=s.strategy_name, symbols=tuple(s.symbols), timeframe=tf,
+        bar_ms=bar_ms, start_ms=int(t0), end_ms=int(ticks[-1]), initial_capital_usd=float(s.capital),
+        equity=((int(t0), float(s.capital)), *zip(ticks.tolist(), equity.tolist(), strict=True)),
+        exposure=(0.0, *exposure.tolist()), trades=closed_trades(run.fills), fills=tuple(run.fills),
+        fees_usd=float(sum(f["fee_usd"] for f in run.fills)), slippage_usd=slippage_usd(run.fills),
+        benchmark=bench, params=dict(s.params), costs=costs, source=market.source,
+    )
+
+
+def _collect(run: _Run, events: list[Event]) -> None:
+    for e in events:
+        if e.kind == "fill":
+            run.fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"],
+                              "at_ms": int(e.at.timestamp() * 1000), **e.data})
+
+
+def _buy_and_hold(ticker: np.ndarray, mark_px: np.ndarray, ticks: np.ndarray, capital: float, fee: float,
+                  slip: float, t0: int) -> tuple[tuple[int, float], ...]:
+    """Buy the first symbol at the first ticker the strategy could have filled at (slippage and
+    fee paid), hold, sell at the end (costs paid again): one point per tick."""
+    first = np.flatnonzero(np.isfinite(ticker))
+    if not len(first):
+        return ()
+    f = int(first[0])
+    qty = capital / (ticker[f] * (1 + slip) * (1 + fee))
+    values = np.full(len(ticks), float(capital))
+    values[f:] = qty * mark_px[f:]
+    values[-1] = qty * mark_px[-1] * (1 - slip) * (1 - fee)
+    return ((int(t0), float(capital)), *zip(ticks.tolist(), values.tolist(), strict=True))
+
+
+def slippage_usd(fills: list[dict[str, Any]]) -> float:
+    """What the slippage cost: |fill - quote| x quantity over the fills that had a quote."""
+    return float(sum(abs(f["fill_price"] - f["quote_price"]) * f["quantity"] for f in fills
+                     if f.get("quote_price") and f.get("reason") != "expiry"))
+
+
+def closed_trades(fills: list[dict[str, Any]]) -> tuple[ClosedTrade, ...]:
+    """Round trips from the engine's fills, per symbol: the buys that opened a position and the
+    sells that closed it (a part sale closes its share); P&L net of both fees."""
+    out: list[ClosedTrade] = []
+    open_: dict[str, dict[str, Any]] = {}
+    for f in fills:
+        if f.get("option"):
+            continue  # option legs: backtest/options_runner.py builds their round trips
+        sym = f["symbol"]
+        if f["side"] == "buy":
+            book = open_.setdefault(sym, {"qty": 0.0, "cost": 0.0, "fees": 0.0, "slip": 0.0, "at": f["at_ms"]})
+            book["qty"] += f["quantity"]
+            book["cost"] += f["quantity"] * f["fill_price"]
+            book["fees"] += f["fee_usd"]
+            book["slip"] += (f["fill_price"] - f["quote_price"]) * f["quantity"]
+            continue
+        book = open_.get(sym)
+        if book is None or book["qty"] <= 0:
+            continue
+        share = min(1.0, f["quantity"] / book["qty"])
+        entry_price = book["cost"] / book["qty"]
+        fees = book["fees"] * share + f["fee_usd"]
+        slip = book["slip"] * share + (f["quote_price"] - f["fill_price"]) * f["quantity"]
+        out.append(ClosedTrade(symbol=sym, side="long", entry_ms=int(book["at"]), exit_ms=int(f["at_ms"]),
+                               quantity=float(f["quantity"]), entry_price=float(entry_price),
+                               exit_price=float(f["fill_price"]), pnl_usd=float(f["realized_pnl_usd"] or 0.0),
+                               fees_usd=float(fees), slippage_usd=float(slip), exit_reason=str(f["reason"])))
+        if share >= 1.0 - 1e-12:
+            del open_[sym]
+        else:
+            for key in ("qty", "cost", "fees", "slip"):
+                book[key] *= 1 - share
+    return tuple(out)
+
+
+def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, end_ms: int, *,
+        progress: Progress | None = None, options_source: Any = None) -> tuple[BacktestResult, BacktestResult]:
+    """(net, gross) runs of strategy ``s``: the config's costs, then fee and slippage 0
+    (same data, same decisions: only the costs differ)."""
+    if s.type == "options":
+        from backtest import options_runner
+
+        net = options_runner.replay_options(config, s, source, options_source, start_ms, end_ms, progress=progress)
+        return net, options_runner.replay_options(gross(config), find_strategy(gross(config), s.id), source,
+                                                  options_source, start_ms, end_ms)
+    market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
+    tf = s.timeframe or "1h"
+    first = int(np.searchsorted(market.candles.ts_ms + timeframe_ms(tf), start_ms, side="left"))
+    decided = decisions(s.strategy_name, market.candles, s.params, market.candles_b,
+                        limit=config.runner.candles_limit, first=max(0, first - 1))
+    net = replay_spot(config, s, market, start_ms, end_ms, progress=progress, decided=decided)
+    g = gross(config)
+    return net, replay_spot(g, find_strategy(g, s.id), market, start_ms, end_ms, decided=decided)
