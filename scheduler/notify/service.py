@@ -49,6 +49,8 @@ JOB_DEADLINE_S = 20.0
 JOB_MESSAGES = 50
 #: on stop, how long the last delivery may take
 STOP_FLUSH_S = 5.0
+#: least time from one getUpdates poll's start to the next (a poll_timeout_s of 0 must not spin)
+POLL_MIN_INTERVAL_S = 2.0
 
 
 def journal_path(state_path: Path) -> Path:
@@ -118,7 +120,9 @@ class NotifyService:
         self.poll_runtime = DestinationRuntime()
         self._deliver: _Worker | None = None
         self._poll: _Worker | None = None
-        self._logged_env: set[str] = set()
+        self._stopping = False
+        #: one guardian per kind of job, kept between jobs (a fresh one per job costs a python start)
+        self._launchers: dict[str, Any] = {}
 
     # -- queueing (called with the state about to be saved) ------------------------------------
     def _bound(self, state: State) -> int:
@@ -142,11 +146,7 @@ class NotifyService:
     def on_open(self, state: State) -> None:
         """At start-up: what a killed predecessor's delivery confirmed (saved with the start message)."""
         apply_journal(state, read_journal(self.journal))
-        if not self.enabled:
-            self.journal.unlink(missing_ok=True)
-            state.outbox, state.notify.cursors = [], {}  # nothing reads them: not kept for a later start
-            return
-        if state.notify.last_summary_at is None:
+        if self.enabled and state.notify.last_summary_at is None:
             state.notify.last_summary_at = state.last_cycle_at
 
     def start(self, daemon: Daemon, text: str) -> None:
@@ -166,6 +166,7 @@ class NotifyService:
 
     def stop(self, daemon: Daemon, text: str) -> None:
         """The stop message, and a last delivery bounded by STOP_FLUSH_S."""
+        self._stopping = True
         if self._poll is not None:
             self._poll.stop.set()
         if not self.enabled:
@@ -182,6 +183,13 @@ class NotifyService:
             if self._deliver is not None:
                 self._deliver.thread.join(max(0.0, deadline - time.monotonic() + 1))
         self._fold(daemon)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the guardians (and so any job still running: the journal keeps what it confirmed)."""
+        for launcher in self._launchers.values():
+            launcher.close()
+        self._launchers.clear()
 
     # -- the main loop's part ------------------------------------------------------------------
     def tick(self, daemon: Daemon) -> None:
@@ -269,7 +277,7 @@ class NotifyService:
             return
         request = {"mode": "deliver", "journal": str(self.journal), "timeout_s": self.config.timeout_s,
                    "deadline_s": deadline_s, "destinations": dests}
-        self._deliver = self._run(daemon, request, deadline_s + self.config.timeout_s + 10)
+        self._deliver = self._run(daemon, "deliver", request, deadline_s + self.config.timeout_s + 10)
 
     def _start_poll(self, daemon: Daemon) -> None:
         tg = self.config.telegram
@@ -281,9 +289,10 @@ class NotifyService:
         request = {"mode": "poll", "timeout_s": self.config.timeout_s,
                    "telegram": {"api_base": tg.api_base, "token": token, "offset": self._target(daemon).notify.telegram_offset,
                                 "poll_timeout_s": tg.commands.poll_timeout_s}}
-        self._poll = self._run(daemon, request, tg.commands.poll_timeout_s + self.config.timeout_s + 10)
+        self.poll_runtime.next_attempt_mono = time.monotonic() + POLL_MIN_INTERVAL_S
+        self._poll = self._run(daemon, "poll", request, tg.commands.poll_timeout_s + self.config.timeout_s + 10)
 
-    def _run(self, daemon: Daemon, request: dict[str, Any], timeout_s: float) -> _Worker:
+    def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float) -> _Worker:
         stop = threading.Event()
         job = Job("(notify)", (), module="scheduler.notify.deliver", stdin=json.dumps(request).encode(),
                   timeout_s=timeout_s, max_output_bytes=8 * 1_048_576, stop=stop)
@@ -291,10 +300,12 @@ class NotifyService:
 
         def work() -> None:
             try:
-                launcher = self._launcher_factory()
-                try:
-                    result = run_jobs(launcher, [job], max_concurrency=1, grace_s=0.0)[0]
-                finally:
+                launcher = self._launchers.get(kind)
+                if launcher is None:
+                    launcher = self._launchers[kind] = self._launcher_factory()
+                result = run_jobs(launcher, [job], max_concurrency=1, grace_s=0.0)[0]
+                if result.launch_error or result.returncode is None:  # the guardian is gone: a new one next time
+                    self._launchers.pop(kind, None)
                     launcher.close()
                 if result.returncode != 0 or result.timed_out:
                     raise ValueError(f"the delivery process failed (exit status {result.returncode}, timed out: "
@@ -302,6 +313,10 @@ class NotifyService:
                 worker.result = json.loads(result.stdout)
             except Exception as e:  # noqa: BLE001 - reported on the main loop, retried with backoff
                 worker.result = {"crashed": f"{type(e).__name__}: {e}"[:500]}
+                if isinstance(e, (OSError, RuntimeError)):  # the guardian could not start or broke
+                    broken = self._launchers.pop(kind, None)
+                    if broken is not None:
+                        broken.close()
             finally:
                 daemon.wake()
 
@@ -347,13 +362,14 @@ class NotifyService:
                 self._bound(st)
         if self._poll is not None and not self._poll.thread.is_alive():
             result, self._poll = self._poll.result, None
-            if result.get("crashed") or result.get("error"):
+            if self._stopping:
+                result = {}  # killed on purpose: no error, and its updates come again at the next start
+            elif result.get("crashed") or result.get("error"):
                 error = str(result.get("crashed") or result.get("error"))
                 self._failed("poll", error, result.get("retry_after_s"), self.poll_runtime)
                 log.warning(f"Telegram commands: getUpdates failed: {error}"[:600])
             else:
                 self.poll_runtime.errors = 0
-                self.poll_runtime.next_attempt_mono = 0.0
             updates = [commands.Update.from_json(u) for u in result.get("updates", [])]
             if updates:
                 self._commands(daemon, updates)

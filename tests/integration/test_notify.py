@@ -214,3 +214,26 @@ def test_kill_9_between_queueing_and_sending_delivers_every_message_exactly_once
     assert set(cycles) == filled and set(cycles.values()) == {1}, cycles  # every one, exactly once
     assert texts[-1].startswith("go-trader stopped")
     assert not (tmp_path / "state.notify-acks.jsonl").exists()
+
+
+def test_a_halt_is_told_from_memory_and_saved_with_the_first_save_that_works(tmp_path: Path,
+                                                                            fake: FakeTelegram) -> None:
+    with running(tmp_path, telegram(fake)) as d:
+        d._halt("test: the disk is full", d.state.model_copy(deep=True))  # as _commit does when save_state fails
+        pump(d, lambda: any("TRADING STOPPED" in t for t in fake.texts(CHAT)))
+        assert not [m for m in outbox_of(tmp_path) if m.kind == "halt"] and d.halted  # nothing could be saved
+        d._retry_save()
+        assert d.halted is None
+        pump(d, lambda: any("trading resumes" in t for t in fake.texts(CHAT)))
+        pump(d, lambda: not outbox_of(tmp_path))
+        assert sum("TRADING STOPPED" in t for t in fake.texts(CHAT)) == 1
+
+
+def test_a_periodic_summary_lists_every_strategy(tmp_path: Path, fake: FakeTelegram) -> None:
+    with running(tmp_path, {**telegram(fake), "summary_interval_hours": 0.0005},  # every 1.8 s
+                 [spot("alpha"), spot("beta")]) as d:
+        d.run_cycle(force=True)
+        pump(d, lambda: any(t.startswith("go-trader summary") for t in fake.texts(CHAT)))
+        summary = next(t for t in fake.texts(CHAT) if t.startswith("go-trader summary"))
+        assert "Account: $" in summary and "• alpha: $" in summary and "• beta: $" in summary
+        assert "holding BTC/USDT" in summary
