@@ -13,8 +13,8 @@ the state's save never sends that part again. The one duplicate window left is b
 the API's answer and that fsync (a millisecond), and a request that timed out after the
 server took it (the channel has no idempotency key: the part is sent again).
 
-mode "poll": one getUpdates long poll from ``offset``; the updates, reduced to what the
-daemon reads.
+mode "poll": getUpdates long polls from ``offset`` for up to ``session_s``, until updates
+come; the updates, reduced to what the daemon reads.
 
 Secrets (the bot token, the webhook URL) come in the request, never in the environment
 or argv, and are removed from every error text.
@@ -183,21 +183,33 @@ def _update(u: dict[str, Any]) -> dict[str, Any] | None:
             "text": m.get("text") if isinstance(m.get("text"), str) else None}
 
 
-def poll(request: dict[str, Any]) -> dict[str, Any]:
-    t = request["telegram"]
+def poll_once(t: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     wait_s = int(t.get("poll_timeout_s", 0))
     payload: dict[str, Any] = {"timeout": wait_s, "limit": 100, "allowed_updates": ["message"]}
     if t.get("offset") is not None:
         payload["offset"] = t["offset"]
     try:
-        body = post_json(f"{t['api_base']}/bot{t['token']}/getUpdates", payload,
-                         float(request.get("timeout_s", 10.0)) + wait_s, [t["token"]])
+        body = post_json(f"{t['api_base']}/bot{t['token']}/getUpdates", payload, timeout_s + wait_s, [t["token"]])
     except SendError as e:
         return {"updates": [], "error": str(e), "retry_after_s": e.retry_after_s}
     if body.get("ok") is not True or not isinstance(body.get("result"), list):
         return {"updates": [], "error": f"getUpdates did not answer ok: {str(body)[:200]}", "retry_after_s": None}
     updates = [x for u in body["result"] if isinstance(u, dict) and (x := _update(u))]
     return {"updates": updates, "error": None, "retry_after_s": None}
+
+
+def poll(request: dict[str, Any]) -> dict[str, Any]:
+    """Long polls from the daemon's offset, one after another for up to ``session_s``, until one
+    brings updates or fails: one process start per session, not per poll (the start is most of
+    a poll's CPU), and a command is still seen as soon as Telegram hands it out."""
+    t = request["telegram"]
+    session_end = time.monotonic() + float(request.get("session_s", 0.0))
+    while True:
+        started = time.monotonic()
+        answer = poll_once(t, float(request.get("timeout_s", 10.0)))
+        if answer["updates"] or answer["error"] or time.monotonic() + int(t.get("poll_timeout_s", 0)) >= session_end:
+            return answer
+        time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # a poll_timeout_s of 0 must not spin
 
 
 def main() -> int:

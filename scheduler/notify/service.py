@@ -51,6 +51,9 @@ JOB_MESSAGES = 50
 STOP_FLUSH_S = 5.0
 #: least time from one getUpdates poll's start to the next (a poll_timeout_s of 0 must not spin)
 POLL_MIN_INTERVAL_S = 2.0
+#: one poll job long-polls for up to this long while no command comes (a process start per poll
+#: would cost more CPU than the cycles of a slow config)
+POLL_SESSION_S = 300.0
 
 
 def journal_path(state_path: Path) -> Path:
@@ -286,11 +289,12 @@ class NotifyService:
         if not token:
             self.poll_runtime.next_attempt_mono = time.monotonic() + BACKOFF_MAX_S
             return
-        request = {"mode": "poll", "timeout_s": self.config.timeout_s,
+        request = {"mode": "poll", "timeout_s": self.config.timeout_s, "session_s": POLL_SESSION_S,
                    "telegram": {"api_base": tg.api_base, "token": token, "offset": self._target(daemon).notify.telegram_offset,
                                 "poll_timeout_s": tg.commands.poll_timeout_s}}
         self.poll_runtime.next_attempt_mono = time.monotonic() + POLL_MIN_INTERVAL_S
-        self._poll = self._run(daemon, "poll", request, tg.commands.poll_timeout_s + self.config.timeout_s + 10)
+        self._poll = self._run(daemon, "poll", request,
+                               POLL_SESSION_S + tg.commands.poll_timeout_s + self.config.timeout_s + 10)
 
     def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float) -> _Worker:
         stop = threading.Event()
