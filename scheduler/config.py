@@ -59,12 +59,16 @@ SECRET_KEYS = {
     "bot_token": "telegram", "telegram_token": "telegram",
     "api_key": "exchange", "apikey": "exchange", "secret": "exchange", "api_secret": "exchange",
     "password": "exchange", "private_key": "exchange",
+    "webhook_url": "webhook",
 }
 _SECRET_ADVICE = {
     "status": f"remove it and set the environment variable {STATUS_TOKEN_ENV} instead",
     "exchange": "remove it: paper trading needs no exchange credentials and go-trader reads none "
                 "(live trading is not supported yet)",
-    "telegram": "remove it: go-trader has no Telegram notifications yet, so nothing reads it",
+    "telegram": "remove it, put the bot token in an environment variable and name that variable in "
+                "notifications.telegram.token_env (default GO_TRADER_TELEGRAM_TOKEN)",
+    "webhook": "remove it, put the webhook URL in an environment variable and name that variable in "
+               "notifications.webhook.url_env (default GO_TRADER_WEBHOOK_URL)",
 }
 
 # Upper bounds that keep every number far from overflow in date arithmetic and sleeps.
@@ -413,6 +417,80 @@ class HistoryConfig(_Model):
     max_bytes: int = Field(4 * 1_048_576, ge=65_536, le=1 << 30)
 
 
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _env_name(v: str) -> str:
+    if not _ENV_NAME_RE.match(v):
+        raise ValueError(f"{_clip(repr(v), 60)} is not an environment variable name (letters, digits and '_', "
+                         "not starting with a digit); name the variable that holds the secret, never the secret")
+    return v
+
+
+def _http_base(v: str) -> str:
+    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
+        raise ValueError(f"{_clip(repr(v), 80)} must be an http:// or https:// base URL such as "
+                         "https://api.telegram.org")
+    return v.rstrip("/")
+
+
+#: a Telegram chat or user id: an integer within JSON's exact range (supergroups are -100...)
+TelegramId = Annotated[int, Field(ge=-(2**53) + 1, le=2**53 - 1)]
+
+
+class TelegramCommandsConfig(_Model):
+    """Who may command the daemon from Telegram: chats, and in a group, its people too."""
+
+    chat_ids: list[TelegramId] = Field(min_length=1, max_length=100)
+    #: in a group or channel chat, only these users' commands count (a private chat is its user)
+    user_ids: list[TelegramId] = Field(default_factory=list, max_length=1000)
+    #: getUpdates long-poll wait: a command is seen at most this late
+    poll_timeout_s: int = Field(20, ge=0, le=50)
+
+
+class TelegramConfig(_Model):
+    token_env: str = "GO_TRADER_TELEGRAM_TOKEN"
+    chat_ids: list[TelegramId] = Field(default_factory=list, max_length=100)
+    api_base: str = "https://api.telegram.org"
+    commands: TelegramCommandsConfig | None = None
+    #: Telegram's limits: about 1 message a second in a chat, 20 a minute in a group
+    chat_interval_s: float = Field(1.0, ge=0, le=60)
+    group_interval_s: float = Field(3.0, ge=0, le=600)
+
+    _token_env = field_validator("token_env")(classmethod(lambda cls, v: _env_name(v)))
+    _api_base = field_validator("api_base")(classmethod(lambda cls, v: _http_base(v)))
+
+
+class WebhookConfig(_Model):
+    """A generic webhook: POSTs {"content": text, "text": text} (Discord and Slack read one each)."""
+
+    url_env: str = "GO_TRADER_WEBHOOK_URL"
+    #: longer messages are split (Discord takes 2000 characters, Slack far more)
+    max_chars: int = Field(2000, ge=200, le=40_000)
+    interval_s: float = Field(1.0, ge=0, le=600)
+
+    _url_env = field_validator("url_env")(classmethod(lambda cls, v: _env_name(v)))
+
+
+class NotificationsConfig(_Model):
+    """Messages about fills, blocks, failures, halts, starts and stops (off without a channel)."""
+
+    telegram: TelegramConfig | None = None
+    webhook: WebhookConfig | None = None
+    #: hours between summaries; 0: none
+    summary_interval_hours: float = Field(24.0, ge=0, le=24 * 31)
+    #: this many consecutive failed checks of a strategy make a message (and so does its recovery)
+    failure_streak: int = Field(3, ge=1, le=1000)
+    #: the outbox holds at most this many undelivered messages; older ones are dropped and counted
+    max_messages: int = Field(1000, ge=10, le=100_000)
+    #: one HTTP request's timeout in the delivery process
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.telegram and (self.telegram.chat_ids or self.telegram.commands)) or self.webhook)
+
+
 class Config(_Model):
     interval_seconds: int = Field(600, ge=1, le=MAX_INTERVAL_S)
     log_dir: str = "logs"
@@ -426,6 +504,7 @@ class Config(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     options: OptionsConfig = Field(default_factory=OptionsConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     checkers_dir: str | None = None
 
     def interval_for(self, s: StrategyConfig) -> int:
@@ -563,6 +642,10 @@ _FIELDS = {
     "runner": list(RunnerConfig.model_fields),
     "status": list(StatusConfig.model_fields),
     "logging": list(LoggingConfig.model_fields),
+    "notifications": list(NotificationsConfig.model_fields),
+    "notifications.telegram": list(TelegramConfig.model_fields),
+    "notifications.telegram.commands": list(TelegramCommandsConfig.model_fields),
+    "notifications.webhook": list(WebhookConfig.model_fields),
 }
 
 
@@ -581,6 +664,8 @@ def _secret_paths(node: Any, path: str = "") -> dict[str, str]:
         for key, value in node.items():
             sub = _join(path, key)
             kind = _secret_kind(str(key))
+            if path.startswith("notifications"):  # a token or URL there is the channel's own secret
+                kind = ("webhook" if "webhook" in path else "telegram") if kind or str(key) == "url" else None
             if kind:
                 found[sub] = f"{sub}: secrets must not be stored in the config file; {_SECRET_ADVICE[kind]}"
             else:
@@ -843,6 +928,20 @@ def status_problems(config: Config, env: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def notification_problems(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What the environment lacks for the configured notification channels (never a value)."""
+    out = []
+    n = config.notifications
+    tg, wh = n.telegram, n.webhook
+    if tg and n.enabled and not env.get(tg.token_env, "").strip():
+        out.append(f"notifications.telegram: the environment variable {tg.token_env} (token_env) is not set; "
+                   "set it to the bot token from @BotFather, or remove notifications.telegram")
+    if wh and not env.get(wh.url_env, "").startswith(("http://", "https://")):
+        out.append(f"notifications.webhook: the environment variable {wh.url_env} (url_env) is not set to an "
+                   "http:// or https:// URL; set it to the webhook's URL, or remove notifications.webhook")
+    return out
+
+
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if os.path.lexists(candidate):  # False on any OSError (a name too long, no permission)
@@ -932,6 +1031,6 @@ def check_startup(config: Config, config_path: Path, *, state_path: Path, log_di
         if place:
             problems.append(place)
     if env is not None:
-        problems += status_problems(config, env)
+        problems += status_problems(config, env) + notification_problems(config, env)
     if problems:
         raise ConfigError(problems)

@@ -52,6 +52,7 @@ from scheduler.errors import GoTraderError, StateError, StateSaveError
 from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
+from scheduler.notify.service import NotifyService
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
 from scheduler.sdnotify import Notifier
 from scheduler.signals import CheckFailure, OptionsSignal, SpotSignal, decode_one_document, judge
@@ -141,6 +142,7 @@ class Daemon(ControlMixin):
         self.server: StatusServer | None = None
         self._serving = False
         self.logs: Logs | None = None
+        self.notify = NotifyService(config.notifications, state_path)
         self._setup_control()
 
     # -- start-up and shutdown ----------------------------------------------------------------
@@ -164,6 +166,7 @@ class Daemon(ControlMixin):
             self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
                              stdout=self._stdout_logs)
             self.state = self._sync_sleeves(loaded or State())
+            self.notify.on_open(self.state)  # what a killed predecessor's delivery confirmed
             appended, torn = repair_trade_log(self.state_path, self.state, checked)  # new sleeves hold no fills
             if appended or torn:
                 self.logs.scheduler.warning(f"Trade log repaired: {appended} fill(s) appended from state"
@@ -543,6 +546,7 @@ class Daemon(ControlMixin):
     # -- committing ---------------------------------------------------------------------------
     def _commit(self, new: State, events: list[Event], cycle: int) -> None:
         assert self.logs is not None
+        self.notify.before_save(self.state, new, events, self.clock.now())  # saved with what it tells of
         try:
             save_state(self.state_path, new)
         except StateSaveError as e:
@@ -570,6 +574,7 @@ class Daemon(ControlMixin):
         assert self.logs is not None
         self.halted = f"state could not be saved: {reason}; trading is stopped until a save succeeds"
         self._unsaved = unsaved
+        self.notify.on_halt(unsaved, reason, self.clock.now())  # persisted with the first save that works
         self.logs.scheduler.critical(f"TRADING STOPPED: {self.halted}")
         self.logs.event("halted", unsaved.cycle_count, None, reason=self.halted)
         self.notifier.status(f"HALTED: {reason}"[:200])
@@ -587,6 +592,7 @@ class Daemon(ControlMixin):
         self._count_fills([t for s in self.state.sleeves.values() for t in s.trades if t.seq >= first_new_seq])
         repair_trade_log(self.state_path, self.state)
         self.logs.scheduler.warning("State saved again; trading resumes")
+        self.notify.on_resume(self)
         self._publish()
 
     def _total_value(self) -> float | None:
@@ -598,7 +604,8 @@ class Daemon(ControlMixin):
 
     def _publish(self) -> None:
         doc = build_status(self.state, self.config, self.prices, started_at=self.started_at, halted=self.halted,
-                           controls_enabled=self.server is not None and bool(os.environ.get(STATUS_TOKEN_ENV)))
+                           controls_enabled=self.server is not None and bool(os.environ.get(STATUS_TOKEN_ENV)),
+                           notifications=self.notify.status(self))
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
         self.snapshot.metrics_body = metrics.render(doc, self.counters, healthy=self._health()[0] == 200)
         self.snapshot.health = self._health
@@ -711,10 +718,13 @@ class Daemon(ControlMixin):
                             f"{self.server.port if self.server else 'off'}")
         self.logs.scheduler.info(f"go-trader started: {len(self.config.strategies)} strategies, "
                                  f"market {self.config.market.source}, state {self.state_path}")
+        self.notify.start(self, f"go-trader started: {len(self.config.strategies)} strategies, market "
+                                f"{self.config.market.source}, cycle {self.state.cycle_count}")
         beat = min(5.0, (self.notifier.watchdog_s or 10.0) / 2)
         while not stop.is_set():
             self.notifier.watchdog()
             self.process_commands()
+            self.notify.tick(self)
             self._run_guarded(stop)
             if self._reconcile_due():
                 self.reconcile()
@@ -727,6 +737,7 @@ class Daemon(ControlMixin):
             while wait > 0 and not stop.is_set():
                 self.notifier.watchdog()
                 self.process_commands()
+                self.notify.tick(self)
                 chunk = min(beat, wait)
                 self._wake.clear()
                 if self.clock.sleep(chunk, self._wake) and not self._commands.qsize():
@@ -735,6 +746,8 @@ class Daemon(ControlMixin):
         self.notifier.stopping()
         if self.halted:
             self._retry_save()
+        self.notify.stop(self, "go-trader stopped" + (" WITHOUT saving the last cycle: " + self.halted
+                                                      if self.halted else f" at cycle {self.state.cycle_count}"))
         self.logs.scheduler.info("go-trader stopped; state saved" if not self.halted else
                                  "go-trader stopped WITHOUT saving the last cycle: " + self.halted)
 

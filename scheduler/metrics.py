@@ -109,6 +109,44 @@ def render(status: Mapping[str, Any], counters: Counters, *, healthy: bool) -> b
              [({}, counters.fetch_steps)])
     w.family("go_trader_fetch_failures_total", "counter", "Fetch steps whose market source failed.",
              [({}, counters.fetch_failures)])
+    _options(w, strategies, account)
+    _notifications(w, status.get("notifications") or {})
     w.family("go_trader_up", "gauge", "1 while trading runs normally; 0 when halted or degraded.",
              [({}, 1 if healthy else 0)])
     return ("\n".join(w.lines) + "\n").encode()
+
+
+#: /status greek key -> metric name and help (units in scheduler/engine/option_risk.py)
+_GREEKS = {
+    "delta_usd": ("go_trader_option_delta_usd", "Option delta in USD (signed quantity x delta x index)."),
+    "gamma_usd_per_1pct": ("go_trader_option_gamma_usd", "Option gamma: the change of the USD delta for a 1% move of the underlying."),
+    "vega_usd_per_vol_pt": ("go_trader_option_vega_usd_per_vol_pt", "Option value change in USD per vol point."),
+    "theta_usd_per_day": ("go_trader_option_theta_usd_per_day", "Option value change in USD per day."),
+}
+
+
+def _options(w: _Writer, strategies: list[Mapping[str, Any]], account: Mapping[str, Any]) -> None:
+    """Greeks of every options strategy, and of the account (``go_trader_account_option_...``)."""
+    for key, (name, help_text) in _GREEKS.items():
+        w.family(name, "gauge", help_text, [({"strategy": s["id"]}, ((s.get("options") or {}).get("greeks") or {}).get(key))
+                                            for s in strategies if s.get("options")])
+    for key, (name, help_text) in _GREEKS.items():
+        w.family(name.replace("go_trader_", "go_trader_account_", 1), "gauge", f"Account: {help_text}",
+                 [({}, ((account.get("options") or {}).get("greeks") or {}).get(key))])
+
+
+def _notifications(w: _Writer, n: Mapping[str, Any]) -> None:
+    """The outbox, per destination: ``channel`` telegram or webhook, ``destination`` its name."""
+    dests = n.get("destinations") or {}
+
+    def labels(name: str) -> dict[str, str]:
+        return {"channel": name.split(":", 1)[0], "destination": name}
+
+    w.family("go_trader_outbox_messages", "gauge", "Notifications waiting for delivery, per destination.",
+             [(labels(d), v.get("pending")) for d, v in sorted(dests.items())])
+    w.family("go_trader_notifications_delivered_total", "counter", "Notifications delivered (kept in the state).",
+             [(labels(d), v.get("delivered_total")) for d, v in sorted(dests.items())])
+    w.family("go_trader_notifications_failed_total", "counter", "Failed delivery attempts by this process.",
+             [(labels(d), v.get("failed_total")) for d, v in sorted(dests.items())])
+    w.family("go_trader_outbox_dropped_total", "counter", "Notifications dropped unsent because the outbox was full.",
+             [({}, n.get("dropped"))] if n.get("enabled") else [])

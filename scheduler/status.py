@@ -30,7 +30,8 @@ def _option_leg(o: OptionPosition) -> dict[str, Any]:
 
 
 def build_status(state: State, config: Config, prices: Mapping[str, float | None], *,
-                 started_at: datetime, halted: str | None, controls_enabled: bool = False) -> dict[str, Any]:
+                 started_at: datetime, halted: str | None, controls_enabled: bool = False,
+                 notifications: dict[str, Any] | None = None) -> dict[str, Any]:
     strategies = []
     total: float | None = 0.0
     for s in config.strategies:
@@ -93,4 +94,5 @@ def build_status(state: State, config: Config, prices: Mapping[str, float | None
         "synthetic_market": config.market.source == "synthetic",
         "controls_enabled": controls_enabled,
         "prices": dict(prices), "total_value_usd": total, "account": account, "strategies": strategies,
+        "notifications": notifications or {"enabled": False},
     }

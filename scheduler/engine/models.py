@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: how many answered control requests state.json remembers, for idempotent retries
 REQUESTS_KEPT = 200
 
@@ -229,6 +229,43 @@ class Sleeve(_State):
         return v
 
 
+class OutboxMessage(_State):
+    """A notification waiting to be delivered (scheduler/notify/): saved with the state it tells
+    of, so a crash neither loses it nor sends it twice. ``to`` names the one destination a
+    message is for (a command's answer: "telegram:<chat id>"); None: every destination."""
+
+    id: int = Field(ge=1)  # increasing, never reused: each destination's cursor is an id
+    at: AwareDatetime
+    kind: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1, max_length=200_000)
+    to: str | None = Field(None, min_length=1, max_length=80)
+
+
+class DeliveryCursor(_State):
+    """How far one destination ("telegram:<chat id>", "webhook") has confirmed the outbox."""
+
+    delivered_id: int = Field(0, ge=0)  # every message with an id up to this one is delivered
+    #: parts of the next message (split at the channel's size limit) already confirmed
+    parts_sent: int = Field(0, ge=0)
+    delivered_total: int = Field(0, ge=0)
+
+
+class NotifyState(_State):
+    """The outbox's bookkeeping: ids, delivery cursors, the Telegram command offset."""
+
+    next_id: int = Field(1, ge=1)
+    cursors: dict[str, DeliveryCursor] = Field(default_factory=dict)
+    #: messages removed unsent because the outbox was full (counted, shown in /status)
+    dropped: int = Field(0, ge=0)
+    #: getUpdates offset: the next update id to ask Telegram for (None: never polled)
+    telegram_offset: int | None = Field(None, ge=0)
+    #: chats whose commands were ignored (logged once each)
+    ignored_chats: list[int] = Field(default_factory=list)
+    #: consecutive failed checks per strategy (a streak message at the configured count)
+    failure_streaks: dict[str, int] = Field(default_factory=dict)
+    last_summary_at: AwareDatetime | None = None
+
+
 class State(_State):
     schema_version: int = SCHEMA_VERSION
     cycle_count: int = Field(0, ge=0)
@@ -240,6 +277,9 @@ class State(_State):
     #: the answers to the most recent control requests by request id, saved with the change they
     #: made, so a retry after a lost answer (a crash, a cut connection) is answered, not re-run
     requests: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: notifications not yet delivered everywhere, oldest first (scheduler/notify/outbox.py)
+    outbox: list[OutboxMessage] = Field(default_factory=list)
+    notify: NotifyState = Field(default_factory=NotifyState)
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -256,6 +296,10 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
         doc["schema_version"] = version = 3
     if version == 3:  # v4 trades options: v3 never held an option position, trades gain optional fields
         doc["schema_version"] = version = 4
+    if version == 4:  # v5 keeps a notification outbox
+        doc.setdefault("outbox", [])
+        doc.setdefault("notify", {})
+        doc["schema_version"] = version = 5
     return doc
 
 

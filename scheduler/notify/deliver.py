@@ -1,0 +1,223 @@
+"""The delivery process: ``python -m scheduler.notify.deliver`` (a runner Job, never the daemon).
+
+Reads one JSON request on stdin, prints one JSON document on stdout. Standard library
+only (urllib): the Bot API and a webhook are one POST each, and a library would add
+start-up time and memory to every delivery for nothing it needs.
+
+mode "deliver": each destination's messages in order, split at its size limit, at most
+one send per ``interval_s``; a destination stops at its first failure (so order holds)
+and reports why, with Telegram's 429 ``retry_after``. Every confirmed part is appended
+to the ``journal`` file (fsync) at once, before the next send: the daemon folds the
+journal into the state, so a kill of the daemon, or of this process, between a send and
+the state's save never sends that part again. The one duplicate window left is between
+the API's answer and that fsync (a millisecond), and a request that timed out after the
+server took it (the channel has no idempotency key: the part is sent again).
+
+mode "poll": getUpdates long polls from ``offset`` for up to ``session_s``, until updates
+come; the updates, reduced to what the daemon reads.
+
+Secrets (the bot token, the webhook URL) come in the request, never in the environment
+or argv, and are removed from every error text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from scheduler.notify.text import split_text
+
+USER_AGENT = "go-trader-notify/1"
+#: bytes of an HTTP answer read at most (a Bot API answer is small; getUpdates of 100 updates too)
+MAX_ANSWER_BYTES = 4 * 1_048_576
+
+
+class SendError(Exception):
+    def __init__(self, message: str, retry_after_s: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after_s, self.permanent = retry_after_s, permanent
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "<secret>")
+    return text
+
+
+def _retry_after(e: urllib.error.HTTPError, body: dict[str, Any]) -> float | None:
+    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    for value in (params.get("retry_after"), body.get("retry_after"), e.headers.get("Retry-After")):
+        try:
+            if value is not None and float(value) >= 0:
+                return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def post_json(url: str, payload: dict[str, Any], timeout_s: float, secrets: list[str]) -> dict[str, Any]:
+    """POST ``payload``; the JSON answer ({} when it has none). SendError saying why not."""
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 - http(s) only (config)
+            raw = r.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as e:
+        raw = e.read(65536)
+        e.close()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        what = str(body.get("description") or raw[:200].decode("utf-8", "replace")).strip()
+        message = _scrub(f"HTTP {e.code}: {what}", secrets)
+        if e.code == 429:
+            raise SendError(message, _retry_after(e, body) or 1.0) from None
+        raise SendError(message, permanent=400 <= e.code < 500) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:  # refused, reset, timed out, bad URL
+        reason = getattr(e, "reason", e)
+        raise SendError(_scrub(f"network error: {reason}", secrets)) from None
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+class Journal:
+    """Appends each confirmed part (one JSON line, fsync) before anything else is sent."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def record(self, destination: str, message_id: int, parts: int, of: int) -> None:
+        line = json.dumps({"d": destination, "id": message_id, "parts": parts, "of": of, "at": time.time()}) + "\n"
+        with self.lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _send_part(dest: dict[str, Any], text: str, timeout_s: float) -> None:
+    if dest["kind"] == "telegram":
+        url = f"{dest['api_base']}/bot{dest['token']}/sendMessage"
+        body = post_json(url, {"chat_id": dest["chat_id"], "text": text, "disable_web_page_preview": True},
+                         timeout_s, [dest["token"]])
+        if body.get("ok") is not True:
+            raise SendError(f"the Bot API did not confirm the message: {str(body)[:200]}")
+    else:
+        post_json(dest["url"], {"content": text, "text": text}, timeout_s, [dest["url"]])
+
+
+def deliver_one(dest: dict[str, Any], journal: Journal, timeout_s: float, deadline: float) -> dict[str, Any]:
+    """Send one destination's messages in order until done, a failure, or the deadline."""
+    delivered: list[int] = []
+    partial: dict[str, int] | None = None
+    interval = float(dest.get("interval_s", 1.0))
+    next_at = time.monotonic() + float(dest.get("wait_s", 0.0))
+    skip = int(dest.get("parts_sent", 0))
+    try:
+        for i, m in enumerate(dest["messages"]):
+            parts = split_text(m["text"], int(dest["max_units"]))
+            for k in range(skip if i == 0 else 0, len(parts)):
+                if parts[k].strip():  # a part of only blanks (no channel takes one) is nothing lost
+                    if time.monotonic() >= deadline:
+                        return {"delivered": delivered, "partial": partial, "error": None, "retry_after_s": None}
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    _send_part(dest, parts[k], timeout_s)
+                    next_at = time.monotonic() + interval
+                journal.record(dest["name"], m["id"], k + 1, len(parts))
+                partial = {"id": m["id"], "parts_sent": k + 1} if k + 1 < len(parts) else None
+            if i == 0 and skip >= len(parts):  # every part was confirmed before: say so once more
+                journal.record(dest["name"], m["id"], len(parts), len(parts))
+            delivered.append(m["id"])
+    except SendError as e:
+        return {"delivered": delivered, "partial": partial, "error": str(e), "retry_after_s": e.retry_after_s,
+                "permanent": e.permanent}
+    return {"delivered": delivered, "partial": partial, "error": None, "retry_after_s": None}
+
+
+def deliver(request: dict[str, Any]) -> dict[str, Any]:
+    journal = Journal(request["journal"])
+    timeout_s = float(request.get("timeout_s", 10.0))
+    deadline = time.monotonic() + float(request.get("deadline_s", 30.0))
+    results: dict[str, Any] = {}
+
+    def run(dest: dict[str, Any]) -> None:
+        try:
+            results[dest["name"]] = deliver_one(dest, journal, timeout_s, deadline)
+        except Exception as e:  # noqa: BLE001 - one destination's bug must not lose the others' report
+            results[dest["name"]] = {"delivered": [], "partial": None, "retry_after_s": None,
+                                     "error": f"internal error: {type(e).__name__}: {e}"[:300]}
+
+    # destinations in parallel: a slow or rate-limited chat does not hold the others back
+    threads = [threading.Thread(target=run, args=(d,), daemon=True) for d in request.get("destinations", [])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"destinations": results}
+
+
+def _update(u: dict[str, Any]) -> dict[str, Any] | None:
+    """What the daemon reads of one update (a message's chat, sender and text)."""
+    if not isinstance(u.get("update_id"), int):
+        return None
+    m = u.get("message") or u.get("edited_message") or u.get("channel_post") or {}
+    chat, sender = m.get("chat") or {}, m.get("from") or {}
+    name = sender.get("username") or " ".join(x for x in (sender.get("first_name"), sender.get("last_name")) if x)
+    return {"update_id": u["update_id"], "chat_id": chat.get("id"), "chat_type": chat.get("type"),
+            "user_id": sender.get("id"), "user_name": str(name or "")[:64],
+            "text": m.get("text") if isinstance(m.get("text"), str) else None}
+
+
+def poll_once(t: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    wait_s = int(t.get("poll_timeout_s", 0))
+    payload: dict[str, Any] = {"timeout": wait_s, "limit": 100, "allowed_updates": ["message"]}
+    if t.get("offset") is not None:
+        payload["offset"] = t["offset"]
+    try:
+        body = post_json(f"{t['api_base']}/bot{t['token']}/getUpdates", payload, timeout_s + wait_s, [t["token"]])
+    except SendError as e:
+        return {"updates": [], "error": str(e), "retry_after_s": e.retry_after_s}
+    if body.get("ok") is not True or not isinstance(body.get("result"), list):
+        return {"updates": [], "error": f"getUpdates did not answer ok: {str(body)[:200]}", "retry_after_s": None}
+    updates = [x for u in body["result"] if isinstance(u, dict) and (x := _update(u))]
+    return {"updates": updates, "error": None, "retry_after_s": None}
+
+
+def poll(request: dict[str, Any]) -> dict[str, Any]:
+    """Long polls from the daemon's offset, one after another for up to ``session_s``, until one
+    brings updates or fails: one process start per session, not per poll (the start is most of
+    a poll's CPU), and a command is still seen as soon as Telegram hands it out."""
+    t = request["telegram"]
+    session_end = time.monotonic() + float(request.get("session_s", 0.0))
+    while True:
+        started = time.monotonic()
+        answer = poll_once(t, float(request.get("timeout_s", 10.0)))
+        if answer["updates"] or answer["error"] or time.monotonic() + int(t.get("poll_timeout_s", 0)) >= session_end:
+            return answer
+        time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # a poll_timeout_s of 0 must not spin
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.buffer.read())
+    answer = poll(request) if request.get("mode") == "poll" else deliver(request)
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
