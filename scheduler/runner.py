@@ -69,7 +69,7 @@ SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|API_?KEY|PRIVATE|CRE
 
 
 def looks_secret(name: str) -> bool:
-    return bool(SECRET_NAME_RE.search(name)) or name.startswith("GO_TRADER_TELEGRAM_")
+    return bool(SECRET_NAME_RE.search(name)) or name.startswith(("GO_TRADER_TELEGRAM_", "GO_TRADER_WEBHOOK_"))
 
 
 def child_env(parent: Mapping[str, str]) -> dict[str, str]:

@@ -86,7 +86,13 @@ def refuse_links(path: Path) -> None:
 def written_in_place(path: Path) -> list[Path]:
     """The files beside the state that go-trader opens and writes (appends, truncates) in place."""
     log = trade_log_path(path)
-    return [path.with_name(path.name + ".lock"), log, log.with_name(log.name + ".torn"), audit_log_path(path)]
+    return [path.with_name(path.name + ".lock"), log, log.with_name(log.name + ".torn"), audit_log_path(path),
+            notify_journal_path(path)]
+
+
+def notify_journal_path(path: Path) -> Path:
+    """The notification deliveries confirmed but not yet folded into the state (scheduler/notify)."""
+    return path.with_name(path.stem + ".notify-acks.jsonl")
 
 
 def single_file_problem(p: Path, st: os.stat_result) -> str | None:

@@ -37,7 +37,7 @@ from scheduler.errors import StateSaveError
 from scheduler.notify import commands, messages, outbox
 from scheduler.notify.telegram_control import handle
 from scheduler.runner import Job, SubprocessLauncher, run_jobs
-from scheduler.state_store import save_state
+from scheduler.state_store import notify_journal_path, save_state
 
 if TYPE_CHECKING:
     from scheduler.daemon import Daemon
@@ -57,7 +57,7 @@ POLL_SESSION_S = 300.0
 
 
 def journal_path(state_path: Path) -> Path:
-    return state_path.with_name(state_path.stem + ".notify-acks.jsonl")
+    return notify_journal_path(state_path)
 
 
 @dataclass

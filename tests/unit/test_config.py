@@ -328,7 +328,8 @@ def test_unknown_nested_section_key(checkers: Path) -> None:
 STATUS_ADVICE = "remove it and set the environment variable GO_TRADER_STATUS_TOKEN instead"
 EXCHANGE_ADVICE = ("remove it: paper trading needs no exchange credentials and go-trader reads none "
                    "(live trading is not supported yet)")
-TELEGRAM_ADVICE = "remove it: go-trader has no Telegram notifications yet, so nothing reads it"
+TELEGRAM_ADVICE = ("remove it, put the bot token in an environment variable and name that variable in "
+                   "notifications.telegram.token_env (default GO_TRADER_TELEGRAM_TOKEN)")
 
 
 @pytest.mark.parametrize("where,key,advice", [
@@ -361,14 +362,16 @@ def test_secret_in_file_refused_with_advice(checkers: Path, where: str, key: str
 
 
 def test_secret_messages_name_only_variables_that_are_read(checkers: Path) -> None:
-    """Only GO_TRADER_STATUS_TOKEN is read; no message may suggest another variable works."""
+    """Only variables go-trader reads are suggested (the status token and the notification
+    channels' defaults); no message may suggest another variable works."""
     import scheduler.config as config_module
 
+    read = {"GO_TRADER_STATUS_TOKEN", "GO_TRADER_TELEGRAM_TOKEN", "GO_TRADER_WEBHOOK_URL"}
     for kind, advice in config_module._SECRET_ADVICE.items():
         named = set(re.findall(r"GO_TRADER_[A-Z_]+", advice))
-        assert named <= {"GO_TRADER_STATUS_TOKEN"}, (kind, advice)
+        assert named <= read, (kind, advice)
     source = Path(config_module.__file__).read_text()
-    assert "GO_TRADER_EXCHANGE" not in source and "GO_TRADER_TELEGRAM" not in source
+    assert "GO_TRADER_EXCHANGE" not in source  # exchange keys: nothing reads them yet
 
 
 def test_secret_in_the_market_section_is_refused(checkers: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from market.options_data import expiry_ms_from_code, format_instrument_name
 from scheduler.engine import margin
 from scheduler.engine.fills import Costs
-from scheduler.engine.models import Position, State, migrate, new_sleeve
+from scheduler.engine.models import SCHEMA_VERSION, Position, State, migrate, new_sleeve
 from scheduler.engine.option_fills import (
     HarvestRules,
     OptionIntent,
@@ -586,8 +586,8 @@ def test_a_version_3_state_migrates_to_4(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text(json.dumps(doc))
     loaded = load_state(path)
-    assert loaded is not None and loaded.schema_version == 4
-    assert migrate({"schema_version": 3})["schema_version"] == 4
+    assert loaded is not None and loaded.schema_version == SCHEMA_VERSION
+    assert migrate({"schema_version": 3})["schema_version"] == SCHEMA_VERSION
 
 
 def test_only_an_options_sleeve_may_owe_cash(tmp_path: Path) -> None:
