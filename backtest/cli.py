@@ -55,6 +55,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="the synthetic market's seed (default 42)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result (net and gross) as JSON")
     p.add_argument("--html", type=Path, metavar="OUT", help="write the HTML report (one file per strategy)")
+    p.add_argument("--monte-carlo", type=int, default=0, metavar="PATHS",
+                   help="also: trade-order permutation and block bootstrap, PATHS paths each (5/50/95th percentiles)")
+    p.add_argument("--lookahead-check", action="store_true",
+                   help="also: check that each spot strategy's signals on truncated data equal those on the full data")
+    p.add_argument("--walk-forward", type=json.loads, metavar="GRID",
+                   help='instead: walk-forward over a parameter grid, e.g. \'{"fast": [10, 20], "slow": [50, 100]}\' '
+                        "(one strategy); only out-of-sample figures are reported")
+    p.add_argument("--train-days", type=float, default=180.0, help="walk-forward training window (default 180)")
+    p.add_argument("--test-days", type=float, default=30.0, help="walk-forward test window (default 30)")
+    p.add_argument("--objective", default="sharpe", help="walk-forward objective (default sharpe)")
+    p.add_argument("--workers", type=int, default=1, help="walk-forward processes (default 1)")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the walk-forward grid on this Dask distributed scheduler (tcp://host:8786)")
     return p
 
 
@@ -94,7 +107,7 @@ def _config(args: argparse.Namespace) -> Any:
     return parse_config(doc, base_dir=Path.cwd()), Path.cwd()
 
 
-def _sources(config: Any, base: Path) -> tuple[Any, Any]:
+def open_sources(config: Any, base: Path) -> tuple[Any, Any]:
     from market.sources import open_options_source, open_source
 
     spec = config.market.model_dump()
@@ -222,7 +235,7 @@ def main(argv: list[str]) -> int:
     config, base = _config(args)
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
-    source, options_source = _sources(config, base)
+    source, options_source = open_sources(config, base)
     data_end = _data_end_ms(source, config)
     if args.end is not None and _is_files(source) and args.end > data_end:
         raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}); give an "
@@ -233,15 +246,20 @@ def main(argv: list[str]) -> int:
     start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
+    if args.walk_forward is not None:
+        source.close()
+        return _walk_forward(args, config, base, start_ms, end_ms)
     rows: list[tuple[BacktestResult, BacktestResult]] = []
     for s in config.strategies:
         net, gross = run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
         rows.append((net, gross))
     _print_tables(rows, compare_mode=args.mode == "compare")
+    extras = _extras(args, config, source, rows, start_ms, end_ms)
     if args.json is not None:
         from backtest import report
 
-        doc = {"start_ms": start_ms, "end_ms": end_ms, "reports": [report.to_json(net, gross) for net, gross in rows]}
+        doc = {"start_ms": start_ms, "end_ms": end_ms,
+               "reports": [report.to_json(net, gross, **extras.get(net.strategy_id, {})) for net, gross in rows]}
         args.json.write_text(report.dumps(doc))
     if args.html is not None:
         from backtest import report
@@ -252,6 +270,78 @@ def main(argv: list[str]) -> int:
     source.close()
     if options_source is not None:
         options_source.close()
+    return 0
+
+
+def _extras(args: argparse.Namespace, config: Any, source: Any, rows: list[tuple[BacktestResult, BacktestResult]],
+            start_ms: int, end_ms: int) -> dict[str, dict[str, Any]]:
+    """Monte Carlo and the look-ahead check, printed, and by strategy id for the JSON report."""
+    out: dict[str, dict[str, Any]] = {}
+    if args.monte_carlo < 0:
+        raise ConfigError([f"--monte-carlo {args.monte_carlo}: give a number of paths >= 1 (0: off)"])
+    for net, _ in rows:
+        extra = out.setdefault(net.strategy_id, {})
+        if args.monte_carlo:
+            from backtest import montecarlo
+
+            runs = [montecarlo.trade_permutation(net, paths=args.monte_carlo),
+                    montecarlo.block_bootstrap(net, paths=args.monte_carlo)]
+            extra["monte_carlo"] = runs
+            for m in (r.to_json() for r in runs):
+                fe, dd = m["final_equity_usd"], m["max_drawdown_pct"]
+                print(f"{net.strategy_id} Monte Carlo ({m['method'].replace('_', ' ')}, {m['paths']} paths): final equity "
+                      f"p5 {fe['p5']:,.2f} / p50 {fe['p50']:,.2f} / p95 {fe['p95']:,.2f} USD; max drawdown "
+                      f"p5 {dd['p5']:.2f} / p50 {dd['p50']:.2f} / p95 {dd['p95']:.2f} %")
+    if args.lookahead_check:
+        from backtest import lookahead
+        from backtest.runner import load_spot
+
+        for s in config.strategies:
+            if s.type != "spot":
+                print(f"{s.id}: look-ahead check skipped (options strategies decide on the chain of the day)")
+                continue
+            market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
+            found = lookahead.check_strategy(s.strategy_name, market.candles, s.params, market.candles_b)
+            out.setdefault(s.id, {})["lookahead"] = found
+            print(f"{s.id}: look-ahead check " + ("passed" if found.ok else "FAILED: " + found.first_mismatch.describe())
+                  + f" ({len(found.checked_bars)} bars checked)")
+    return out
+
+
+def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: int, end_ms: int) -> int:
+    """The walk-forward over ``--walk-forward``'s grid for the config's one strategy."""
+    from backtest import walkforward
+    from backtest.walk_runner import ConfigRunner
+
+    if len(config.strategies) != 1:
+        raise ConfigError([f"--walk-forward needs one strategy; the config has {len(config.strategies)}: "
+                           "pick one with --strategy ID"])
+    grid = args.walk_forward
+    if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ConfigError(['--walk-forward takes a JSON object of non-empty lists, e.g. {"fast": [10, 20]}'])
+    s = config.strategies[0]
+    runner = ConfigRunner(config.model_dump(mode="json"), s.id, str(base))
+    wins = walkforward.windows(start_ms, end_ms, int(args.train_days * DAY_MS), int(args.test_days * DAY_MS))
+    if not wins:
+        raise ConfigError([f"the range {_iso(start_ms)} .. {_iso(end_ms)} holds no {args.train_days:g}-day training "
+                           f"window followed by a {args.test_days:g}-day test window; widen it or shorten them"])
+    result = walkforward.walk_forward(runner, walkforward.param_grid(grid), wins, objective=args.objective,
+                                      workers=args.workers, scheduler_address=args.dask_scheduler)
+    doc = result.to_json()
+    print(f"walk-forward of {s.id}: {len(wins)} windows, {doc['grid_size']} parameter sets, objective "
+          f"{doc['objective']}; out-of-sample only:")
+    for w in doc["windows"]:
+        print(f"  test {_iso(w['test_start_ms'])[:10]} .. {_iso(w['test_end_ms'])[:10]}: params {w['params']}, "
+              f"return {w['total_return_pct']:+.2f} %" if w["total_return_pct"] is not None else
+              f"  test {_iso(w['test_start_ms'])[:10]}: params {w['params']}")
+    c = result.metrics.curve
+    ret = "n/a" if c.total_return_pct is None else f"{c.total_return_pct:+.2f} %"
+    dd = "n/a" if c.max_drawdown_pct is None else f"{c.max_drawdown_pct:.2f} %"
+    print(f"  stitched out-of-sample: return {ret}, max drawdown {dd}, {len(result.oos.trades)} trades")
+    if args.json is not None:
+        from backtest import report
+
+        args.json.write_text(report.dumps({"walk_forward": doc}))
     return 0
 
 
