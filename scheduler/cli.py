@@ -44,7 +44,7 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 SUMMARIES = {
     "validate-config": "check a config and report every problem; runs nothing",
     "status": "print the /status document from the saved state (no daemon needed)",
-    "list-strategies": "spot strategy names, defaults and descriptions",
+    "list-strategies": "spot and options strategy names, defaults and descriptions",
     "download-data": "fetch candles through ccxt into the files layout, only what is missing",
     "reset-breaker": "lift every risk block of one strategy (audited)",
     "reset-kill-switch": "lift the portfolio kill switch (audited)",
@@ -183,7 +183,8 @@ def cmd_status(argv: Sequence[str]) -> int:
 
 
 def cmd_list_strategies(argv: Sequence[str]) -> int:
-    argparse.ArgumentParser(prog="go-trader list-strategies", description="List the spot strategies.").parse_args(argv)
+    argparse.ArgumentParser(prog="go-trader list-strategies",
+                            description="List the spot and the options strategies, with their parameters.").parse_args(argv)
     try:
         import strategies
 
@@ -193,6 +194,16 @@ def cmd_list_strategies(argv: Sequence[str]) -> int:
 
         for info in CATALOG.values():
             print(f"{info.name:16} {', '.join(f'{k}={v}' for k, v in info.defaults.items()):60} {info.description}")
+    import dataclasses
+
+    from options.params import PARAMS, Params
+
+    print("\noptions strategies (args: [strategy, BTC|ETH]; parameters shared by all: quantity, "
+          "dte_tolerance_days=7.0, max_positions=4, min_score=0.3, min_premium=0.0001, rate=0.0):")
+    shared = {f.name for f in dataclasses.fields(Params)}
+    for name, cls in PARAMS.items():
+        own = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls) if f.name not in shared)
+        print(f"{name:20} {own}")
     return EXIT_OK
 
 

@@ -111,6 +111,9 @@ def test_list_strategies_names_every_strategy_with_defaults() -> None:
     for name, defaults in (("sma_crossover", "fast=20, slow=50"), ("rsi_macd_combo", "oversold=35, overbought=65"),
                            ("edge70", "long_lookback=59, short_lookback=21")):
         assert any(line.startswith(name) and defaults in line for line in result.stdout.splitlines())
+    for name, defaults in (("momentum_options", "threshold_pct=5.0, trigger=cross"),
+                           ("wheel", "put_moneyness=0.94, put_dte_days=37.0"), ("butterfly", "min_rank=30.0")):
+        assert any(line.startswith(name) and defaults in line for line in result.stdout.splitlines()), name
 
 
 def test_systemd_unit() -> None:
