@@ -13,9 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from market.rules import MarketRules
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import DataError, TransientExchangeError
+from scheduler.engine.errors import DataError, TransientExchangeError
+from scheduler.engine.market_rules import MarketRules
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 
 class SourceUnavailableError(TransientExchangeError):
@@ -142,7 +142,7 @@ class MarketSource(Protocol):
 
     Every method takes the decision time explicitly (no wall clock inside),
     raises TransientExchangeError / PermanentExchangeError / DataError from
-    scheduler.errors, and never returns 0 for a price it could not get.
+    scheduler.engine.errors, and never returns 0 for a price it could not get.
     """
 
     name: str

@@ -48,23 +48,20 @@ from urllib.parse import urlsplit
 import ccxt
 import numpy as np
 
+from market import fsio
 from market.base import Candles, MarketRules, SourceUnavailableError, check_fresh
 from market.ccxt_errors import Breaker, RetryPolicy, translate
 from market.delivery import days_between, delivery_date, delivery_records
 from market.options_data import (
-    OptionChain,
-    OptionContract,
-    OptionQuote,
     chain_from_book_summary,
     contract_from_instruments,
     dvol_closes,
-    positive_or_none,
     quote_from_deribit,
 )
 from market.specs import CcxtSpec, validate
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler import fsio
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from options.chain import OptionChain, OptionContract, OptionQuote, positive_or_none
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import pandas as pd
 
 from market.base import Candles, MarketRules, check_fresh
 from market.specs import FilesSpec, validate
-from market.timeframes import TIMEFRAMES, timeframe_ms
-from scheduler.errors import DataError, PermanentExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 EXTENSIONS = (".csv", ".csv.gz", ".parquet")

@@ -97,15 +97,16 @@ from market.delivery import (
     window_bars,
 )
 from market.options_cache import write_options
-from market.options_data import OptionChain, OptionsSource
-from market.timeframes import TIMEFRAMES, timeframe_ms
+from market.options_data import OptionsSource
+from options.chain import OptionChain
 from options.chain_greeks import fill_model_greeks
-from scheduler.errors import (
+from scheduler.engine.errors import (
     DataError,
     ExchangeError,
     PermanentExchangeError,
     TransientExchangeError,
 )
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 
 DEFAULT_LIMIT = 500
 #: days of DVOL history cached per underlying: a 365-day IV rank and some slack

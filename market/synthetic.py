@@ -26,8 +26,8 @@ import numpy as np
 
 from market.base import Candles, MarketRules
 from market.specs import SYNTHETIC_SYMBOLS
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import PermanentExchangeError
+from scheduler.engine.errors import PermanentExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 ORIGIN_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic market's first candle
 BASE_MS = 300_000  # 5 minutes

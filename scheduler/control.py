@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from market.timeframes import timeframe_ms
 from scheduler.engine import risk
+from scheduler.engine.errors import StateSaveError
 from scheduler.engine.models import REQUESTS_KEPT, AuditRecord, State, Trade, utc_iso
 from scheduler.engine.step import SpotIntent, account_equity, sleeve_equity
-from scheduler.errors import StateSaveError
+from scheduler.engine.timeframes import timeframe_ms
 from scheduler.state_store import append_audit, read_trade_log
 
 if TYPE_CHECKING:

@@ -31,12 +31,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from market.manifest import write_fetch_failed
-from market.rules import MarketRules
 from scheduler import engine_rules, history, metrics, options_cycle
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
 from scheduler.control import ControlMixin
 from scheduler.engine import risk
+from scheduler.engine.errors import GoTraderError, StateError, StateSaveError
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import LastCheck, Sleeve, State, Trade, new_sleeve, utc_iso
 from scheduler.engine.option_fills import OptionIntent, OptionMark
 from scheduler.engine.step import (
@@ -48,7 +49,6 @@ from scheduler.engine.step import (
     sleeve_equity,
     step,
 )
-from scheduler.errors import GoTraderError, StateError, StateSaveError
 from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs

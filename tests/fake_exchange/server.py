@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-from market.timeframes import TIMEFRAMES, timeframe_ms
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 from tests.fake_exchange.data import ExchangeData
 
 BINANCE = "/api/v3/"

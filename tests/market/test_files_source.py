@@ -13,7 +13,7 @@ import pytest
 
 from market.download import main as download_main
 from market.files_source import FilesSource, rules_from_binance_exchange_info
-from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler.engine.errors import ConfigError, DataError, PermanentExchangeError
 from tests.fake_exchange import fake_exchange, iso_ms
 from tests.market.conftest import real_rows
 
