@@ -182,3 +182,27 @@ def test_the_top_level_packages_import_each_other_without_a_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+#: The engine's rule bundles: built from a config in one place, scheduler/engine_rules.py.
+RULE_TYPES = frozenset({"SleeveRules", "AccountRules", "OptionRules", "OptionLimits", "HarvestRules", "OptionFees"})
+RULES_BUILDERS = frozenset({"scheduler.engine_rules"})
+
+
+def test_only_engine_rules_turns_a_config_into_the_engines_rules() -> None:
+    """The daemon, manual trades and a backtest get their rules from scheduler/engine_rules.py,
+    so one config always means the same fills, fees, sizing, stops and limits. Elsewhere a
+    rules object is read (its defaults: ``OptionRules()``) or changed with
+    ``dataclasses.replace``, never built from values."""
+    bad = []
+    for name, path in _modules().items():
+        if _layer(name) == ENGINE or name in RULES_BUILDERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not (node.args or node.keywords):
+                continue
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if called in RULE_TYPES:
+                bad.append(f"{name}:{node.lineno} builds {called}(...)")
+    assert not bad, "build the engine's rules with scheduler/engine_rules.py:\n" + "\n".join(bad)
