@@ -23,10 +23,13 @@ re-export cody-special's erf and norm_cdf without numba's jit, so its nopython f
 fail to compile ("Untyped global name 'norm_cdf'", surfacing as "cannot type infer
 runaway recursion"); release 1.0.0 is self-contained but declares numba==0.31 and
 numpy==1.12, which no resolver can satisfy beside numpy 2. It works with 1.0.0 installed
-without its declared dependencies:
+without its declared dependencies, in a folder of its own (installed into .venv, 1.0.0
+would replace the lets_be_rational that the test suite's py_vollib 1.0.12 imports), with
+numba beside it:
 
-    .venv/bin/pip install py_vollib_vectorized
-    .venv/bin/pip install --no-deps py_lets_be_rational==1.0.0
+    .venv/bin/pip install numba
+    .venv/bin/pip install --no-deps --target /tmp/vvlib py_vollib_vectorized==0.1.1 py_lets_be_rational==1.0.0
+    PYTHONPATH=/tmp/vvlib .venv/bin/python bench/bench_pricing.py
 
 Without it (or when it fails to compile) this bench says so and compares with
 py_vollib's loop only.

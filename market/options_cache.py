@@ -22,6 +22,7 @@ so a chain read back equals the chain written.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -61,10 +62,18 @@ def chain_from_json(doc: dict[str, Any]) -> OptionChain:
 
 
 def write_options(cache_dir: Path, chain: OptionChain, source: str, dvol: dict[str, Any] | None) -> None:
-    """Write one underlying's chain and DVOL record (see the module docstring) atomically."""
+    """Write one underlying's chain and DVOL record (see the module docstring) atomically.
+
+    Laid out one quote per line (still one JSON document): the head on the first line, each
+    quote on its own line, the rest after them, so that ``read_quotes`` can take a few quotes
+    without parsing the whole chain (the daemon's memory stays flat)."""
     doc = {**chain_to_json(chain), "source": source, "dvol": dvol}
-    raw = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-    fsio.write_atomic(options_file(cache_dir, chain.underlying), raw, durable=False)
+    quotes = doc.pop("quotes")
+    dump = functools.partial(json.dumps, separators=(",", ":"), allow_nan=False)
+    head = {k: v for k, v in doc.items() if k not in ("source", "dvol")}
+    tail = {"source": source, "dvol": dvol}
+    lines = [dump(head)[:-1] + ',"quotes":[', ",\n".join(dump(q) for q in quotes), "]," + dump(tail)[1:]]
+    fsio.write_atomic(options_file(cache_dir, chain.underlying), "\n".join(lines).encode(), durable=False)
 
 
 def read_options(cache_dir: Path, underlying: str) -> dict[str, Any] | None:
@@ -73,6 +82,32 @@ def read_options(cache_dir: Path, underlying: str) -> dict[str, Any] | None:
         return json.loads(options_file(cache_dir, underlying).read_text())
     except FileNotFoundError:
         return None
+
+
+def read_quotes(cache_dir: Path, underlying: str, instruments: set[str]
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(the head: underlying, now_ms, asof_ms, index_price, contract; the quotes of
+    ``instruments``), or None when this cycle's cache has no chain of ``underlying``. Parses
+    only the head and the lines of the wanted quotes (write_options's layout)."""
+    try:
+        f = options_file(cache_dir, underlying).open(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with f:
+        first = f.readline()
+        if not first.endswith('"quotes":[\n'):  # not the line layout: parse it all
+            doc = json.loads(first + f.read())
+            return ({k: v for k, v in doc.items() if k not in ("quotes", "dvol")},
+                    [q for q in doc["quotes"] if q.get("instrument") in instruments])
+        head = json.loads(first[: -len(',"quotes":[\n')] + "}")
+        prefixes = tuple('{"instrument":' + json.dumps(name) + "," for name in instruments)
+        found = []
+        for line in f:
+            if line.startswith("],"):
+                break
+            if prefixes and line.startswith(prefixes):
+                found.append(json.loads(line.rstrip().rstrip(",")))
+        return head, found
 
 
 def read_option_chain(cache_dir: Path, underlying: str) -> OptionChain | None:

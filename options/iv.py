@@ -19,9 +19,14 @@ there is no volatility (or every small one fits), at or above the upper bound no
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erfcx
 
-from options.pricing import ArrayLike, _out, as_float_array, parse_option_type
+from options.pricing import ArrayLike, _out, as_float_array, parse_option_type, special
+
+
+def erfcx(x: np.ndarray) -> np.ndarray:
+    """scipy.special.erfcx (the scaled erfc), imported on first use (options.pricing.special)."""
+    return special().erfcx(x)
+
 
 _MAX_ITER = 200
 _S_MAX = 30.0  # vol sqrt(t) of 30: every price is within 1e-50 of its upper bound

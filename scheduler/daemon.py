@@ -176,6 +176,9 @@ class Daemon(ControlMixin):
             self._count_fills(trades)
             self.reconcile(trades)
         except BaseException:
+            if self.logs is not None:  # a refused start leaves no log file open
+                self.logs.close()
+                self.logs = None
             self.lock.release()
             raise
         self._publish()

@@ -158,6 +158,8 @@ class Logs:
         self._events = logging.getLogger("go_trader.events")
         self._events.propagate = False
         self._events.setLevel(logging.INFO)
+        for old in list(self._events.handlers):  # one Logs owns the event log at a time
+            self._events.removeHandler(old)
         h = self._file("events.jsonl")
         h.setFormatter(logging.Formatter("%(message)s"))
         self._events.addHandler(h)

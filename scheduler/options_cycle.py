@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from market.options_cache import read_options
+from market.options_cache import read_quotes
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.models import Sleeve, State
 from scheduler.engine.option_book import expiry_ms
@@ -102,19 +102,19 @@ def read_marks(cache_dir: Path, underlyings: Iterable[str], instruments: set[str
     quotes: dict[str, OptionMark] = {}
     index: dict[str, float] = {}
     for u in underlyings:
-        doc = read_options(cache_dir, u) if u.isalnum() else None
-        if doc is None:
+        read = read_quotes(cache_dir, u, instruments) if u.isalnum() else None
+        if read is None:
             continue
-        if isinstance(doc.get("index_price"), (int, float)) and doc["index_price"] > 0:
-            index[u] = float(doc["index_price"])
-        at = datetime.fromtimestamp((doc.get("asof_ms") or doc["now_ms"]) / 1000, tz=UTC)
-        for q in doc.get("quotes", []):
-            if q.get("instrument") in instruments:
-                quotes[q["instrument"]] = OptionMark(
-                    mark_coin=q.get("mark"), index_usd=q.get("index_price") or index.get(u), at=at,
-                    bid_coin=q.get("bid"), ask_coin=q.get("ask"), mark_iv_pct=q.get("mark_iv_pct"),
-                    underlying_price=q.get("underlying_price"), delta=q.get("delta"), gamma=q.get("gamma"),
-                    theta=q.get("theta"), vega=q.get("vega"))
+        head, rows = read
+        if isinstance(head.get("index_price"), (int, float)) and head["index_price"] > 0:
+            index[u] = float(head["index_price"])
+        at = datetime.fromtimestamp((head.get("asof_ms") or head["now_ms"]) / 1000, tz=UTC)
+        for q in rows:
+            quotes[q["instrument"]] = OptionMark(
+                mark_coin=q.get("mark"), index_usd=q.get("index_price") or index.get(u), at=at,
+                bid_coin=q.get("bid"), ask_coin=q.get("ask"), mark_iv_pct=q.get("mark_iv_pct"),
+                underlying_price=q.get("underlying_price"), delta=q.get("delta"), gamma=q.get("gamma"),
+                theta=q.get("theta"), vega=q.get("vega"))
     return quotes, index
 
 

@@ -56,8 +56,10 @@ def test_cross_site_requests_are_refused(origin: str | None, site: str | None, h
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it when "
                                              "run as root with apt)")
 def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
+    puts = {"id": "puts", "type": "options", "script": "check_real_options.py", "args": ["protective_puts", "BTC"],
+            "capital": 20_000, "params": {"dte_tolerance_days": 18}}
     config = write_config(tmp_path, [spot("alpha", interval_seconds=1), spot("beta", "check_hold.py",
-                                                                                  interval_seconds=1)],
+                                                                                  interval_seconds=1), puts],
                           interval_seconds=1)
     with DaemonProcess(config, {"GO_TRADER_STATUS_TOKEN": TOKEN, "ALTERNATE_PERIOD_S": "1"}) as d:
         port = d.port()
@@ -68,6 +70,8 @@ def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
         dom, err = _chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", "--dump-dom")
         assert _console(err) == [], _console(err)
         assert 'data-strategy="alpha"' in dom and 'data-strategy="beta"' in dom
+        # the options strategy's leg with its greeks, P&L, and the book's greeks and margin
+        assert re.search(r"long 0\.1 BTC-\w+-\d+-P Δ -0\.\d+", dom) and " P&amp;L " in dom and "book Δ " in dom
         points = int(re.search(r'<canvas id="chart" data-points="(\d+)"', dom).group(1))
         assert points >= 2, "the equity chart drew no curve"
         assert "synthetic market" in dom and ">enter<" in dom  # controls shown: a token is configured

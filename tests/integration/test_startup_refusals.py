@@ -41,3 +41,40 @@ def test_a_second_daemon_is_refused_and_leaves_the_first_ones_endpoint(tmp_path:
         assert result.returncode == 1 and "another go-trader (pid" in result.stderr
         assert "Traceback" not in result.stderr
         assert endpoint.read_text() == before
+
+
+def test_a_start_refused_after_the_logs_opened_leaves_no_file_open(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from scheduler.clock import SystemClock
+    from scheduler.config import load_config
+    from scheduler.daemon import Daemon
+    from scheduler.errors import StateError
+
+    def open_logs() -> list[str]:
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(str(tmp_path / "logs")):
+                out.append(target)
+        return out
+
+    config = write_config(tmp_path, [spot("alpha")])
+    d = Daemon(load_config(config), config, clock=SystemClock(), state_path=tmp_path / "state.json",
+               log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    d.close()
+    # the same id, now an options strategy: refused once the logs are open (the state says spot)
+    doc = config.read_text().replace('"type": "spot"', '"type": "options"').replace(
+        '"args": [\n    "sma_crossover",\n    "BTC/USDT",\n    "1h"\n   ]', '"args": ["wheel", "BTC"]')
+    config.write_text(doc)
+    d = Daemon(load_config(config), config, clock=SystemClock(), state_path=tmp_path / "state.json",
+               log_dir=tmp_path / "logs", stdout_logs=False)
+    with pytest.raises(StateError, match="give the new strategy a new id"):
+        d.open()
+    assert open_logs() == []
