@@ -68,7 +68,7 @@ def read_positions(raw: str) -> tuple[list[dict[str, Any]], float]:
 
 def held_options(positions: list[dict[str, Any]], chain: Any) -> tuple[Any, ...]:
     """The positions as options.scoring.HeldOption; a missing delta comes from the chain."""
-    from market.options_data import parse_instrument_name
+    from options.chain import parse_instrument_name
     from options.scoring import HeldOption
 
     allowed = {"id", "instrument", "side", "quantity", "entry_premium_coin", "delta"}
@@ -137,7 +137,7 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
         spot = source.fetch_prices([f"{underlying}/USDT"], now_ms=now_ms).get(f"{underlying}/USDT")
         spot_source = f"{underlying}/USDT"
     if spot is None:
-        from scheduler.errors import DataError
+        from scheduler.engine.errors import DataError
 
         raise DataError(f"no index price for {underlying} and no {underlying}/USDT price: "
                                    "nothing to size strikes on")
@@ -191,7 +191,7 @@ def _iv_rank(source: Any, underlying: str, now_ms: int, closes_1d: Any) -> Any:
     the underlying. A transient failure is not papered over with the other measure: it fails
     the check, and the next cycle tries again."""
     from options.ivrank import iv_rank
-    from scheduler.errors import ExchangeError, TransientExchangeError
+    from scheduler.engine.errors import ExchangeError, TransientExchangeError
 
     dvol = None
     try:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     doc: dict[str, object] = {s: None for s in args.symbols}
     with common.reporting(doc) as keep:
-        from scheduler.errors import DataError, PermanentExchangeError
+        from scheduler.engine.errors import DataError, PermanentExchangeError
 
         clash = [s for s in args.symbols if s in ("error", "error_class")]
         if clash:  # the document's own keys

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from scheduler.errors import GoTraderError, TransientExchangeError
+from scheduler.engine.errors import GoTraderError, TransientExchangeError
 
 S = TypeVar("S")
 

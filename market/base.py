@@ -13,9 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from market.rules import MarketRules
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import DataError, TransientExchangeError
+from scheduler.engine.errors import DataError, TransientExchangeError
+from scheduler.engine.market_rules import MarketRules
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 
 class SourceUnavailableError(TransientExchangeError):
@@ -142,7 +142,7 @@ class MarketSource(Protocol):
 
     Every method takes the decision time explicitly (no wall clock inside),
     raises TransientExchangeError / PermanentExchangeError / DataError from
-    scheduler.errors, and never returns 0 for a price it could not get.
+    scheduler.engine.errors, and never returns 0 for a price it could not get.
     """
 
     name: str
@@ -152,7 +152,13 @@ class MarketSource(Protocol):
         ...
 
     def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
-        """Last prices; a symbol that could not be priced maps to None."""
+        """Last prices (the mark); a symbol that could not be priced maps to None.
+
+        The fetch step prefers ``fetch_quotes(symbols, *, now_ms) -> {symbol: Quote | None}``
+        (market.quotes: bid, ask, last and their time, what orders fill at) where a source
+        has it, as the ccxt, synthetic and files sources do; it is optional, so not part of
+        this protocol: a source with prices only quotes its last price, with no bid or ask.
+        """
         ...
 
     def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from market import fsio
 from market.base import Candles
 from market.manifest import MANIFEST
-from scheduler import fsio
 
 
 def _name(symbol: str, timeframe: str) -> str:

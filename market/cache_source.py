@@ -25,14 +25,14 @@ from typing import Any
 from market.base import Candles, MarketSource, SourceUnavailableError
 from market.cache import read_candles, read_manifest
 from market.options_cache import chain_from_json, read_options
-from market.options_data import OptionChain
-from market.rules import MarketRules
-from scheduler.errors import (
+from options.chain import OptionChain
+from scheduler.engine.errors import (
     DataError,
     ExchangeError,
     PermanentExchangeError,
     TransientExchangeError,
 )
+from scheduler.engine.market_rules import MarketRules
 
 _TYPES: dict[str, type[ExchangeError]] = {
     cls.__name__: cls

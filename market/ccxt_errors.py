@@ -30,7 +30,7 @@ import ccxt
 import numpy as np
 
 from market.base import SourceUnavailableError
-from scheduler.errors import ExchangeError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.errors import ExchangeError, PermanentExchangeError, TransientExchangeError
 
 T = TypeVar("T")
 

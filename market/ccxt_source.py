@@ -48,23 +48,21 @@ from urllib.parse import urlsplit
 import ccxt
 import numpy as np
 
+from market import fsio
 from market.base import Candles, MarketRules, SourceUnavailableError, check_fresh
 from market.ccxt_errors import Breaker, RetryPolicy, translate
 from market.delivery import days_between, delivery_date, delivery_records
 from market.options_data import (
-    OptionChain,
-    OptionContract,
-    OptionQuote,
     chain_from_book_summary,
     contract_from_instruments,
     dvol_closes,
-    positive_or_none,
     quote_from_deribit,
 )
+from market.quotes import Quote
 from market.specs import CcxtSpec, validate
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler import fsio
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from options.chain import OptionChain, OptionContract, OptionQuote, positive_or_none
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +347,16 @@ class CcxtSource:
         return t
 
     def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
-        """Last trade prices in one ticker call. Unknown symbols, missing, non-positive
-        and stale (older than ``max_price_age_s``) prices are None. A failed call raises."""
-        out: dict[str, float | None] = {s: None for s in symbols}
+        """Last trade prices (``fetch_quotes``' ``last``); None where there is none."""
+        return {s: (q.last if q is not None else None)
+                for s, q in self.fetch_quotes(symbols, now_ms=now_ms).items()}
+
+    def fetch_quotes(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, Quote | None]:
+        """Bid, ask and last of each symbol from one ticker call, as of the ticker's
+        ``timestamp`` (``now_ms`` when it has none). Unknown symbols, tickers with no
+        positive price at all and stale ones (older than ``max_price_age_s``) are None;
+        a missing or non-positive bid or ask is None beside a good last. A failed call raises."""
+        out: dict[str, Quote | None] = {s: None for s in symbols}
         markets = self.load_markets()
         known = sorted({s for s in symbols if s in markets})
         for s in symbols:
@@ -372,14 +377,16 @@ class CcxtSource:
             t = tickers.get(s)
             if not isinstance(t, Mapping):
                 continue
-            price = positive_or_none(t.get("last"))
             ts = t.get("timestamp")
-            if price is not None and isinstance(ts, int | float) and now_ms - ts > max_age_ms:
+            at_ms = int(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else now_ms
+            if now_ms - at_ms > max_age_ms:
                 log.warning(
-                    "%s: ticker %s is %.0f s old; no price", self.name, s, (now_ms - ts) / 1000
+                    "%s: ticker %s is %.0f s old; no price", self.name, s, (now_ms - at_ms) / 1000
                 )
-                price = None
-            out[s] = price
+                continue
+            bid, ask, last = (positive_or_none(t.get(k)) for k in ("bid", "ask", "last"))
+            if last is not None or bid is not None or ask is not None:
+                out[s] = Quote(bid, ask, last, at_ms)
         return out
 
     def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:

@@ -29,11 +29,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from market import fsio
 from market.ccxt_source import CcxtSource, spec_from_mapping
 from market.files_source import CANDLE_COLUMNS, candle_file_stem, find_candle_file, read_candle_file
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler import fsio
-from scheduler.errors import ConfigError, ExchangeError
+from scheduler.engine.errors import ConfigError, ExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.options_data import (
+from market.specs import FilesSpec, validate
+from options.chain import (
     OptionChain,
     OptionQuote,
     default_contract,
@@ -41,8 +42,7 @@ from market.options_data import (
     parse_instrument_name,
     positive_or_none,
 )
-from market.specs import FilesSpec, validate
-from scheduler.errors import DataError
+from scheduler.engine.errors import DataError
 
 DAY_MS = 86_400_000
 CHAIN_GLOBS = ("option_chains_daily_*.csv.gz", "option_chains_daily_*.csv")

@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from market.base import Candles, MarketRules, check_fresh
+from market.quotes import Quote
 from market.specs import FilesSpec, validate
-from market.timeframes import TIMEFRAMES, timeframe_ms
-from scheduler.errors import DataError, PermanentExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 
 CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 EXTENSIONS = (".csv", ".csv.gz", ".parquet")
@@ -213,18 +214,35 @@ class FilesSource:
         return candles
 
     def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
-        """Close of the newest closed candle on the finest timeframe on file; None when
-        there is no file or the newest closed candle is stale."""
-        out: dict[str, float | None] = {}
+        """The ticker at ``now_ms``: ``fetch_quotes``' last price; None where there is none."""
+        return {s: (q.last if q is not None else None)
+                for s, q in self.fetch_quotes(symbols, now_ms=now_ms).items()}
+
+    def fetch_quotes(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, Quote | None]:
+        """What a replayed daemon's ticker says at ``now_ms``: the OPEN of the candle whose
+        open time is the last one <= ``now_ms`` (the candle starting at the clock time, the
+        one a backtest fills at), on the finest timeframe on file for the symbol, with
+        bid = ask = last = that open (no spread is invented) as of that open time.
+
+        A timeframe whose newest such candle opened more than ``max_stale_candles`` candles
+        before the one due at ``now_ms`` (the file stops too early) is passed over for the
+        next coarser one; None when no file has a fresh candle."""
+        out: dict[str, Quote | None] = {}
         for s in symbols:
             out[s] = None
             for tf in TIMEFRAMES:  # finest first
                 try:
-                    c = self.fetch_candles(s, tf, now_ms=now_ms, limit=1)
+                    arr = self._rows(s, tf, now_ms)
                 except (DataError, PermanentExchangeError):
                     continue
-                price = float(c.close[-1])
-                out[s] = price if np.isfinite(price) and price > 0 else None
+                n = int(np.searchsorted(arr[:, 0], now_ms, side="right"))
+                if n == 0:
+                    continue
+                open_ms, price = int(arr[n - 1, 0]), float(arr[n - 1, 1])
+                tf_ms = timeframe_ms(tf)
+                if (now_ms - open_ms) // tf_ms > self.max_stale_candles or not (np.isfinite(price) and price > 0):
+                    continue
+                out[s] = Quote.flat(price, open_ms)
                 break
         return out
 

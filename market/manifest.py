@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scheduler import fsio
+from market import fsio
 
 MANIFEST = "manifest.json"
 

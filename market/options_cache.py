@@ -15,7 +15,7 @@ daemon read it. Standard library only (the daemon imports this and never numpy):
      "dvol": {"start_ms": ..., "end_ms": ..., "closes": [[day_open_ms, close], ...]}
              | {"start_ms": ..., "end_ms": ..., "error": ..., "error_class": ..., ...}}
 
-Every quote field of market.options_data.OptionQuote is written, null where the source
+Every quote field of options.chain.OptionQuote is written, null where the source
 had none (a missing bid stays null, never 0). Floats round-trip exactly through JSON,
 so a chain read back equals the chain written.
 """
@@ -28,8 +28,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from market.options_data import OptionChain, OptionContract, OptionQuote
-from scheduler import fsio
+from market import fsio
+from options.chain import OptionChain, OptionContract, OptionQuote
 
 _QUOTE_FIELDS = tuple(f.name for f in fields(OptionQuote))
 _CONTRACT_FIELDS = tuple(f.name for f in fields(OptionContract))

@@ -17,7 +17,8 @@ timeframe), fetches one ticker batch, writes them to the per-cycle cache
      "pairs": {"BTC/USDT 1h": {"ok": true, "bars": 500, "last_open_ms": ..., "gaps": 0,
                                "recent": [[ts_ms, open, high, low, close], ...]}
                               | {"ok": false, ERROR}},
-     "prices": {"BTC/USDT": 67000.0 | null},
+     "prices": {"BTC/USDT": 67000.0 | null},     # the mark: the ticker's last price
+     "quotes": {"BTC/USDT": {"bid": ..., "ask": ..., "last": ..., "at_ms": ...} | null},
      "price_errors": {"BTC/USDX": ERROR},        # only when the batch had to be split
      "rules": {"BTC/USDT": {...MarketRules...}},
      "errors": [{"what": "market rules" | "prices", ERROR}],
@@ -39,6 +40,11 @@ failing call after call), ``source_failed`` records that error and nothing else 
 asked of the source: every pair and price still missing gets the same error at once.
 Checkers of the cycle read these records (market.cache_source) instead of asking the
 exchange again. A price that could not be had is null, never 0.
+
+``quotes`` are what an order fills at (README "Paper execution"): the ticker's bid and ask
+where the source has them (ccxt), its last price, and when they were current. The synthetic
+and files sources replay history: their quote at ``now_ms`` is the open of the candle
+starting at the clock time, bid = ask = last.
 
 With ``"option_underlyings": ["BTC", "ETH"]`` in the request it also fetches, once per
 underlying, the whole option chain (one book-summary call on Deribit), the index (from
@@ -97,15 +103,17 @@ from market.delivery import (
     window_bars,
 )
 from market.options_cache import write_options
-from market.options_data import OptionChain, OptionsSource
-from market.timeframes import TIMEFRAMES, timeframe_ms
+from market.options_data import OptionsSource
+from market.quotes import Quote
+from options.chain import OptionChain
 from options.chain_greeks import fill_model_greeks
-from scheduler.errors import (
+from scheduler.engine.errors import (
     DataError,
     ExchangeError,
     PermanentExchangeError,
     TransientExchangeError,
 )
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 
 DEFAULT_LIMIT = 500
 #: days of DVOL history cached per underlying: a 365-day IV rank and some slack
@@ -175,7 +183,7 @@ def prefetch(
     unique_pairs = sorted({(s, tf) for s, tf in pairs})
     symbols = sorted({s for s, _ in unique_pairs} | set(price_symbols))
     result: dict[str, Any] = {"now_ms": now_ms, "source": source.name, "source_failed": None, "pairs": {},
-                              "prices": {}, "price_errors": {}, "rules": {}, "errors": [],
+                              "prices": {}, "quotes": {}, "price_errors": {}, "rules": {}, "errors": [],
                               "options_source": None, "options_source_failed": None, "options": {},
                               "deliveries": {}}
     fetch = _Fetch(result)
@@ -393,22 +401,44 @@ def _candles(source: MarketSource, symbol: str, tf: str, now_ms: int, limit: int
 
 
 def _prices(fetch: _Fetch, source: MarketSource, symbols: list[str], now_ms: int) -> None:
-    """One batch; when the batch is refused permanently (a symbol the source does not
-    have), each symbol alone, so one bad symbol does not leave every mark unpriced."""
+    """One ticker batch: ``quotes`` (bid, ask, last, as of when) and ``prices`` (the last, the
+    mark). When the batch is refused permanently (a symbol the source does not have), each
+    symbol alone, so one bad symbol does not leave every mark unpriced."""
     result = fetch.result
-    prices, err = fetch.call("prices", lambda: source.fetch_prices(symbols, now_ms=now_ms))
+    quotes, err = fetch.call("prices", lambda: _quotes(source, symbols, now_ms))
     if err is not None and err["error_class"] == "permanent" and len(symbols) > 1:
-        prices = {}
+        quotes = {}
         for s in symbols:
-            one, one_err = fetch.call(f"price {s}", lambda s=s: source.fetch_prices([s], now_ms=now_ms))
+            one, one_err = fetch.call(f"price {s}", lambda s=s: _quotes(source, [s], now_ms))
             if one_err is None:
-                prices[s] = one.get(s)
+                quotes[s] = one.get(s)
             else:
                 result["price_errors"][s] = one_err
     elif err is not None:
         result["errors"].append({"what": "prices", **err})
-        prices = {}
-    result["prices"] = {s: _positive(prices.get(s)) for s in symbols}
+        quotes = {}
+    result["quotes"] = {s: _quote_json(quotes.get(s)) for s in symbols}
+    result["prices"] = {s: (q or {}).get("last") for s, q in result["quotes"].items()}
+
+
+def _quotes(source: MarketSource, symbols: list[str], now_ms: int) -> dict[str, Any]:
+    """The source's quotes; a source with prices only (no ``fetch_quotes``) gives its last
+    price as of ``now_ms``, with no bid or ask."""
+    fetch_quotes = getattr(source, "fetch_quotes", None)
+    if fetch_quotes is not None:
+        return dict(fetch_quotes(symbols, now_ms=now_ms))
+    prices = source.fetch_prices(symbols, now_ms=now_ms)
+    return {s: (Quote(None, None, p, now_ms) if (p := _positive(prices.get(s))) is not None else None)
+            for s in symbols}
+
+
+def _quote_json(q: Any) -> dict[str, Any] | None:
+    """A quote as the manifest records it; None when it has no usable last price (the mark)
+    and no side either. Prices that are not finite and positive are null, never 0."""
+    if not isinstance(q, Quote):
+        return None
+    out = {"bid": _positive(q.bid), "ask": _positive(q.ask), "last": _positive(q.last), "at_ms": int(q.at_ms)}
+    return out if any(out[k] is not None for k in ("bid", "ask", "last")) else None
 
 
 def _positive(p: Any) -> float | None:

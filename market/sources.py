@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from market.base import MarketSource
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 
 
 def open_source(spec: Mapping[str, Any]) -> MarketSource:

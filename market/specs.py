@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 
 
 class _Spec(BaseModel):

@@ -25,9 +25,10 @@ from functools import lru_cache
 import numpy as np
 
 from market.base import Candles, MarketRules
+from market.quotes import Quote
 from market.specs import SYNTHETIC_SYMBOLS
-from market.timeframes import last_closed_open_ms, timeframe_ms
-from scheduler.errors import PermanentExchangeError
+from scheduler.engine.errors import PermanentExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 ORIGIN_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic market's first candle
 BASE_MS = 300_000  # 5 minutes
@@ -169,13 +170,26 @@ class SyntheticSource:
         )
 
     def fetch_prices(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, float | None]:
-        """Last price = close of the last closed 5-minute candle. A symbol the market does
-        not model is refused (PermanentExchangeError), not priced."""
+        """The ticker at ``now_ms``: ``fetch_quotes``' last price (None before the market's
+        first candle). A symbol the market does not model is refused
+        (PermanentExchangeError), not priced."""
+        return {s: (q.last if q is not None else None)
+                for s, q in self.fetch_quotes(symbols, now_ms=now_ms).items()}
+
+    def fetch_quotes(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, Quote | None]:
+        """What a replayed daemon's ticker says at ``now_ms``: the OPEN of the 5-minute candle
+        whose open time is the last one <= ``now_ms`` (the candle starting at the clock
+        time, the one a backtest fills at), with bid = ask = last = that open (no spread
+        is invented) as of that open time. None before the market's first candle."""
         check_symbols(symbols)
-        out: dict[str, float | None] = {}
+        out: dict[str, Quote | None] = {}
         for sym in symbols:
-            candles = self.fetch_candles(sym, "5m", now_ms=now_ms, limit=1)
-            out[sym] = float(candles.close[-1]) if len(candles) else None
+            if now_ms < ORIGIN_MS:
+                out[sym] = None
+                continue
+            i = (now_ms - ORIGIN_MS) // BASE_MS
+            open_ = _base_window(self.seed, sym, int(i), int(i) + 1)[0]
+            out[sym] = Quote.flat(float(open_[0]), ORIGIN_MS + int(i) * BASE_MS)
         return out
 
     def fetch_market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:

@@ -44,7 +44,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from market.options_data import (
+from market.synthetic import ORIGIN_MS, SyntheticSource
+from options import UNDERLYINGS
+from options.chain import (
     EXPIRY_HOUR_UTC,
     OptionChain,
     OptionQuote,
@@ -52,10 +54,8 @@ from market.options_data import (
     format_instrument_name,
     parse_instrument_name,
 )
-from market.synthetic import ORIGIN_MS, SyntheticSource
-from options import UNDERLYINGS
 from options.pricing import black76_greeks, black76_price, year_fraction
-from scheduler.errors import DataError, PermanentExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError
 
 DAY_MS = 86_400_000
 TICK = 0.0001  # coin; Deribit's tick for BTC and ETH options

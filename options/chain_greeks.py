@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from market.options_data import OptionChain, positive_or_none
+from options.chain import OptionChain, positive_or_none
 from options.pricing import black76_greeks, year_fraction
 
 GREEKS = ("delta", "gamma", "theta", "vega")

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from market.options_data import OptionChain, OptionQuote, finite_or_none, positive_or_none
+from options.chain import OptionChain, OptionQuote, finite_or_none, positive_or_none
 from options.params import (
     CONTRACT_MINIMUM,
     PARAMS,

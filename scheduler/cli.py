@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
 
-from scheduler.errors import ConfigError, GoTraderError
+from scheduler.engine.errors import ConfigError, GoTraderError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 

@@ -38,10 +38,10 @@ from pydantic import (
 
 import checkers
 from market.specs import SYNTHETIC_SYMBOLS, CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
-from market.timeframes import TIMEFRAMES
 from options import OPTIONS_STRATEGIES, UNDERLYINGS
 from options.params import validate_params as validate_options_params
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
+from scheduler.engine.timeframes import TIMEFRAMES
 from strategies.catalog import CATALOG, validate_params
 
 DEFAULT_CHECKERS_DIR = Path(checkers.__file__).resolve().parent

@@ -14,14 +14,12 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from market.timeframes import timeframe_ms
 from scheduler.engine import risk
+from scheduler.engine.errors import StateSaveError
 from scheduler.engine.models import REQUESTS_KEPT, AuditRecord, State, Trade, utc_iso
 from scheduler.engine.step import SpotIntent, account_equity, sleeve_equity
-from scheduler.errors import StateSaveError
 from scheduler.state_store import append_audit, read_trade_log
 
 if TYPE_CHECKING:
@@ -229,12 +227,9 @@ class ControlMixin:
 
         with self._workspace(now, "manual") as (launcher, env):
             fetched = self._fetch(launcher, FetchPlan([(symbol, s.timeframe)], [symbol]), env, cycle, limit=50)
-        recent = (fetched.get("pairs", {}).get(f"{symbol} {s.timeframe}") or {}).get("recent") or []
-        if not recent:
-            raise ValueError(f"no price for {symbol}: the market data fetch failed; nothing was traded")
-        last = recent[-1]
-        price_at = datetime.fromtimestamp((last[0] + timeframe_ms(s.timeframe or "1h")) / 1000, tz=UTC)
-        intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, float(last[4]), price_at, reason="manual")
+        # priced by _step like a cycle's orders: the quote's ask (enter) or bid (close), or
+        # rejected NO_QUOTE when the fetch got none; never the last candle's close
+        intent = SpotIntent(sid, symbol, 1 if action == "enter" else -1, None, now, reason="manual")
         new = self.state.model_copy(deep=True)
         events = self._step(new, [intent], fetched, now, cycle)
         mine = [e.as_json() for e in events if e.strategy_id in (sid, risk.ACCOUNT) and e.kind != "hold"]

@@ -31,12 +31,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from market.manifest import write_fetch_failed
-from market.rules import MarketRules
-from scheduler import engine_rules, history, metrics, options_cycle
+from scheduler import engine_rules, execution, history, metrics, options_cycle
 from scheduler.clock import Clock
 from scheduler.config import STATUS_TOKEN_ENV, Config, StrategyConfig, checkers_dir
 from scheduler.control import ControlMixin
 from scheduler.engine import risk
+from scheduler.engine.errors import GoTraderError, StateError, StateSaveError
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import LastCheck, Sleeve, State, Trade, new_sleeve, utc_iso
 from scheduler.engine.option_fills import OptionIntent, OptionMark
 from scheduler.engine.step import (
@@ -48,7 +49,6 @@ from scheduler.engine.step import (
     sleeve_equity,
     step,
 )
-from scheduler.errors import GoTraderError, StateError, StateSaveError
 from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
@@ -370,7 +370,9 @@ class Daemon(ControlMixin):
 
     def _step(self, new: State, intents: list[SpotIntent], fetched: dict, now: datetime, cycle: int,
               option_market: OptionMarket | None = None) -> list[Event]:
-        """Call the engine with this daemon's rules and what the fetch step returned."""
+        """Call the engine with this daemon's rules and what the fetch step returned; orders
+        fill at the fetched quotes (scheduler/execution.py), never at a candle's close."""
+        intents, unquoted = execution.at_market(intents, fetched.get("quotes"))
         marks = {sym: Mark(p, now) for sym, p in fetched.get("prices", {}).items()}
         market_rules = {sym: MarketRules.from_json(r) for sym, r in fetched.get("rules", {}).items()}
         rules = {s.id: engine_rules.sleeve_rules(self.config, s) for s in self.config.strategies}
@@ -382,6 +384,7 @@ class Daemon(ControlMixin):
                       option_rules={s.id: engine_rules.option_rules(self.config, s) for s in self.config.strategies
                                     if s.type == "options"},
                       account_option_limits=engine_rules.account_option_limits(self.config))
+        execution.name_no_quotes(events, unquoted)
         for e in events:  # say how each settlement's delivery price was had
             option = e.data.get("option") if e.kind == "fill" else None
             if option and e.data.get("delivery_price") is not None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from market.timeframes import timeframe_ms
 from scheduler.config import Config, HarvestConfig, OptionLimitsConfig, StrategyConfig
 from scheduler.engine.fills import Costs
 from scheduler.engine.option_fills import HarvestRules, OptionFees, OptionLimits, OptionRules
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import SleeveRules
+from scheduler.engine.timeframes import timeframe_ms
 
 
 def sleeve_rules(config: Config, s: StrategyConfig) -> SleeveRules:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from scheduler import fsio
+from market import fsio
 
 FILE_MODE = 0o600
 MAX_POINTS = 2000  # per /history answer: enough for a chart, small enough to serve at once

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from scheduler.config import is_loopback_host as is_loopback
 from scheduler.control import BY_HTTP_MAX_CHARS, request_problem, text_problem
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 from scheduler.http_conn import (
     HEADER_TIMEOUT_S,
     REQUEST_TIMEOUT_S,

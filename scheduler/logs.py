@@ -25,7 +25,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from scheduler.errors import StateError
+from scheduler.engine.errors import StateError
 
 
 class LogDirError(StateError):

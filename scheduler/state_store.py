@@ -28,9 +28,9 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from scheduler import fsio
+from market import fsio
+from scheduler.engine.errors import StateError, StateSaveError
 from scheduler.engine.models import SCHEMA_VERSION, AuditRecord, State, Trade, migrate
-from scheduler.errors import StateError, StateSaveError
 
 FILE_MODE = 0o600
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from market.rules import MarketRules
+from scheduler.engine.market_rules import MarketRules
 
 
 @dataclass(frozen=True)

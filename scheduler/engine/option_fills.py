@@ -128,7 +128,7 @@ class OptionMark:
 
     @classmethod
     def from_quote(cls, quote: Any, at: datetime, index_usd: float | None = None) -> OptionMark:
-        """From a market.options_data.OptionQuote (or anything with its fields)."""
+        """From a options.chain.OptionQuote (or anything with its fields)."""
         return cls(mark_coin=quote.mark, index_usd=quote.index_price or index_usd, at=at, bid_coin=quote.bid,
                    ask_coin=quote.ask, mark_iv_pct=quote.mark_iv_pct, underlying_price=quote.underlying_price,
                    delta=quote.delta, gamma=quote.gamma, theta=quote.theta, vega=quote.vega)

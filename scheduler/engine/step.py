@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from market.rules import MarketRules
-from market.timeframes import timeframe_ms
 from scheduler.engine import fills, margin, risk
 from scheduler.engine.fills import Costs, Rejected
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import Block, Position, Sleeve, State, Trade, utc_iso
 from scheduler.engine.option_book import OptionDesk
 from scheduler.engine.option_fills import OptionIntent, OptionLimits, OptionMark, OptionRules
 from scheduler.engine.risk import ACCOUNT, AccountRules
+from scheduler.engine.timeframes import timeframe_ms
 
 DEFAULT_RULES = MarketRules("*", amount_step=1e-8, min_amount=1e-8, min_notional_usd=5.0)
 Reason = Literal["signal", "stop", "drawdown_close", "manual"]  # the spot reasons

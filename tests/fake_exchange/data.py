@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.timeframes import timeframe_ms
+from scheduler.engine.timeframes import timeframe_ms
 
 #: Intervals the server derives from 1h candles (UTC-aligned, as Binance aligns them).
 DERIVED_FROM_1H = ("2h", "4h", "6h", "8h", "12h")

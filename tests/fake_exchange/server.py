@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 
-from market.timeframes import TIMEFRAMES, timeframe_ms
+from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 from tests.fake_exchange.data import ExchangeData
 
 BINANCE = "/api/v3/"
@@ -103,6 +103,7 @@ class FakeExchange:
         self.bytes_sent: Counter[str] = Counter()
         self.log: list[tuple[str, dict[str, str]]] = []
         self._faults: list[Fault] = []
+        self._book: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -175,6 +176,12 @@ class FakeExchange:
 
     def set_candles(self, symbol: str, interval: str, rows: Any) -> None:
         self.data.set_candles(symbol, interval, rows)
+
+    def set_book(self, symbol: str, *, bid: float, ask: float) -> None:
+        """Serve this bid and ask for ``symbol`` in ``ticker/24hr`` from now on (last price
+        and as-of time stay the candles'); by default bid = ask = last."""
+        with self._lock:
+            self._book[symbol.replace("/", "")] = (float(bid), float(ask))
 
     def set_delivery_prices(self, index_name: str, prices: dict[str, float]) -> None:
         """Serve these ``{"2026-03-27": price}`` delivery prices for ``index_name`` (``btc_usd``)."""
@@ -318,6 +325,8 @@ class FakeExchange:
                     raise _Reply(400, {"code": -1121, "msg": "Invalid symbol."})
                 continue
             price, asof = got
+            with self._lock:
+                bid, ask = self._book.get(mid, (price, price))
             out.append(
                 {
                     "symbol": mid,
@@ -327,9 +336,9 @@ class FakeExchange:
                     "prevClosePrice": _num(price),
                     "lastPrice": _num(price),
                     "lastQty": "0",
-                    "bidPrice": _num(price),
+                    "bidPrice": _num(bid),
                     "bidQty": "0",
-                    "askPrice": _num(price),
+                    "askPrice": _num(ask),
                     "askQty": "0",
                     "openPrice": _num(price),
                     "highPrice": _num(price),

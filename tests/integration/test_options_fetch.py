@@ -17,7 +17,7 @@ from market.cache_source import CycleCacheSource
 from market.ccxt_source import CcxtSource
 from market.files_options import FilesOptions
 from options.chain_greeks import fill_model_greeks
-from scheduler.errors import DataError
+from scheduler.engine.errors import DataError
 from tests.fake_exchange import FakeExchange, fake_exchange, iso_ms
 
 pytestmark = pytest.mark.shared_data

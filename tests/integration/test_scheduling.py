@@ -12,7 +12,7 @@ import pytest
 from scheduler.clock import ManualClock
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
-from scheduler.errors import StateSaveError
+from scheduler.engine.errors import StateSaveError
 from scheduler.state_store import last_good_path, load_state
 from tests.integration.harness import REPO, run_cli, spot, write_config
 

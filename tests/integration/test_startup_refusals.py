@@ -51,7 +51,7 @@ def test_a_start_refused_after_the_logs_opened_leaves_no_file_open(tmp_path: Pat
     from scheduler.clock import SystemClock
     from scheduler.config import load_config
     from scheduler.daemon import Daemon
-    from scheduler.errors import StateError
+    from scheduler.engine.errors import StateError
 
     def open_logs() -> list[str]:
         out = []

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.engine.errors import StateError, StateSaveError
 from scheduler.engine.models import AuditRecord
-from scheduler.errors import StateError, StateSaveError
 from scheduler.logs import LogDirError, Logs
 from scheduler.state_store import (
     LockHeld,

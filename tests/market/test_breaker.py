@@ -11,7 +11,7 @@ import pytest
 
 from market.base import SourceUnavailableError
 from market.ccxt_errors import Breaker, RetryPolicy
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
 from tests.fake_exchange import FakeExchange, fake_exchange
 from tests.market.conftest import Sleeps, make_source
 

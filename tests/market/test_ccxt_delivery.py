@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from market.prefetch import prefetch
-from scheduler.errors import PermanentExchangeError
+from scheduler.engine.errors import PermanentExchangeError
 from tests.fake_exchange import FakeExchange, fake_exchange, iso_ms, resample
 from tests.market.conftest import Sleeps, make_source
 

@@ -10,7 +10,7 @@ import pytest
 from ccxt.base import errors as ccxt_errors
 
 from market.ccxt_errors import RetryPolicy, our_class_for, parse_retry_after, translate
-from scheduler.errors import PermanentExchangeError, TransientExchangeError
+from scheduler.engine.errors import PermanentExchangeError, TransientExchangeError
 
 
 def _walk(tree: dict, out: list[str]) -> list[str]:  # type: ignore[type-arg]

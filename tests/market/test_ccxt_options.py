@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from market.ccxt_source import CcxtSource
-from scheduler.errors import DataError, TransientExchangeError
+from scheduler.engine.errors import DataError, TransientExchangeError
 from tests.fake_exchange import FakeExchange
 from tests.market.conftest import NOW, Sleeps, make_source
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from market.ccxt_source import CcxtSource
-from market.timeframes import last_closed_open_ms
-from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler.engine.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler.engine.timeframes import last_closed_open_ms
 from tests.fake_exchange import FakeExchange, iso_ms
 from tests.market.conftest import NOW, make_source, real_rows
 

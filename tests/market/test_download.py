@@ -12,7 +12,7 @@ import pytest
 
 from market.download import download, main, merge_rows, missing_ranges
 from market.files_source import read_candle_file
-from scheduler.errors import PermanentExchangeError
+from scheduler.engine.errors import PermanentExchangeError
 from tests.fake_exchange import FakeExchange, fake_exchange, iso_ms
 from tests.market.conftest import make_source, real_rows
 

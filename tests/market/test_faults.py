@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from market.ccxt_source import CcxtSource
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
 from tests.fake_exchange import FakeExchange
 from tests.market.conftest import NOW, Sleeps, make_source
 

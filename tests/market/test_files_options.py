@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from market.files_options import FilesOptions
 from market.sources import open_options_source
-from scheduler.errors import DataError
+from scheduler.engine.errors import DataError
 from tests.fake_exchange import iso_ms
 
 pytestmark = pytest.mark.shared_data

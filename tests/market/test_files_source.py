@@ -13,7 +13,7 @@ import pytest
 
 from market.download import main as download_main
 from market.files_source import FilesSource, rules_from_binance_exchange_info
-from scheduler.errors import ConfigError, DataError, PermanentExchangeError
+from scheduler.engine.errors import ConfigError, DataError, PermanentExchangeError
 from tests.fake_exchange import fake_exchange, iso_ms
 from tests.market.conftest import real_rows
 
@@ -75,11 +75,13 @@ def test_after_the_data_ends_it_is_stale(files: FilesSource) -> None:
         files.fetch_candles("BTC/USDT", "1h", now_ms=iso_ms("2026-06-01"), limit=5)
 
 
-def test_prices_from_the_finest_timeframe_or_none(files: FilesSource) -> None:
+def test_prices_from_the_finest_timeframe_or_none(files: FilesSource, shared_data: Path) -> None:
+    # the ticker of a replayed market: the open of the 1h candle starting at the clock time
+    # (10:00), not the close of the last closed one (09:00); see tests/market/test_quotes.py
     now = iso_ms("2024-02-01T10:30")
     prices = files.fetch_prices(["BTC/USDT", "DOGE/USDT"], now_ms=now)
-    c = files.fetch_candles("BTC/USDT", "1h", now_ms=now, limit=1)
-    assert prices == {"BTC/USDT": float(c.close[-1]), "DOGE/USDT": None}
+    rows = real_rows(shared_data, "BTC/USDT", "1h")
+    assert prices == {"BTC/USDT": float(rows.loc[iso_ms("2024-02-01T10:00"), "open"]), "DOGE/USDT": None}
     assert files.fetch_prices(["BTC/USDT"], now_ms=iso_ms("2027-01-01")) == {"BTC/USDT": None}
 
 

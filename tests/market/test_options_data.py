@@ -8,15 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.options_data import (
+from market.options_data import chain_from_book_summary, dvol_closes, quote_from_deribit
+from options.chain import (
     OptionChain,
-    chain_from_book_summary,
-    dvol_closes,
     expiry_code,
     expiry_ms_from_code,
     format_instrument_name,
     parse_instrument_name,
-    quote_from_deribit,
 )
 
 DAY = 86_400_000

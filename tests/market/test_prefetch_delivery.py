@@ -20,7 +20,7 @@ from market.files_source import FilesSource
 from market.prefetch import prefetch
 from market.synthetic import SyntheticSource
 from market.synthetic_options import SyntheticOptions
-from scheduler.errors import (
+from scheduler.engine.errors import (
     DataError,
     ExchangeError,
     PermanentExchangeError,

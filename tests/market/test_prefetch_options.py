@@ -15,11 +15,11 @@ from market.base import SourceUnavailableError
 from market.cache_source import CycleCacheSource
 from market.manifest import write_fetch_failed
 from market.options_cache import read_option_chain
-from market.options_data import OptionChain
 from market.prefetch import DVOL_DAYS, prefetch
 from market.synthetic import SyntheticSource
 from market.synthetic_options import SyntheticOptions
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from options.chain import OptionChain
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
 
 NOW = 1_773_138_000_000  # 2026-03-10T10:20Z
 DAY = 86_400_000

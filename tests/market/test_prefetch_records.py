@@ -13,9 +13,9 @@ import pytest
 from market.base import Candles, SourceUnavailableError
 from market.cache_source import CycleCacheSource
 from market.prefetch import prefetch
-from market.rules import MarketRules
 from market.synthetic import SyntheticSource
-from scheduler.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError, TransientExchangeError
+from scheduler.engine.market_rules import MarketRules
 
 NOW = 1_773_138_000_000  # 2026-03-10T10:20Z
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from market.download import write_candle_file
 from market.files_source import FilesSource
-from market.timeframes import last_closed_open_ms
+from scheduler.engine.timeframes import last_closed_open_ms
 from tests.fake_exchange import FakeExchange, fake_exchange
 from tests.market.conftest import make_source
 

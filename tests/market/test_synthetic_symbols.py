@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.synthetic import _PROFILES, SYMBOLS, SyntheticSource
-from scheduler.errors import PermanentExchangeError
+from scheduler.engine.errors import PermanentExchangeError
 
 NOW = 1_773_138_000_000
 LISTED = "models only BTC/USDT, ETH/USDT, SOL/USDT"

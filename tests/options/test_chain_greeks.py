@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from market.options_data import OptionChain, OptionQuote
+from options.chain import OptionChain, OptionQuote
 from options.chain_greeks import fill_model_greeks
 from options.pricing import black76_greeks, year_fraction
 

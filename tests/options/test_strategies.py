@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.options_data import OptionChain, OptionQuote, format_instrument_name
+from options.chain import OptionChain, OptionQuote, format_instrument_name
 from options.pricing import black76_greeks, black76_price, year_fraction
 from options.scoring import HeldOption
 from options.strategies import (

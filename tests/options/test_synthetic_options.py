@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from market.options_data import OptionChain, OptionsSource, parse_instrument_name
+from market.options_data import OptionsSource
 from market.synthetic import SyntheticSource
 from market.synthetic_options import SyntheticOptions
+from options.chain import OptionChain, parse_instrument_name
 from options.pricing import black76_price, year_fraction
-from scheduler.errors import DataError, PermanentExchangeError
+from scheduler.engine.errors import DataError, PermanentExchangeError
 
 DAY_MS = 86_400_000
 NOW_MS = [

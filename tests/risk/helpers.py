@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from market.rules import MarketRules
 from scheduler.engine.fills import Costs
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import Position, State, new_sleeve
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import Bar, Event, Mark, SleeveRules, SpotIntent, step

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from market.rules import MarketRules
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import State
 from scheduler.engine.risk import AccountRules, entry_cap_usd
 from scheduler.engine.step import Event

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from market.rules import MarketRules
 from scheduler.engine.fills import Costs
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import State
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import Event, SleeveRules, SpotIntent, account_equity, sleeve_equity

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from market.rules import MarketRules
 from scheduler.engine import risk
+from scheduler.engine.market_rules import MarketRules
 from scheduler.engine.models import State
 from scheduler.engine.step import Bar, SleeveRules
 from tests.risk.helpers import (

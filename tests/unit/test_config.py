@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scheduler.config import Config, StrategyConfig, load_config, parse_config
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,7 @@ from scheduler.config import (
     path_text_problem,
     status_problems,
 )
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

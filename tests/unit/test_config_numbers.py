@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from scheduler.config import DEFAULT_CHECKERS_DIR, Config, parse_config
-from scheduler.errors import ConfigError
+from scheduler.engine.errors import ConfigError
 
 VALID: dict[str, Any] = {
     "interval_seconds": 600, "market": {"source": "synthetic", "seed": 42},

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from market.options_data import expiry_ms_from_code, format_instrument_name
+from options.chain import expiry_ms_from_code, format_instrument_name
 from scheduler.engine import margin
 from scheduler.engine.fills import Costs
 from scheduler.engine.models import SCHEMA_VERSION, Position, State, migrate, new_sleeve
@@ -591,7 +591,7 @@ def test_a_version_3_state_migrates_to_4(tmp_path: Path) -> None:
 
 
 def test_only_an_options_sleeve_may_owe_cash(tmp_path: Path) -> None:
-    from scheduler.errors import StateError
+    from scheduler.engine.errors import StateError
 
     state = options_state()
     state.sleeves["o1"].cash_usd = -5.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.engine.errors import StateError, StateSaveError
 from scheduler.engine.models import SCHEMA_VERSION, State, Trade, new_sleeve
-from scheduler.errors import StateError, StateSaveError
 from scheduler.state_store import (
     StateLock,
     append_trades,

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scheduler.engine.errors import StateError
 from scheduler.engine.models import (
     SCHEMA_VERSION,
     Block,
@@ -26,7 +27,6 @@ from scheduler.engine.models import (
     Trade,
     new_sleeve,
 )
-from scheduler.errors import StateError
 from scheduler.state_store import (
     StateLock,
     append_trades,
@@ -289,7 +289,7 @@ def test_second_holder_is_refused_naming_the_pid(path: Path) -> None:
 
 def test_second_process_is_refused_naming_the_holder_pid(path: Path) -> None:
     child = ("import sys; from pathlib import Path; from scheduler.state_store import StateLock; "
-             "from scheduler.errors import StateError\n"
+             "from scheduler.engine.errors import StateError\n"
              "try:\n    StateLock(Path(sys.argv[1])).acquire()\nexcept StateError as e:\n"
              "    print(e); sys.exit(3)\n")
     with StateLock(path):

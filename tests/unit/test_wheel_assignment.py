@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from market.options_data import expiry_ms_from_code, format_instrument_name
+from options.chain import expiry_ms_from_code, format_instrument_name
 from scheduler.engine.fills import Costs
 from scheduler.engine.models import Position, State, Trade, new_sleeve
 from scheduler.engine.option_fills import OptionIntent, OptionLeg, OptionMark

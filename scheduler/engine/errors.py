@@ -1,5 +1,8 @@
 """The project's error hierarchy: each branch tells the caller what to do.
 
+A value module of the engine (standard library only) so that every layer can import it
+without a cycle: market/, the checkers and the scheduler all raise and catch these.
+
 - ConfigError: the configuration is wrong; exit with status 2, start nothing.
 - StateError: state.json cannot be trusted; refuse to start, touch nothing.
 - A failed checker run is not an exception but a value: scheduler.signals.CheckFailure

@@ -1,4 +1,7 @@
-"""Durable file writes, in one place. Standard library only (checkers import it too)."""
+"""Durable file writes, in one place. Standard library only (checkers import it too).
+
+The market cache writes with it and so do the scheduler's state store and history; it lives
+here, below the scheduler, so that market/ never imports scheduler/."""
 
 from __future__ import annotations
 
