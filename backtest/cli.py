@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from backtest._compat import ConfigError
 from backtest.result import BacktestResult
+from scheduler.engine.errors import ConfigError
 
 DAY_MS = 86_400_000
 
@@ -139,8 +139,8 @@ def _is_files(source: Any) -> bool:
 
 def _data_end_ms(source: Any, config: Any) -> int:
     """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
-    from backtest._compat import timeframe_ms
     from market.files_source import FilesSource, find_candle_file, read_candle_file
+    from scheduler.engine.timeframes import timeframe_ms
 
     spot = [s for s in config.strategies if s.type == "spot"]
     if isinstance(source, FilesSource) and spot:

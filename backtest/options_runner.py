@@ -28,11 +28,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from backtest._compat import ConfigError, ExchangeError, GoTraderError
 from backtest.result import BacktestResult, ClosedTrade
 from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
 from scheduler.config import Config, StrategyConfig
+from scheduler.engine.errors import ConfigError, ExchangeError, GoTraderError
 from scheduler.engine.models import State, new_sleeve
 from scheduler.engine.option_fills import OptionMark
 from scheduler.engine.step import Mark, sleeve_equity, step

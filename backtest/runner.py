@@ -31,17 +31,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from backtest import skip
-from backtest._compat import ConfigError, DataError, timeframe_ms
 from backtest.result import BacktestResult, ClosedTrade
 from backtest.signals import Decisions, decisions
 from market.base import Candles, MarketSource
 from scheduler import engine_rules
 from scheduler.config import Config, StrategyConfig
+from scheduler.engine.errors import ConfigError, DataError
 from scheduler.engine.models import State, new_sleeve
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
+from scheduler.engine.timeframes import timeframe_ms
 
 if TYPE_CHECKING:
-    from market.rules import MarketRules
+    from scheduler.engine.market_rules import MarketRules
 
 Progress = Callable[[int, int], None]  # (ticks done, ticks in all)
 

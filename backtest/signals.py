@@ -65,8 +65,8 @@ def decisions(name: str, candles: Candles, params: Mapping[str, Any], candles_b:
 
 def _per_bar(name: str, candles: Candles, params: Mapping[str, Any], candles_b: Candles | None,
              limit: int, first: int) -> Decisions:
-    from backtest._compat import DataError
     from checkers.check_strategy import decide
+    from scheduler.engine.errors import DataError
 
     n = len(candles)
     signal = np.zeros(n, dtype=np.int8)

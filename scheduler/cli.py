@@ -396,10 +396,7 @@ def config_from_flags(strategy: str, symbols: Sequence[str], timeframe: str, cap
     else:
         entries = [{"id": f"{strategy}-{sym.split('/')[0].lower()}", "type": "spot", "script": "check_strategy.py",
                     "args": [strategy, sym, timeframe], **base} for sym in symbols]
-    try:  # the engine's own value module once the layering change is in; market's before it
-        from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
-    except ImportError:
-        from market.timeframes import TIMEFRAMES, timeframe_ms  # type: ignore[no-redef]
+    from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
 
     interval = interval_s or (timeframe_ms(timeframe) // 1000 if timeframe in TIMEFRAMES else 3600)
     return {"interval_seconds": interval, "state_file": state_file, "log_dir": log_dir, "market": market,

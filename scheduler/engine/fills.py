@@ -89,18 +89,23 @@ def buy(quote: float, budget_usd: float, costs: Costs, rules: MarketRules) -> Bu
         return Rejected("NO_CASH", f"no cash to spend (budget {budget_usd:.2f} USD)")
     fill_price = quote * (1 + costs.slippage_rate)
     step = rules.amount_step if rules.amount_step > 0 else 1e-12
-    # Whole steps in integers, so the overspend correction always makes progress (a float
-    # ``qty - step`` can equal ``qty`` when qty is huge next to step).
-    n = _whole_steps(budget_usd / (fill_price * (1 + costs.fee_rate)), step)
-    while n > 0:
-        qty = _of_steps(n, step)
-        notional = qty * fill_price
-        fee = notional * costs.fee_rate
-        if notional + fee <= budget_usd:  # exactly what the cash will be charged
-            break
-        n -= 1
-    else:
-        qty, notional, fee = 0.0, 0.0, 0.0
+    def fits(steps: int) -> bool:  # exactly what the cash will be charged
+        notional = _of_steps(steps, step) * fill_price
+        return notional + notional * costs.fee_rate <= budget_usd
+
+    # Whole steps in integers. When the first guess overspends (float rounding), the largest
+    # number of steps that fits is found by bisection: stepping down one at a time may never
+    # change a quantity that is huge next to its step (1e17 steps of 1e-8).
+    n = max(_whole_steps(budget_usd / (fill_price * (1 + costs.fee_rate)), step), 0)
+    if n > 0 and not fits(n):
+        lo, hi = 0, n  # fits(lo), not fits(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        n = lo
+    qty = _of_steps(n, step) if n > 0 else 0.0
+    notional = qty * fill_price
+    fee = notional * costs.fee_rate
     if qty <= 0 or qty < rules.min_amount:
         return Rejected("BELOW_MIN_AMOUNT", f"{budget_usd:.2f} USD buys {qty} {rules.symbol}, below the "
                         f"minimum amount {rules.min_amount}")

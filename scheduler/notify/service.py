@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scheduler.config import NotificationsConfig
+from scheduler.engine.errors import StateSaveError
 from scheduler.engine.models import State
 from scheduler.engine.step import Event
-from scheduler.errors import StateSaveError
 from scheduler.notify import commands, messages, outbox
 from scheduler.notify.telegram_control import handle
 from scheduler.runner import Job, SubprocessLauncher, run_jobs

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scheduler.engine.errors import StateSaveError
 from scheduler.engine.models import AuditRecord
-from scheduler.errors import StateSaveError
 from scheduler.notify import commands, outbox
 from scheduler.state_store import append_audit
 

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("scheduler.execution", reason="parity needs the execution contract (fills at the ticker)")
-
 from backtest import runner  # noqa: E402
 from scheduler.clock import ManualClock  # noqa: E402
 from scheduler.config import load_config  # noqa: E402

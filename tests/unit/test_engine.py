@@ -653,3 +653,19 @@ def test_cash_never_goes_negative(seq: list[tuple[int, float]], capital: float, 
         assert state.sleeves["s1"].cash_usd >= 0.0
         for pos in state.sleeves["s1"].positions.values():
             assert pos.quantity > 0
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("quote,budget,costs", [
+    (0.010000000000000002, 5456586267146067.0, fills.Costs(0.0, 0.0)),  # found by hypothesis: hung
+    (0.01, 1e12, fills.Costs(0.001, 0.0005)),
+    (608800.2359759423, 4376686801071850.5, fills.Costs(0.0, 0.0)),
+])
+def test_a_buy_huge_next_to_its_step_ends_and_spends_at_most_the_budget(quote: float, budget: float,
+                                                                       costs: fills.Costs) -> None:
+    # 5e25 steps of 1e-8: taking one step off a float quantity this large leaves it unchanged,
+    # so the step-by-step correction of an overspend never ended
+    got = fills.buy(quote, budget, costs, FINE)
+    assert isinstance(got, fills.BuyFill)
+    assert got.notional_usd + got.fee_usd <= budget
+    assert got.notional_usd + got.fee_usd >= budget * (1 - 1e-12)  # and nearly all of it

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.config import ConfigError, load_config, notification_problems
+from scheduler.engine.errors import StateError
 from scheduler.engine.models import SCHEMA_VERSION, LastCheck, State, new_sleeve
 from scheduler.engine.step import Event
-from scheduler.errors import StateError
 from scheduler.notify import messages, outbox
 from scheduler.notify.commands import Update, allowed, parse, resolve
 from scheduler.notify.text import split_text, utf16_units
