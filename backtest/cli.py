@@ -72,8 +72,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from scheduler.cli import config_from_flags, market_from_flags
     from scheduler.config import load_config, parse_config
+    from scheduler.flags import config_from_flags, market_from_flags
     from strategies.catalog import CATALOG
 
     if args.config is not None:

@@ -25,8 +25,8 @@ END_MS = 1_773_100_800_000  # 2026-03-10T00:00Z
 def main() -> int:
     from backtest import walkforward as wf
     from backtest.walk_runner import ConfigRunner
-    from scheduler.cli import config_from_flags, market_from_flags
     from scheduler.config import parse_config
+    from scheduler.flags import config_from_flags, market_from_flags
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=240)

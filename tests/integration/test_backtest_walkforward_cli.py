@@ -13,8 +13,8 @@ import pytest
 
 from backtest import walkforward as wf
 from backtest.walk_runner import ConfigRunner
-from scheduler.cli import config_from_flags, market_from_flags
 from scheduler.config import parse_config
+from scheduler.flags import config_from_flags, market_from_flags
 from tests.integration.harness import REPO
 
 DAY_MS = 86_400_000

@@ -82,9 +82,16 @@ def _first_party(target: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+#: The command line: the composition root over everything (``go-trader backtest`` runs the
+#: backtester, which runs the scheduler's engine); nothing imports it back.
+CLI_ROOT = frozenset({"scheduler.cli", "scheduler.__main__"})
+
+
 def _layer(module: str) -> str:
     if module == ENGINE or module.startswith(ENGINE + "."):
         return ENGINE
+    if module in CLI_ROOT:
+        return "cli"
     return module.split(".")[0]
 
 
