@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from options.chain import positive_or_none
+
 #: Deribit averages its index over the 30 minutes before expiry.
 WINDOW_MS = 30 * 60_000
 DAY_MS = 86_400_000
@@ -65,7 +67,7 @@ def delivery_from_candles(rows: Iterable[Sequence[Any]], expiry_ms: int, timefra
         if not start_ms <= open_ms < expiry_ms:
             continue
         offset = open_ms - start_ms
-        close = _positive(row[4])
+        close = positive_or_none(row[4])
         if offset % timeframe_ms or open_ms in closes or close is None:
             return None  # off the grid, duplicated, or no usable close: not this window
         closes[open_ms] = close
@@ -108,7 +110,7 @@ def delivery_records(data: Any) -> dict[str, float]:
     for row in data:
         if not isinstance(row, Mapping):
             continue
-        date, price = row.get("date"), _positive(row.get("delivery_price"))
+        date, price = row.get("date"), positive_or_none(row.get("delivery_price"))
         if isinstance(date, str) and _DATE_RE.fullmatch(date) and price is not None:
             out.setdefault(date, price)
     return out
@@ -124,13 +126,3 @@ def _integral(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return int(x) if math.isfinite(x) and x.is_integer() else None
-
-
-def _positive(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) and x > 0 else None
