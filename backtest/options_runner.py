@@ -108,14 +108,8 @@ def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sle
 def _marks(chain: Any, instruments: set[str]) -> dict[str, OptionMark]:
     """The engine's quotes from a chain, as scheduler.options_cycle.read_marks builds them."""
     at = _utc(chain.asof_ms or chain.now_ms)
-    out = {}
-    for q in chain.quotes:
-        if q.instrument in instruments:
-            out[q.instrument] = OptionMark(
-                mark_coin=q.mark, index_usd=getattr(q, "index_price", None) or chain.index_price, at=at,
-                bid_coin=q.bid, ask_coin=q.ask, mark_iv_pct=q.mark_iv_pct, underlying_price=q.underlying_price,
-                delta=q.delta, gamma=q.gamma, theta=q.theta, vega=q.vega)
-    return out
+    return {q.instrument: OptionMark.from_quote(q, at, chain.index_price)
+            for q in chain.quotes if q.instrument in instruments}
 
 
 def _deliveries(spot: MarketSource, options: Any, underlying: str, expiries: list[int], now_ms: int

@@ -51,11 +51,16 @@ def chain_to_json(chain: OptionChain) -> dict[str, Any]:
     }
 
 
+def quote_from_json(q: dict[str, Any]) -> OptionQuote:
+    """One cached quote (a line of the file) as an OptionQuote."""
+    return OptionQuote(**{k: q[k] for k in _QUOTE_FIELDS})
+
+
 def chain_from_json(doc: dict[str, Any]) -> OptionChain:
     contract = doc.get("contract")
     return OptionChain(
         underlying=doc["underlying"], now_ms=int(doc["now_ms"]), index_price=doc["index_price"],
-        quotes=tuple(OptionQuote(**{k: q[k] for k in _QUOTE_FIELDS}) for q in doc["quotes"]),
+        quotes=tuple(quote_from_json(q) for q in doc["quotes"]),
         asof_ms=doc.get("asof_ms"),
         contract=OptionContract(**{k: contract[k] for k in _CONTRACT_FIELDS}) if contract else None,
     )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from market.options_cache import read_quotes
+from market.options_cache import quote_from_json, read_quotes
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.models import Sleeve, State
 from scheduler.engine.option_book import expiry_ms
@@ -110,11 +110,7 @@ def read_marks(cache_dir: Path, underlyings: Iterable[str], instruments: set[str
             index[u] = float(head["index_price"])
         at = datetime.fromtimestamp((head.get("asof_ms") or head["now_ms"]) / 1000, tz=UTC)
         for q in rows:
-            quotes[q["instrument"]] = OptionMark(
-                mark_coin=q.get("mark"), index_usd=q.get("index_price") or index.get(u), at=at,
-                bid_coin=q.get("bid"), ask_coin=q.get("ask"), mark_iv_pct=q.get("mark_iv_pct"),
-                underlying_price=q.get("underlying_price"), delta=q.get("delta"), gamma=q.get("gamma"),
-                theta=q.get("theta"), vega=q.get("vega"))
+            quotes[q["instrument"]] = OptionMark.from_quote(quote_from_json(q), at, index.get(u))
     return quotes, index
 
 

@@ -155,3 +155,16 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def open_daemon(config_path: Path, clock: Any, state_path: Path | None = None) -> Any:
+    """An in-process Daemon on ``config_path``'s folder (state.json and logs/ beside it, or
+    ``state_path``), opened; the caller closes it."""
+    from scheduler.config import load_config
+    from scheduler.daemon import Daemon
+
+    folder = config_path.parent
+    d = Daemon(load_config(config_path), config_path, clock=clock, state_path=state_path or folder / "state.json",
+               log_dir=folder / "logs", stdout_logs=False)
+    d.open()
+    return d

@@ -17,7 +17,7 @@ from scheduler.daemon import Daemon
 from scheduler.engine.models import State
 from scheduler.state_store import load_state, read_trade_log
 from scheduler.status import build_status
-from tests.integration.harness import REPO, write_config
+from tests.integration.harness import REPO, open_daemon, write_config
 
 #: 2026-03-10 10:20 UTC: on the synthetic chain (seed 42) BTC's DVOL rank is 39.5 and the listed
 #: expiries are 2026-03-13/20/27, 04-03, 04-24, 05-29 and the quarterlies
@@ -48,11 +48,7 @@ def _config(tmp_path: Path, strategies: list[dict[str, Any]], **overrides: Any) 
 
 
 def _daemon(config_path: Path, clock: ManualClock) -> Daemon:
-    folder = config_path.parent
-    d = Daemon(load_config(config_path), config_path, clock=clock, state_path=folder / "state.json",
-               log_dir=folder / "logs", stdout_logs=False)
-    d.open()
-    return d
+    return open_daemon(config_path, clock)
 
 
 def _status(d: Daemon) -> dict[str, Any]:

@@ -10,21 +10,16 @@ from pathlib import Path
 import pytest
 
 from scheduler.clock import ManualClock
-from scheduler.config import load_config
 from scheduler.daemon import Daemon
 from scheduler.engine.errors import StateSaveError
 from scheduler.state_store import last_good_path, load_state
-from tests.integration.harness import REPO, run_cli, spot, write_config
+from tests.integration.harness import REPO, open_daemon, run_cli, spot, write_config
 
 T0 = datetime(2026, 3, 10, 10, 20, tzinfo=UTC)
 
 
 def _daemon(config_path: Path, clock: ManualClock) -> Daemon:
-    folder = config_path.parent
-    d = Daemon(load_config(config_path), config_path, clock=clock, state_path=folder / "state.json",
-               log_dir=folder / "logs", stdout_logs=False)
-    d.open()
-    return d
+    return open_daemon(config_path, clock)
 
 
 def test_each_strategy_runs_on_its_own_interval_across_restarts(tmp_path: Path) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from scheduler.clock import ManualClock
-from scheduler.config import load_config
 from scheduler.daemon import RETRY_MAX_S, Daemon
 from scheduler.logs import Logs
-from tests.integration.harness import run_cli, spot, write_config
+from tests.integration.harness import open_daemon, run_cli, spot, write_config
 
 T0 = datetime(2026, 3, 10, 10, 20, tzinfo=UTC)
 
@@ -126,11 +125,7 @@ def test_a_state_behind_the_trade_log_is_refused_at_start_and_the_log_kept(tmp_p
 
 
 def _daemon(config_path: Path, clock: ManualClock) -> Daemon:
-    folder = config_path.parent
-    d = Daemon(load_config(config_path), config_path, clock=clock, state_path=folder / "state" / "state.json",
-               log_dir=folder / "logs", stdout_logs=False)
-    d.open()
-    return d
+    return open_daemon(config_path, clock, config_path.parent / "state" / "state.json")
 
 
 def test_a_state_folder_turning_read_only_halts_without_crash_or_spin(tmp_path: Path) -> None:
