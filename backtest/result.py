@@ -21,8 +21,10 @@ Conventions:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -76,9 +78,10 @@ class BacktestResult:
             raise ValueError(f"bar_ms {self.bar_ms}; expected the bar length in ms (> 0)")
         if len(self.exposure) != len(self.equity):
             raise ValueError(f"{len(self.exposure)} exposure values for {len(self.equity)} equity points")
-        if any(not math.isfinite(v) for _, v in self.equity):
+        times, values = ([p[0] for p in self.equity], [p[1] for p in self.equity])
+        if not all(map(math.isfinite, values)):
             raise ValueError("the equity curve has a non-finite value")
-        if any(b[0] <= a[0] for a, b in zip(self.equity, self.equity[1:], strict=False)):
+        if not all(map(operator.lt, times, itertools.islice(times, 1, None))):
             raise ValueError("equity times must increase")
 
     @property

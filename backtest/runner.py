@@ -37,7 +37,7 @@ from market.base import Candles, MarketSource
 from scheduler import engine_rules
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError
-from scheduler.engine.models import State, new_sleeve
+from scheduler.engine.models import State, new_sleeve, utc_iso
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
 from scheduler.engine.timeframes import timeframe_ms
 
@@ -153,6 +153,15 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
     ``reference``: call ``step`` on every tick (the plain run the fast one must equal);
     ``per_bar``: decide with the checker's code on every bar (no fast indicator path);
     ``on_event`` sees every engine event (blocks, rejections, holds too)."""
+    return replay_spot_state(config, s, market, start_ms, end_ms, reference=reference, per_bar=per_bar,
+                             progress=progress, decided=decided, on_event=on_event)[0]
+
+
+def replay_spot_state(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, *,
+                      reference: bool = False, per_bar: bool = False, progress: Progress | None = None,
+                      decided: Decisions | None = None,
+                      on_event: Callable[[Event], None] | None = None) -> tuple[BacktestResult, State]:
+    """``replay_spot`` and the engine state it ended with."""
     tf = s.timeframe or "1h"
     bar_ms = timeframe_ms(tf)
     candles, symbol = market.candles, s.symbols[0]
@@ -190,7 +199,10 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
     n = len(ticks)
     equity = np.empty(n)
     exposure = np.empty(n)
-    plan = skip.Planner(ticks, mark_px, candles, newest, new_bar, sig, due & fresh, rules[s.id], account, s) if not reference else None
+    plan = None if reference else skip.Planner(skip.Ticks(
+        ticks, mark_px, mark_at, new_bar, candles.ts_ms[newest], np.where(new_bar, np.minimum(candles.open, candles.low)[newest], np.inf),
+        due & fresh & (sig == 1), due & fresh & (sig == -1)), rules[s.id], account, s)
+    due_at = np.flatnonzero(due).tolist()
 
     def _intent(sid: str, sym: str, k: int, i: int) -> SpotIntent:
         """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
@@ -231,29 +243,27 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
 
     k = 0
     report_every = max(1, n // 100)
+    quiet: list[tuple[int, int, float, float, float]] = []  # (from, to, cash, quantity, equity) of quiet spans
     while k < n:
         do_step(k)
         value = sleeve_equity(sleeve)
         equity[k] = value if value is not None else (equity[k - 1] if k else s.capital)
         pos = sleeve.positions.get(symbol)
         exposure[k] = (pos.quantity * pos.mark_price / equity[k]) if pos and pos.mark_price and equity[k] else 0.0
-        nxt = k + 1 if plan is None else plan.next_step(k, run.state, s.id)
+        nxt = k + 1 if plan is None else plan.advance(k, run.state, s.id)
         if nxt > k + 1:  # quiet ticks: nothing changes but the marks (skip.py); the same numbers as a step
-            span = slice(k + 1, nxt)
-            if pos is not None:
-                value_span = sleeve.cash_usd + pos.quantity * mark_px[span]
-                equity[span] = value_span
-                exposure[span] = pos.quantity * mark_px[span] / value_span
-            else:
-                equity[span] = equity[k]
-                exposure[span] = 0.0
+            quiet.append((k + 1, nxt, sleeve.cash_usd, pos.quantity if pos is not None else 0.0, float(equity[k])))
+            ran = skip.last_index_in(due_at, k, nxt)
+            if ran is not None:
+                sleeve.last_run_at = _utc(int(ticks[ran]))
         if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
             progress(min(nxt, n), n)
         k = nxt
+    _fill_quiet(quiet, mark_px, equity, exposure)
     costs = {"fee_pct": config.fees_for(s).taker_pct, "slippage_pct": config.execution.slippage_pct}
     bench = _buy_and_hold(ticker, mark_px, ticks, s.capital, rules[s.id].costs.fee_rate,
                           rules[s.id].costs.slippage_rate, t0)
-    return BacktestResult(
+    result = BacktestResult(
         strategy_id=s.id, kind="spot", strategy=s.strategy_name, symbols=tuple(s.symbols), timeframe=tf,
         bar_ms=bar_ms, start_ms=int(t0), end_ms=int(ticks[-1]), initial_capital_usd=float(s.capital),
         equity=((int(t0), float(s.capital)), *zip(ticks.tolist(), equity.tolist(), strict=True)),
@@ -261,12 +271,29 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
         fees_usd=float(sum(f["fee_usd"] for f in run.fills)), slippage_usd=slippage_usd(run.fills),
         benchmark=bench, params=dict(s.params), costs=costs, source=market.source,
     )
+    return result, run.state
+
+
+def _fill_quiet(quiet: list[tuple[int, int, float, float, float]], mark_px: np.ndarray, equity: np.ndarray,
+                exposure: np.ndarray) -> None:
+    """The quiet ticks' equity and exposure, all spans at once: held, cash + quantity x mark
+    (``sleeve_equity``'s arithmetic); flat, the equity of the step before."""
+    if not quiet:
+        return
+    lo, hi, cash, qty, flat = (np.array(col) for col in zip(*quiet, strict=True))
+    lens = hi - lo
+    idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
+    held = np.repeat(qty > 0, lens)
+    q, px = np.repeat(qty, lens), mark_px[idx]
+    value = np.where(held, np.repeat(cash, lens) + q * px, np.repeat(flat, lens))
+    equity[idx] = value
+    exposure[idx] = np.divide(q * px, value, out=np.zeros(len(idx)), where=held)
 
 
 def _collect(run: _Run, events: list[Event]) -> None:
     for e in events:
         if e.kind == "fill":
-            run.fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"],
+            run.fills.append({"strategy_id": e.strategy_id, "at": utc_iso(e.at),
                               "at_ms": int(e.at.timestamp() * 1000), **e.data})
 
 

@@ -7,7 +7,9 @@ Order inside a step:
 3. per-strategy breakers (drawdown kill switch, optional force-close), then the
    account's (UTC day roll, daily loss, portfolio kill switch);
 4. the cycle's sells (exits always run), then its buys, each entry through the
-   blocks, the sizing mode and the account caps.
+   blocks, the sizing mode and the account caps;
+5. when anything filled after a sleeve's breakers ran, the breakers of 3 again on the
+   equity after the fills (with nothing filled they would find what they found).
 
 Options (scheduler/engine/option_book.py) go through the same step: in 1, option
 positions are marked from ``option_quotes`` (greeks and margin refreshed); after the
@@ -164,6 +166,7 @@ class _Book:
         self.market_rules, self.now, self.cycle = market_rules, now, cycle
         self.ids = [sid for sid in rules if sid in state.sleeves]
         self.events: list[Event] = []
+        self.fills = 0  # fills booked so far in this step
         self.options: OptionDesk | None = None  # set by step
 
     def emit(self, kind: str, scope: str, **data: Any) -> Event:
@@ -174,6 +177,7 @@ class _Book:
     def record(self, sleeve: Sleeve, trade: Trade) -> Event:
         """Book ``trade`` in the sleeve's recent trades and counters; return its fill event."""
         self.state.next_trade_seq += 1
+        self.fills += 1
         sleeve.trades.append(trade)
         keep = self.rules[sleeve.id].recent_trades_kept
         if len(sleeve.trades) > keep:
@@ -397,25 +401,31 @@ def step(
                 by_symbol[intent.symbol] = Mark(intent.price, intent.price_at)
     for b in risk.lift_expired(state.account.blocks, now):
         book.emit("unblock", ACCOUNT, code=b.code)
+    changed = False  # whether a fill after a sleeve's breaker pass needs the passes run again
     for sid in book.ids:
         sleeve = state.sleeves[sid]
         apply_marks(sleeve, by_symbol)
-        desk.mark(sleeve)
+        if sleeve.option_positions:  # (with none, the desk has nothing to mark, settle or harvest)
+            desk.mark(sleeve)
         for b in risk.lift_expired(sleeve.risk.blocks, now):
             book.emit("unblock", sid, code=b.code)
             equity = sleeve_equity(sleeve)
             if b.code == "MAX_DRAWDOWN" and equity is not None:
                 sleeve.risk.peak_equity_usd = equity  # a fresh start after the cool-off (see risk.py)
         book.check_stops(sleeve, bars or {})
-        desk.settle(sleeve)  # expiries and the theta harvest are exits: they always run
-        desk.harvest(sleeve)
+        if sleeve.option_positions:
+            desk.settle(sleeve)  # expiries and the theta harvest are exits: they always run
+            desk.harvest(sleeve)
+        before = book.fills
         book.sleeve_breakers(sleeve)
+        changed = changed or book.fills > before  # a drawdown close after the drawdown was taken
     book.account_breakers()
     known = [i for i in option_intents if i.strategy_id in book.ids]
     for oi in option_intents:
         if oi.strategy_id not in book.ids:
             book.emit("rejected", oi.strategy_id, side="options", code="UNKNOWN_STRATEGY",
                       detail=f"no configured sleeve {oi.strategy_id!r} for this options intent")
+    before_orders = book.fills
     for intent in sorted(intents, key=lambda i: i.signal >= 0):  # exits before entries
         if intent.signal >= 0:
             break
@@ -427,7 +437,8 @@ def step(
             book.apply(intent)
     for oi in known:
         desk.apply_entries(oi)
-    for sid in {i.strategy_id for i in intents} | {i.strategy_id for i in known}:
-        book.sleeve_breakers(state.sleeves[sid])
-    book.account_breakers()
+    if changed or book.fills > before_orders:  # the breakers again, on the equity after the fills
+        for sid in {i.strategy_id for i in intents} | {i.strategy_id for i in known}:
+            book.sleeve_breakers(state.sleeves[sid])
+        book.account_breakers()
     return book.events
