@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from backtest import report
 from backtest.result import BacktestResult, ClosedTrade
+from tests.integration.browser import chromium, console, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1200,2400", "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0"]
 HOUR_MS = 3_600_000
 T0_MS = 1_704_067_200_000
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test "
-                                                             "installs it when run as root with apt)")
-
 
 def _price(bar: int) -> float:
     return 100.0 * math.exp(0.2 * math.sin(bar / 25.0) + 0.0004 * bar)
@@ -57,17 +47,6 @@ def _run(bars: int = 3000, fee: float = 0.001, strategy_id: str = "sma-btc") -> 
     return result, prices
 
 
-def _chromium(tmp_path: Path, url: str, *mode: str) -> tuple[str, str]:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *mode, url],
-                          capture_output=True, text=True, timeout=120)
-    return done.stdout, done.stderr
-
-
-def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
-
-
 def _attr(dom: str, svg_id: str, name: str) -> int:
     tag = re.search(rf'<svg id="{svg_id}"[^>]*>', dom)
     assert tag, f"no <svg id={svg_id}> in the page"
@@ -88,8 +67,8 @@ def test_the_report_renders_in_a_real_browser(tmp_path: Path) -> None:
     net, prices = _run()
     gross, _ = _run(fee=0.0)
     path = report.write_html(net, gross, tmp_path / "report.html", prices=prices)
-    dom, err = _chromium(tmp_path, path.as_uri(), "--dump-dom")
-    assert _console(err) == [], _console(err)
+    dom, err = chromium(tmp_path, path.as_uri(), "--dump-dom", window="1200,2400")
+    assert console(err) == [], console(err)
     assert 'data-rendered="1"' in dom, "the drawing script did not finish"
     # net + gross + buy-and-hold, each decimated to at most MAX_CHART_POINTS
     assert _attr(dom, "equity", "data-points") > 3 * 1000
@@ -99,8 +78,8 @@ def test_the_report_renders_in_a_real_browser(tmp_path: Path) -> None:
     assert len(re.findall(r'<path d="M[\d.]+ [\d.]+L', dom)) >= 5  # lines with points, not empty paths
     assert "Sharpe" in dom and "gross (no costs)" in dom and "buy &amp; hold" in dom
     shot = tmp_path / "report.png"
-    _, err = _chromium(tmp_path, path.as_uri(), f"--screenshot={shot}")
-    assert shot.stat().st_size > 10_000 and _console(err) == []
+    _, err = chromium(tmp_path, path.as_uri(), f"--screenshot={shot}", window="1200,2400")
+    assert shot.stat().st_size > 10_000 and console(err) == []
 
 
 @needs_chromium
@@ -108,8 +87,8 @@ def test_a_hostile_name_is_only_text_and_no_prices_still_renders(tmp_path: Path)
     evil = '</script><script>document.title="pwned"</script><img src=x onerror=alert(1)>'
     net, _ = _run(300, strategy_id=evil)
     path = report.write_html(net, None, tmp_path / "evil.html")
-    dom, err = _chromium(tmp_path, path.as_uri(), "--dump-dom")
-    assert _console(err) == [], _console(err)
+    dom, err = chromium(tmp_path, path.as_uri(), "--dump-dom", window="1200,2400")
+    assert console(err) == [], console(err)
     title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
     assert title.startswith("&lt;/script&gt;&lt;script&gt;document.title=")  # the name, as text
     assert "<img src=" not in dom and 'data-rendered="1"' in dom
@@ -125,6 +104,6 @@ def test_the_policy_blocks_any_other_script(tmp_path: Path) -> None:
     injected = page.replace("</body>", '<script>document.body.setAttribute("data-injected", "1")</script></body>')
     path = tmp_path / "injected.html"
     path.write_text(injected)
-    dom, err = _chromium(tmp_path, path.as_uri(), "--dump-dom")
+    dom, err = chromium(tmp_path, path.as_uri(), "--dump-dom", window="1200,2400")
     assert 'data-rendered="1"' in dom and "data-injected" not in dom.split("<script")[0]
-    assert any("Content Security Policy" in line for line in _console(err)), _console(err)
+    assert any("Content Security Policy" in line for line in console(err)), console(err)

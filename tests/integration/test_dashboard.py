@@ -4,34 +4,17 @@ daemon: the strategies table and the equity chart render, with no console errors
 from __future__ import annotations
 
 import re
-import shutil
 import signal
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from scheduler.http_status import DASHBOARD_HTML, cross_site_problem
+from tests.integration.browser import chromium, console, needs_chromium
 from tests.integration.harness import DaemonProcess, spot, state_doc, wait_for, write_config
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "t0ken"
-# flags the machine needs: headless as root, no GPU, and no background connections to the internet
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1300,1000", "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0"]
-
-
-def _chromium(tmp_path: Path, url: str, *mode: str) -> tuple[str, str]:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *mode, url],
-                            capture_output=True, text=True, timeout=120)
-    return result.stdout, result.stderr
-
-
-def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
 def test_the_page_loads_nothing_from_elsewhere() -> None:
@@ -53,8 +36,7 @@ def test_cross_site_requests_are_refused(origin: str | None, site: str | None, h
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test installs it when "
-                                             "run as root with apt)")
+@needs_chromium
 def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
     puts = {"id": "puts", "type": "options", "script": "check_real_options.py", "args": ["protective_puts", "BTC"],
             "capital": 20_000, "params": {"dte_tolerance_days": 18}}
@@ -67,8 +49,8 @@ def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:  # the page itself: no token
             assert r.headers["Content-Type"].startswith("text/html")
             assert "default-src 'none'" in r.headers["Content-Security-Policy"]
-        dom, err = _chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", "--dump-dom")
-        assert _console(err) == [], _console(err)
+        dom, err = chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", "--dump-dom")
+        assert console(err) == [], console(err)
         assert 'data-strategy="alpha"' in dom and 'data-strategy="beta"' in dom
         # the options strategy's leg with its greeks, P&L, and the book's greeks and margin
         assert re.search(r"long 0\.1 BTC-\w+-\d+-P Δ -0\.\d+", dom) and " P&amp;L " in dom and "book Δ " in dom
@@ -76,9 +58,9 @@ def test_the_dashboard_renders_in_a_real_browser(tmp_path: Path) -> None:
         assert points >= 2, "the equity chart drew no curve"
         assert "synthetic market" in dom and ">enter<" in dom  # controls shown: a token is configured
         shot = tmp_path / "dashboard.png"
-        _, err = _chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", f"--screenshot={shot}")
-        assert shot.stat().st_size > 10_000 and _console(err) == []
-        dom, _ = _chromium(tmp_path, f"http://127.0.0.1:{port}/", "--dump-dom")  # no token: it asks for one
+        _, err = chromium(tmp_path, f"http://127.0.0.1:{port}/#token={TOKEN}", f"--screenshot={shot}")
+        assert shot.stat().st_size > 10_000 and console(err) == []
+        dom, _ = chromium(tmp_path, f"http://127.0.0.1:{port}/", "--dump-dom")  # no token: it asks for one
         assert 'id="auth" style="display: flex;"' in dom and 'data-strategy="alpha"' not in dom
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
