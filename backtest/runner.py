@@ -354,13 +354,17 @@ def closed_trades(fills: list[dict[str, Any]]) -> tuple[ClosedTrade, ...]:
 
 
 def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, end_ms: int, *,
-        progress: Progress | None = None, options_source: Any = None) -> tuple[BacktestResult, BacktestResult]:
+        progress: Progress | None = None, options_source: Any = None,
+        with_gross: bool = True) -> tuple[BacktestResult, BacktestResult | None]:
     """(net, gross) runs of strategy ``s``: the config's costs, then fee and slippage 0
-    (same data, same decisions: only the costs differ)."""
+    (same data, same decisions: only the costs differ). ``with_gross=False``: the net run
+    only, gross None (the walk-forward scores net)."""
     if s.type == "options":
         from backtest import options_runner
 
         net = options_runner.replay_options(config, s, source, options_source, start_ms, end_ms, progress=progress)
+        if not with_gross:
+            return net, None
         return net, options_runner.replay_options(gross(config), find_strategy(gross(config), s.id), source,
                                                   options_source, start_ms, end_ms)
     market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
@@ -369,5 +373,7 @@ def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, 
     decided = decisions(s.strategy_name, market.candles, s.params, market.candles_b,
                         limit=config.runner.candles_limit, first=max(0, first - 1))
     net = replay_spot(config, s, market, start_ms, end_ms, progress=progress, decided=decided)
+    if not with_gross:
+        return net, None
     g = gross(config)
     return net, replay_spot(g, find_strategy(g, s.id), market, start_ms, end_ms, decided=decided)

@@ -9,6 +9,11 @@ The grid runs serially (``workers=1``), on local processes (``concurrent.futures
 cluster when a scheduler address is given (``distributed.Client(address)``; the optional
 ``dask`` extra, imported only then). Every job's result is put back in grid order and ties
 go to the earlier grid point, so all three give the same answer.
+
+``job_mapper`` opens that place to run: a pool's workers (and Dask's) are warmed for the
+runner before the first phase, local jobs go in chunks, and a caller may keep one open for
+several walk-forwards (``walk_forward(..., map_jobs=...)``; bench/bench_walkforward.py times
+the start-up apart from the grid that way).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import itertools
 import multiprocessing
 import pickle
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -125,34 +131,88 @@ def _test_job(run: Runner, params: dict[str, Any], start_ms: int, end_ms: int) -
     return run(params, start_ms, end_ms)
 
 
+JobMap = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
+
+_WARM_WAIT_S = 120.0  # how long a warmed worker waits for the others before the first job
+
+
+def _warm(run: Runner) -> None:
+    """Make ``run`` ready in this process: its module is imported by now (unpickling it did
+    that); a runner with a ``warm_up()`` (backtest.walk_runner.ConfigRunner) imports the rest
+    and opens its data. A failure here is left to the first job, which raises it again."""
+    warm_up = getattr(run, "warm_up", None)
+    if callable(warm_up):
+        try:
+            warm_up()
+        except Exception:  # the first job raises it with its own traceback
+            pass
+
+
+def _warm_worker(run: Runner, ready: Any) -> None:
+    """The pool's initializer: warm, then wait until every worker has (a barrier), so that
+    the first phase starts on warm workers only."""
+    _warm(run)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(timeout=_WARM_WAIT_S)
+
+
+def _noop() -> None:
+    return None
+
+
+def _check_picklable(run: Any) -> None:
+    try:  # fail here with the fix, not inside the pool with a pickling traceback
+        pickle.dumps(run)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise ValueError(f"the runner {run!r} cannot be sent to another process ({e}); use a "
+                         "module-level function or functools.partial of one, or workers=1") from e
+
+
 @contextlib.contextmanager
-def _mapper(workers: int, scheduler_address: str | None) -> Iterator[Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]]:
+def job_mapper(workers: int = 1, scheduler_address: str | None = None, *,
+               warm: Runner | None = None, pool_of_one: bool = False) -> Iterator[JobMap]:
     """A ``map(fn, jobs) -> [fn(*job) for job in jobs]`` (in that order) that runs serially, on
-    one pool of processes or on Dask, open for both phases of a walk-forward."""
+    one pool of ``workers`` processes or on Dask, open for both phases of a walk-forward (or
+    several). With ``warm``, every worker is made ready for that runner before this yields
+    (``_warm``: the pool's start-up is paid here, not inside the first phase). Local jobs go
+    to the pool in chunks (a few per worker), so that tiny jobs do not each pay a round trip.
+    ``pool_of_one``: one worker is a pool of one process too, not this process (the
+    benchmark's baseline: what the pool costs, without its parallelism)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers {workers!r}; expected a whole number of processes >= 1")
     if scheduler_address is not None:
         try:
             from distributed import Client
         except ImportError as e:  # the optional extra
             raise RuntimeError("a Dask scheduler address needs the dask extra: pip install 'go-trader[dask]'") from e
         with Client(scheduler_address) as client:
+            if warm is not None:
+                client.run(_warm, warm)
+
             def on_dask(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
                 return list(client.gather(client.map(fn, *zip(*jobs, strict=True), pure=False))) if jobs else []
 
             yield on_dask
         return
-    if workers == 1:
+    if workers == 1 and not pool_of_one:
         yield lambda fn, jobs: [fn(*job) for job in jobs]
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    init: dict[str, Any] = {}
+    if warm is not None:
+        _check_picklable(warm)
+        init = {"initializer": _warm_worker, "initargs": (warm, ctx.Barrier(workers))}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, **init) as pool:
+        if warm is not None:  # one job per worker starts them all; each returns once all are warm
+            for f in [pool.submit(_noop) for _ in range(workers)]:
+                f.result()
+
         def on_processes(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
             if not jobs:
                 return []
-            try:  # fail here with the fix, not inside the pool with a pickling traceback
-                pickle.dumps(jobs[0][0])
-            except (pickle.PicklingError, AttributeError, TypeError) as e:
-                raise ValueError(f"the runner {jobs[0][0]!r} cannot be sent to another process ({e}); use a "
-                                 "module-level function or functools.partial of one, or workers=1") from e
-            return list(pool.map(fn, *zip(*jobs, strict=True)))
+            _check_picklable(jobs[0][0])
+            chunk = max(1, len(jobs) // (4 * workers))  # as multiprocessing.Pool.map picks it
+            return list(pool.map(fn, *zip(*jobs, strict=True), chunksize=chunk))
 
         yield on_processes
 
@@ -167,19 +227,25 @@ def _best(grid: list[dict[str, Any]], scores: list[float | None]) -> int:
 
 
 def walk_forward(run: Runner, grid: Sequence[Mapping[str, Any]], wins: Sequence[Window], *,
-                 objective: str = "sharpe", workers: int = 1, scheduler_address: str | None = None) -> WalkForwardResult:
-    """The walk-forward of the module docstring over ``wins`` (see ``windows``)."""
+                 objective: str = "sharpe", workers: int = 1, scheduler_address: str | None = None,
+                 map_jobs: JobMap | None = None) -> WalkForwardResult:
+    """The walk-forward of the module docstring over ``wins`` (see ``windows``): on ``workers``
+    processes or the Dask scheduler (a ``job_mapper`` warmed for ``run``), or on ``map_jobs``,
+    a ``job_mapper`` the caller keeps open (then give neither of the two)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers {workers!r}; expected a whole number of processes >= 1")
+    if map_jobs is not None and (workers != 1 or scheduler_address is not None):
+        raise ValueError("map_jobs runs the jobs where it was opened; give it without workers or scheduler_address")
     points = [dict(p) for p in grid]
     if not points:
         raise ValueError("the parameter grid is empty; give at least one parameter set")
     if not wins:
         raise ValueError("no windows; build them with backtest.walkforward.windows(...)")
     train = [(run, p, w.train_start_ms, w.train_end_ms, objective) for w in wins for p in points]
-    with _mapper(workers, scheduler_address) as map_jobs:
+    with contextlib.ExitStack() as stack:
+        if map_jobs is None:
+            map_jobs = stack.enter_context(job_mapper(workers, scheduler_address,
+                                                      warm=run if workers > 1 or scheduler_address else None))
         scores = map_jobs(_train_job, train)
         chosen = [points[_best(points, scores[k * len(points):(k + 1) * len(points)])] for k in range(len(wins))]
         tests = [(run, p, w.test_start_ms, w.test_end_ms) for w, p in zip(wins, chosen, strict=True)]

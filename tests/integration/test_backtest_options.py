@@ -36,6 +36,8 @@ def test_the_wheel_on_the_synthetic_chain_sells_settles_and_is_assigned():
                               for t in net.trades)
     assert gross.fees_usd == 0.0 and net.fees_usd > 0
     assert net.costs["fee_pct"] == 0.03 and gross.costs["fee_pct"] == 0.0
+    assert runner.run(config, config.strategies[0], SyntheticSource(42), start, start + 75 * DAY,
+                      options_source=SyntheticOptions(42), with_gross=False) == (net, None)
 
 
 @pytest.mark.shared_data

@@ -4,15 +4,22 @@ out-of-sample result serially, on two local processes and on a Dask LocalCluster
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from backtest import runner as backtest_runner
+from backtest import walk_runner
 from backtest import walkforward as wf
 from backtest.walk_runner import ConfigRunner
+from market.download import write_candle_file
+from market.files_source import FilesSource
+from market.synthetic import SyntheticSource
 from scheduler.config import parse_config
 from scheduler.flags import config_from_flags, market_from_flags
 from tests.integration.harness import REPO
@@ -45,6 +52,55 @@ def test_the_real_runner_walks_forward_alike_serially_on_processes_and_on_dask(t
                                                                      w.window.train_end_ms))) for p in GRID]
         best = max(range(len(GRID)), key=lambda i: (scores[i] if scores[i] is not None else -1e300, -i))
         assert w.params == GRID[best]
+
+
+def _plain(market: dict, params: dict, start_ms: int, end_ms: int, source: object, tmp_path: Path) -> object:
+    """The net run without the runner: a config built with ``params``, a source of its own."""
+    doc = config_from_flags("sma_crossover", ["BTC/USDT"], "1h", 1000.0, market, params=params)
+    config = parse_config(doc, base_dir=tmp_path)
+    net, _ = backtest_runner.run(config, config.strategies[0], source, start_ms, end_ms)
+    return net
+
+
+def test_the_runners_per_process_cache_serves_only_the_same_data(tmp_path: Path) -> None:
+    """Each candle request is read once per process and runner, and a different range, other
+    parameters, another market section or a new runner over rewritten files never get
+    another request's data: every run equals the plain run on a fresh source."""
+    walk_runner.clear_cache()
+    run = _runner(tmp_path)
+    a = (END_MS - 40 * DAY_MS, END_MS - 10 * DAY_MS)
+    b = (END_MS - 35 * DAY_MS, END_MS - 5 * DAY_MS)  # overlaps a: same candles, other ends
+    p, q = {"fast": 10, "slow": 50}, {"fast": 20, "slow": 60}
+    synthetic = market_from_flags("synthetic", None, 42)
+    for params, (start, end) in [(p, a), (q, a), (p, b), (q, b), (p, a)]:
+        assert run(params, start, end) == _plain(synthetic, params, start, end, SyntheticSource(42), tmp_path)
+    stats = walk_runner.cache_stats()
+    assert stats["sources"] == 1 and stats["reads"] == 3 and stats["hits"] == 7  # candles a, b; the rules
+    # the same token (dataclasses.replace keeps it) with another market section: its own data
+    other_doc = {**run.config_doc, "market": market_from_flags("synthetic", None, 7)}
+    other = dataclasses.replace(run, config_doc=other_doc)
+    assert other.cache_token == run.cache_token
+    on_7 = other(p, *a)
+    assert on_7 == _plain(market_from_flags("synthetic", None, 7), p, *a, SyntheticSource(7), tmp_path)
+    assert on_7.equity != run(p, *a).equity
+    # files: a new runner (a new walk-forward) reads the files as they are now
+    folder = tmp_path / "data" / "binance"
+    folder.mkdir(parents=True)
+    candles = SyntheticSource(42).fetch_candles("BTC/USDT", "1h", now_ms=END_MS + 3_600_000, limit=2000)
+    rows = np.column_stack([candles.ts_ms, candles.open, candles.high, candles.low, candles.close, candles.volume])
+    write_candle_file(folder / "BTC_USDT-1h.csv", rows)
+    files = market_from_flags("files", tmp_path / "data")
+    config = parse_config(config_from_flags("sma_crossover", ["BTC/USDT"], "1h", 1000.0, files), base_dir=tmp_path)
+    first = ConfigRunner(config.model_dump(mode="json"), config.strategies[0].id, str(tmp_path))
+    before = first(p, *a)
+    assert before == _plain(files, p, *a, FilesSource(tmp_path / "data"), tmp_path)
+    rows[:, 1:5] *= np.linspace(1.0, 1.5, len(rows))[:, None]  # another market in the same file
+    write_candle_file(folder / "BTC_USDT-1h.csv", rows)
+    second = ConfigRunner(first.config_doc, first.strategy_id, first.base_dir)
+    after = second(p, *a)
+    assert after == _plain(files, p, *a, FilesSource(tmp_path / "data"), tmp_path) and after.equity != before.equity
+    walk_runner.clear_cache()
+    assert walk_runner.cache_stats() == {"sources": 0, "reads": 0, "hits": 0}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

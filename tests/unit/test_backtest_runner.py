@@ -103,6 +103,7 @@ def test_result_contract_and_next_open_fills(source):
     assert [f["at_ms"] for f in gross.fills] == [f["at_ms"] for f in net.fills]
     assert net.fees_usd == pytest.approx(sum(f["fee_usd"] for f in net.fills))
     assert net.benchmark[0] == (START, 1000.0) and len(net.benchmark) == len(net.equity)
+    assert runner.run(config, s, source, START, END, with_gross=False) == (net, None)  # the walk-forward's net only
 
 
 def test_a_run_without_a_whole_bar_is_refused(source):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +123,37 @@ def test_local_processes_and_a_dask_local_cluster_give_the_serial_result() -> No
         on_dask = wf.walk_forward(run, GRID, WINDOWS, scheduler_address=cluster.scheduler_address)
     assert on_dask == serial
     assert on_dask.oos.equity[0][1] == 500.0
+
+
+@dataclass(frozen=True)
+class WarmedRun:
+    """toy_run that notes, in ``folder``, each process it was warmed in (picklable)."""
+
+    folder: str
+    fail_warm_up: bool = False
+
+    def warm_up(self) -> None:
+        if self.fail_warm_up:
+            raise RuntimeError("warm-up failed")
+        (Path(self.folder) / str(os.getpid())).touch()
+
+    def __call__(self, params: dict, start_ms: int, end_ms: int) -> BacktestResult:
+        return toy_run(params, start_ms, end_ms)
+
+
+@pytest.mark.timeout(240)
+def test_an_open_pool_is_warm_in_every_worker_and_serves_several_walk_forwards(tmp_path: Path) -> None:
+    run = WarmedRun(str(tmp_path))
+    serial = wf.walk_forward(toy_run, GRID, WINDOWS)
+    with wf.job_mapper(2, warm=run) as map_jobs:
+        assert len(list(tmp_path.iterdir())) == 2  # both workers warmed before the first job
+        assert wf.walk_forward(run, GRID, WINDOWS, map_jobs=map_jobs) == serial
+        assert wf.walk_forward(run, GRID, WINDOWS[:2], map_jobs=map_jobs) == wf.walk_forward(toy_run, GRID, WINDOWS[:2])
+        with pytest.raises(ValueError, match="map_jobs runs the jobs where it was opened"):
+            wf.walk_forward(run, GRID, WINDOWS, workers=2, map_jobs=map_jobs)
+    assert len(list(tmp_path.iterdir())) == 2  # no other process was started
+    with wf.job_mapper(1, warm=run, pool_of_one=True) as map_jobs:  # the benchmark's baseline
+        assert wf.walk_forward(run, GRID, WINDOWS, map_jobs=map_jobs) == serial
+    assert len(list(tmp_path.iterdir())) == 3 and str(os.getpid()) not in os.listdir(tmp_path)
+    # a warm-up that fails is not fatal: the jobs run (and would raise their own errors)
+    assert wf.walk_forward(WarmedRun(str(tmp_path), fail_warm_up=True), GRID, WINDOWS, workers=2) == serial
