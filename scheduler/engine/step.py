@@ -69,7 +69,7 @@ class SpotIntent:
     symbol: str
     signal: int
     price: float | None
-    price_at: datetime  # close time of the candle the price comes from
+    price_at: datetime  # when the price was had: the ticker's time, or a hold's candle close time
     stop_price: float | None = None  # a strategy's protective stop, relative to ``price``
     reason: Literal["signal", "manual"] = "signal"
 

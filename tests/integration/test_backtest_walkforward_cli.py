@@ -43,7 +43,9 @@ def test_the_real_runner_walks_forward_alike_serially_on_processes_and_on_dask(t
     serial = wf.walk_forward(run, GRID, wins)
     assert wf.walk_forward(run, GRID, wins, workers=2) == serial
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+                                  dashboard_address=None, worker_dashboard_address=None,
+                                  # its HTTP server on a free port, never 8787: two clusters at once must not clash
+                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
         assert wf.walk_forward(run, GRID, wins, scheduler_address=cluster.scheduler_address) == serial
     # out of sample only: the stitched run covers the test windows, not the training ones
     assert serial.oos.start_ms == wins[0].test_start_ms and serial.oos.end_ms == wins[-1].test_end_ms

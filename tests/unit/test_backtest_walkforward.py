@@ -119,7 +119,9 @@ def test_local_processes_and_a_dask_local_cluster_give_the_serial_result() -> No
     local = wf.walk_forward(run, GRID, WINDOWS, workers=2)
     assert local == serial
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+                                  dashboard_address=None, worker_dashboard_address=None,
+                                  # its HTTP server on a free port, never 8787: two clusters at once must not clash
+                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
         on_dask = wf.walk_forward(run, GRID, WINDOWS, scheduler_address=cluster.scheduler_address)
     assert on_dask == serial
     assert on_dask.oos.equity[0][1] == 500.0
