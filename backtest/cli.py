@@ -185,6 +185,9 @@ def _print_tables(rows: list[tuple[BacktestResult, BacktestResult]], *, compare_
         print(report.terminal_table(*rows[0]))
     else:
         print(compare.compare_table([net for net, _ in rows], [gross for _, gross in rows]))
+        for net, _ in rows:
+            for note in net.notes:
+                print(f"NOTE {net.strategy_id}: {note}")
 
 
 def _prices(source: Any, result: BacktestResult) -> list[tuple[int, float]] | None:

@@ -183,6 +183,12 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
     from backtest.runner import slippage_usd
 
     o = config.options
+    unsettled = sorted({p.instrument for p in sleeve.option_positions if p.expiry.timestamp() * 1000 <= ticks[-1]})
+    notes = () if not unsettled else (
+        f"{len(unsettled)} option leg(s) expired with no delivery price in the data and are still open, carried at "
+        f"their last mark ({', '.join(unsettled)}): settlement needs the exchange's delivery price or the 1m, 5m or "
+        "15m spot candles of the 30 minutes before 08:00 UTC (go-trader download-data --timeframes 1m); the final "
+        "equity is not settled",)
     return BacktestResult(
         strategy_id=s.id, kind="options", strategy=s.strategy_name, symbols=(underlying,), timeframe=None,
         bar_ms=step_ms, start_ms=t0, end_ms=ticks[-1], initial_capital_usd=float(s.capital),
@@ -190,7 +196,7 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
         params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
                                         "delivery_fee_pct": o.fees.delivery_pct},
-        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}",
+        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}", notes=notes,
     )
 
 

@@ -112,6 +112,7 @@ def terminal_table(result: BacktestResult, gross: BacktestResult | None = None) 
     reasons = {**net.curve.reasons, **net.trades.reasons}
     if reasons:
         lines.append("undefined: " + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items())))
+    lines += [f"NOTE: {n}" for n in result.notes]
     return "\n".join(lines)
 
 
@@ -186,6 +187,7 @@ def render_html(result: BacktestResult, gross: BacktestResult | None = None,
     about = (f"{e(result.source or 'unknown source')} · {e(result.timeframe or str(result.bar_ms) + ' ms bars')} · "
              f"{e(_ts(result.start_ms))} to {e(_ts(result.end_ms))} UTC · capital {result.initial_capital_usd:,.2f} USD · "
              f"costs {e(json.dumps(result.costs))} · params {e(json.dumps(result.params, sort_keys=True))}")
+    notes = "".join(f'<p class="bad">Note: {e(n)}</p>' for n in result.notes)
     price_note = "" if prices else '<p class="note">No prices were given: the trades are marked at their fill prices only.</p>'
     # no double quote in it (the attribute's delimiter): single-quoted CSP keywords stay readable
     csp = (f"default-src 'none'; script-src {_sha256(_SCRIPT)}; style-src {_sha256(_STYLE)}; img-src data:; "
@@ -199,7 +201,7 @@ def render_html(result: BacktestResult, gross: BacktestResult | None = None,
 <body data-rendered="0">
 <h1>{e(name)}</h1>
 <p class="note">{about}</p>
-<section><h2>Metrics</h2>{_html_table(headers, body, "metrics")}{costs}</section>
+<section><h2>Metrics</h2>{_html_table(headers, body, "metrics")}{costs}{notes}</section>
 <section><h2>Equity</h2><svg id="equity" viewBox="0 0 1000 280" data-points="0"></svg><div class="legend" id="equity-legend"></div></section>
 <section><h2>Drawdown</h2><svg id="drawdown" viewBox="0 0 1000 180" data-points="0"></svg></section>
 <section><h2>Trades on price</h2>{price_note}<svg id="price" viewBox="0 0 1000 280" data-points="0" data-markers="0"></svg><div class="legend" id="price-legend"></div></section>

@@ -72,6 +72,8 @@ class BacktestResult:
     params: dict[str, Any] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
     source: str = ""  # the market source, e.g. "files:binance" or "synthetic"
+    #: what a reader must know to trust the figures (e.g. option legs that expired with no delivery price)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.bar_ms <= 0:
@@ -103,6 +105,7 @@ class BacktestResult:
         d["exposure"] = tuple(float(x) for x in d["exposure"])
         d["trades"] = tuple(ClosedTrade(**t) for t in d["trades"])
         d["fills"] = tuple(d["fills"])
+        d["notes"] = tuple(d.get("notes", ()))
         return cls(**d)
 
     def dumps(self) -> str:

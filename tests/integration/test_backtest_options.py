@@ -55,3 +55,29 @@ def test_vol_mean_reversion_on_the_real_deribit_chains(shared_data):
     for f in fills:  # each at the real chain's bid or ask of that day
         assert f["option"]["price_source"] in ("ask", "bid", "mark+spread", "mark-spread")
     assert net.source == "files:binance+files:deribit"
+
+
+def test_legs_that_expire_with_no_delivery_price_are_named_in_the_result(shared_data):
+    """The real files hold no 1m/5m/15m candles and no delivery prices: an expired leg cannot be
+    settled (never at a guessed price), so the result says which legs stayed open, and why."""
+    from datetime import datetime
+
+    from backtest import report
+    from market.files_options import FilesOptions
+    from market.files_source import FilesSource
+
+    config = _config("vol_mean_reversion", {"sell_above_rank": 50, "buy_below_rank": 50, "dte_tolerance_days": 18},
+                     {"source": "files", "root": str(shared_data / "ohlcv")})
+    start = 1_767_225_600_000  # 2026-01-01
+    end = start + 60 * DAY
+    net, _ = runner.run(config, config.strategies[0], FilesSource(shared_data / "ohlcv"), start, end,
+                        options_source=FilesOptions(shared_data))
+    opened = {f["symbol"]: f["option"] for f in net.fills if f.get("option") and f["option"]["effect"] == "open"}
+    closed = {f["symbol"] for f in net.fills if f.get("option") and f["option"]["effect"] == "close"}
+    expired = sorted(sym for sym, o in opened.items() if sym not in closed
+                     and datetime.fromisoformat(o["expiry"].replace("Z", "+00:00")).timestamp() * 1000 <= end)
+    assert expired, "the range must hold an expiry for this to prove anything"
+    assert len(net.notes) == 1 and all(sym in net.notes[0] for sym in expired), net.notes
+    assert "no delivery price" in net.notes[0]
+    assert f"NOTE: {net.notes[0]}" in report.terminal_table(net)
+    assert BacktestResult.from_json(net.to_json()).notes == net.notes
