@@ -131,10 +131,11 @@ def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
 class _GuardedLauncher:
     """Starts jobs through a guardian (scheduler.zygote) in its own session; see that module."""
 
-    def __init__(self, python: str, start_timeout_s: float, exec_mode: bool) -> None:
+    def __init__(self, python: str, start_timeout_s: float, exec_mode: bool,
+                 preload: Sequence[str] | None = None) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
-        mode = ["--exec", python] if exec_mode else []
+        mode = ["--exec", python] if exec_mode else [] if preload is None else ["--preload", ",".join(preload)]
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
                 [python, "-m", "scheduler.zygote", str(theirs.fileno()), *mode], pass_fds=[theirs.fileno()],
@@ -229,10 +230,12 @@ class SubprocessLauncher(_GuardedLauncher):
 
 
 class ForkLauncher(_GuardedLauncher):
-    """Forks jobs from a warm zygote process started for this launcher."""
+    """Forks jobs from a warm zygote process started for this launcher, with the checkers'
+    libraries imported (scheduler.zygote.PRELOAD), or the modules ``preload`` names."""
 
-    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
-        super().__init__(python, start_timeout_s, exec_mode=False)
+    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0,
+                 preload: Sequence[str] | None = None) -> None:
+        super().__init__(python, start_timeout_s, exec_mode=False, preload=preload)
 
 
 def _kill_group(pid: int) -> None:
