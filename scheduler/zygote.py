@@ -5,7 +5,7 @@ imports the heavy libraries once (numpy, the strategies, the market cache),
 then, for each request on the control socket, forks a child that becomes a
 fresh checker process: its own session and process group, the request's
 pipes as stdin/stdout/stderr, its own argv and environment, the checker run
-as ``__main__``. Children hold no state from one another: each starts from
+as ``__main__`` (a preloaded module's ``main()`` called, see runner.Job). Children hold no state from one another: each starts from
 the zygote's clean, just-imported memory. It saves the import cost of every
 check (hundreds of milliseconds of CPU) while keeping checks isolated.
 
@@ -180,6 +180,10 @@ def _child(request: dict, fds: list[int], control: socket.socket, close_fds: tup
             if script:
                 sys.path[0] = os.path.dirname(os.path.abspath(script))
                 runpy.run_path(script, run_name="__main__")
+            elif callable(main := getattr(sys.modules.get(str(module)), "main", None)):
+                # Preloaded: runpy would run its body a second time (and warn that it is imported
+                # already), milliseconds per job; a job module ends in sys.exit(main()) (runner.Job).
+                raise SystemExit(main())
             else:
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
             code = 0
@@ -313,6 +317,8 @@ def main() -> None:
     if PRCTL is not None:
         PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if exec_python is None:
+        import pkgutil  # noqa: F401 - runpy.run_path imports it when first called: once here, not per child
+
         _preload(preload)
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     serve(control, exec_python)

@@ -59,6 +59,8 @@ POLL_MIN_INTERVAL_S = 2.0
 POLL_SESSION_S = 300.0
 #: what the delivery and poll jobs import, once, in their warm zygote (scheduler.zygote --preload)
 JOB_PRELOAD = ("scheduler.notify.deliver",)
+#: how often a running poll job's worker looks at its stop event: a stop kills it within this
+POLL_STOP_CHECK_S = 1.0
 
 
 def journal_path(state_path: Path) -> Path:
@@ -300,7 +302,8 @@ class NotifyService:
                                 "poll_timeout_s": tg.commands.poll_timeout_s}}
         self.poll_runtime.next_attempt_mono = time.monotonic() + POLL_MIN_INTERVAL_S
         self._poll = self._run(daemon, "poll", request,
-                               POLL_SESSION_S + tg.commands.poll_timeout_s + self.config.timeout_s + 10)
+                               POLL_SESSION_S + tg.commands.poll_timeout_s + self.config.timeout_s + 10,
+                               stop_check_s=POLL_STOP_CHECK_S)
 
     def _new_launcher(self, daemon: Daemon) -> Launcher:
         if self._launcher_factory is not None:
@@ -314,10 +317,11 @@ class NotifyService:
                                               "delivery jobs as plain processes")
         return SubprocessLauncher()
 
-    def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float) -> _Worker:
+    def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float,
+             stop_check_s: float = 0.1) -> _Worker:
         stop = threading.Event()
         job = Job("(notify)", (), module="scheduler.notify.deliver", stdin=json.dumps(request).encode(),
-                  timeout_s=timeout_s, max_output_bytes=8 * 1_048_576, stop=stop)
+                  timeout_s=timeout_s, max_output_bytes=8 * 1_048_576, stop=stop, stop_check_s=stop_check_s)
         worker = _Worker(threading.Thread(target=lambda: None, daemon=True), stop)
 
         def work() -> None:
