@@ -7,10 +7,13 @@ same strategies filling every cycle (tests/fault_checkers/check_alternate.py):
 - ON: the status server, notifications to a fake Telegram Bot API on 127.0.0.1
   (tests/fake_telegram.py) with Telegram commands polled, and a webhook.
 
-Printed: the daemon's idle RSS (sampled between cycles; target <= 40 MB), CPU per cycle of
-the daemon process alone and of its whole process tree (guardians, checkers, the fetch step,
-delivery and poll jobs; target: ON at most 10 % above OFF), and, for ON, the latency of ``/metrics``
-and ``/`` under 50 concurrent clients while cycles run.
+Printed: the daemon's idle RSS (its own process, sampled between cycles; target <= 40 MB), CPU
+per cycle of the daemon process alone and of its whole process tree (guardians, checkers, the
+fetch step, the notification zygotes and their delivery and poll jobs; target: ON at most 10 %
+above OFF), measured over whole cycles (from one cycle's save to a later one's, about
+``--seconds`` apart), and, for ON, the latency of ``/metrics`` and ``/`` under 50 concurrent
+clients while cycles run. Every cycle fills, so every cycle makes one message: the worst case
+for notifications (a quiet daemon sends none and starts no delivery job).
 
 Run: .venv/bin/python bench/bench_notify.py [--seconds 40] [--strategies 8]
 """
@@ -86,6 +89,16 @@ def _cycles(folder: Path) -> int:
         return 0
 
 
+def _next_cycle(folder: Path, after: int) -> int:
+    """Waits (polling state.json every 20 ms) until the daemon has saved cycle ``after + 1``."""
+    deadline = time.monotonic() + 120
+    while (now := _cycles(folder)) <= after:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no cycle after {after} in 120 s")
+        time.sleep(0.02)
+    return now
+
+
 def _load(port: int, path: str, clients: int, seconds: float) -> list[float]:
     """``clients`` threads GETting ``path`` for ``seconds``; every latency in ms (bounded)."""
     out: list[float] = []
@@ -127,13 +140,17 @@ def run(label: str, folder: Path, n: int, seconds: float, fake: FakeTelegram | N
     d = DaemonProcess(config, env, *args)
     try:
         wait_for(lambda: _cycles(folder) >= 2, 120, f"{label}: two cycles")
-        c0, cpu0, t0 = _cycles(folder), _cpu_s(d.proc.pid), time.monotonic()
+        # CPU from one cycle's save to another's: whole cycles (each with the delivery of the
+        # previous one's message), so the count of cycles and the CPU measured agree
+        c0 = _next_cycle(folder, _cycles(folder))
+        cpu0, t0 = _cpu_s(d.proc.pid), time.monotonic()
         rss: list[float] = []
         latency: dict[str, list[float]] = {}
         while time.monotonic() - t0 < seconds:
             rss.append(_rss_mb(d.proc.pid))
             time.sleep(0.25)
-        c1, cpu1 = _cycles(folder), _cpu_s(d.proc.pid)  # (before the load below, which costs CPU of its own)
+        c1 = _next_cycle(folder, _cycles(folder))
+        cpu1 = _cpu_s(d.proc.pid)  # (before the load below, which costs CPU of its own)
         if fake is not None:  # while cycles run: 50 clients on each page
             port = d.port()
             for path in ("/metrics", "/"):

@@ -142,7 +142,7 @@ class Daemon(ControlMixin):
         self.server: StatusServer | None = None
         self._serving = False
         self.logs: Logs | None = None
-        self.notify = NotifyService(config.notifications, state_path)
+        self.notify = NotifyService(config.notifications, state_path, runner_mode=config.runner.mode)
         self._setup_control()
 
     # -- start-up and shutdown ----------------------------------------------------------------

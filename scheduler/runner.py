@@ -88,13 +88,18 @@ class Job:
     key: str  # the strategy id, or a name such as "prefetch"
     args: tuple[str, ...]
     script: Path | None = None  # run a checker script as __main__ ...
-    module: str | None = None  # ... or a module (python -m)
+    # ... or a module (python -m). A job module ends in ``if __name__ == "__main__": sys.exit(main())``:
+    # forked from a zygote that preloaded it, its main() is called (its body is not run twice).
+    module: str | None = None
     stdin: bytes = b""
     env: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
     max_output_bytes: int = 1_048_576
     # Set to stop this job (grace_s later) even when run_jobs was given no stop event, or another.
     stop: threading.Event | None = field(default=None, compare=False)
+    # How often the stop events are looked at while the job is silent (an Event cannot wake the wait
+    # on its pipes): a job that runs for minutes and may take a second to stop sets more.
+    stop_check_s: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -131,10 +136,11 @@ def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
 class _GuardedLauncher:
     """Starts jobs through a guardian (scheduler.zygote) in its own session; see that module."""
 
-    def __init__(self, python: str, start_timeout_s: float, exec_mode: bool) -> None:
+    def __init__(self, python: str, start_timeout_s: float, exec_mode: bool,
+                 preload: Sequence[str] | None = None) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
-        mode = ["--exec", python] if exec_mode else []
+        mode = ["--exec", python] if exec_mode else [] if preload is None else ["--preload", ",".join(preload)]
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
                 [python, "-m", "scheduler.zygote", str(theirs.fileno()), *mode], pass_fds=[theirs.fileno()],
@@ -229,10 +235,12 @@ class SubprocessLauncher(_GuardedLauncher):
 
 
 class ForkLauncher(_GuardedLauncher):
-    """Forks jobs from a warm zygote process started for this launcher."""
+    """Forks jobs from a warm zygote process started for this launcher, with the checkers'
+    libraries imported (scheduler.zygote.PRELOAD), or the modules ``preload`` names."""
 
-    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0) -> None:
-        super().__init__(python, start_timeout_s, exec_mode=False)
+    def __init__(self, python: str = sys.executable, start_timeout_s: float = 60.0,
+                 preload: Sequence[str] | None = None) -> None:
+        super().__init__(python, start_timeout_s, exec_mode=False, preload=preload)
 
 
 def _kill_group(pid: int) -> None:
@@ -272,7 +280,7 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
     killed_at: float | None = None
     try:
         # One loop until the job has exited and its pipes are drained, checking the deadline and
-        # the stop events every 0.1 s whatever the job does (also once it has closed its pipes).
+        # the stop events every stop_check_s whatever the job does (also once it has closed its pipes).
         while True:
             now = time.monotonic()
             if stop_deadline is None and any(e.is_set() for e in stops):
@@ -289,7 +297,7 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
                 timed_out = True
                 killed_at = now
                 _kill_group(running.pid)
-            wait_s = max(0.0, min(0.1, limit - now)) if killed_at is None else 0.1
+            wait_s = max(0.0, min(job.stop_check_s, limit - now)) if killed_at is None else 0.1
             if not sel.get_map():
                 try:
                     running.returncode.exception(timeout=wait_s)

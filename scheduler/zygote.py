@@ -5,13 +5,19 @@ imports the heavy libraries once (numpy, the strategies, the market cache),
 then, for each request on the control socket, forks a child that becomes a
 fresh checker process: its own session and process group, the request's
 pipes as stdin/stdout/stderr, its own argv and environment, the checker run
-as ``__main__``. Children hold no state from one another: each starts from
+as ``__main__`` (a preloaded module's ``main()`` called, see runner.Job). Children hold no state from one another: each starts from
 the zygote's clean, just-imported memory. It saves the import cost of every
 check (hundreds of milliseconds of CPU) while keeping checks isolated.
 
 With ``--exec PYTHON`` it preloads nothing and each child execs a fresh
 ``PYTHON SCRIPT ARGS`` instead (the runner's "subprocess" mode): the same
-supervision, a plain interpreter.
+supervision, a plain interpreter. With ``--preload MODULE,MODULE`` it imports
+those modules instead of PRELOAD (the notification jobs need urllib, not numpy).
+
+It sleeps between events: the control socket and SIGCHLD (through a wakeup
+pipe) wake it, and while jobs run a sweep for orphans every ORPHAN_SWEEP_S
+reads only its own children list, so a guardian kept between jobs (the
+notification service keeps one for its whole run) costs next to no CPU idle.
 
 It is also the checkers' guardian, so that no process of ours outlives its
 deadline or the scheduler:
@@ -91,7 +97,20 @@ def _die_with(parent_pid: int) -> None:
 
 
 def children_of(ppid: int) -> list[int]:
-    """Live (non-zombie) processes whose parent is ``ppid``, from /proc/*/stat."""
+    """Processes whose parent is ``ppid``: the kernel's list of each of its threads' children
+    (/proc/PID/task/TID/children, one small read), else, where the kernel has no such list, the
+    live (non-zombie) ones found by reading every /proc/*/stat."""
+    try:
+        found = []
+        for tid in os.listdir(f"/proc/{ppid}/task"):
+            with open(f"/proc/{ppid}/task/{tid}/children", "rb") as f:
+                found += [int(pid) for pid in f.read().split()]
+        return found
+    except OSError:  # no such process or thread, or a kernel without CONFIG_PROC_CHILDREN
+        return _children_by_scan(ppid)
+
+
+def _children_by_scan(ppid: int) -> list[int]:
     found = []
     try:
         names = os.listdir("/proc")
@@ -118,22 +137,25 @@ def _kill(pids: Iterable[int], group: bool) -> None:
             pass
 
 
-def _preload() -> None:
+def _preload(modules: Iterable[str]) -> None:
     import importlib
 
-    for name in PRELOAD:
+    for name in modules:
         try:
             importlib.import_module(name)
         except Exception:  # a missing optional module must not stop the checks; the child will fail clearly
             traceback.print_exc()
 
 
-def _child(request: dict, fds: list[int], control: socket.socket, guardian_pid: int,
+def _child(request: dict, fds: list[int], control: socket.socket, close_fds: tuple[int, ...], guardian_pid: int,
            exec_python: str | None) -> None:
     """Runs in the forked child; never returns."""
     code = 1
     try:
+        signal.set_wakeup_fd(-1)  # before anything: a signal must never write into a reused fd number
         control.close()
+        for fd in close_fds:
+            os.close(fd)
         os.setsid()  # own session and process group: the scheduler can kill the whole group
         _die_with(guardian_pid)
         for target, fd in enumerate(fds):
@@ -158,6 +180,10 @@ def _child(request: dict, fds: list[int], control: socket.socket, guardian_pid: 
             if script:
                 sys.path[0] = os.path.dirname(os.path.abspath(script))
                 runpy.run_path(script, run_name="__main__")
+            elif callable(main := getattr(sys.modules.get(str(module)), "main", None)):
+                # Preloaded: runpy would run its body a second time (and warn that it is imported
+                # already), milliseconds per job; a job module ends in sys.exit(main()) (runner.Job).
+                raise SystemExit(main())
             else:
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
             code = 0
@@ -188,6 +214,13 @@ def serve(control: socket.socket, exec_python: str | None = None) -> None:
     pending: dict[int, int] = {}  # pid (= its process group) -> request id
     open_ = True
     next_sweep = 0.0
+    # A child's exit wakes the loop through this pipe (the signal module writes to it from the C
+    # handler, so a SIGCHLD between the reap and the select still wakes it): no polling.
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 
     def send(doc: dict) -> None:
         nonlocal open_
@@ -201,8 +234,15 @@ def serve(control: socket.socket, exec_python: str | None = None) -> None:
             send({"id": rid, "returncode": returncode})
 
     while open_ or pending:
-        ready = select.select([control] if open_ else [], [], [], 0.01)[0]
-        if ready:
+        ready = select.select([control, wake_r] if open_ else [wake_r], [], [],
+                              ORPHAN_SWEEP_S if pending else None)[0]
+        if wake_r in ready:
+            try:
+                while os.read(wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        if control in ready:
             data, ancdata, _, _ = control.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
             if not data:
                 # The scheduler closed the socket. After a normal cycle nothing is pending; if children
@@ -217,7 +257,7 @@ def serve(control: socket.socket, exec_python: str | None = None) -> None:
             request = json.loads(data)
             pid = os.fork()
             if pid == 0:
-                _child(request, fds, control, me, exec_python)
+                _child(request, fds, control, (wake_r, wake_w), me, exec_python)
             for fd in fds:
                 os.close(fd)
             pending[pid] = request["id"]
@@ -228,6 +268,7 @@ def serve(control: socket.socket, exec_python: str | None = None) -> None:
             # Anything of ours that is not a checker is an orphan re-parented to us (we are the subreaper).
             _kill([pid for pid in children_of(me) if pid not in pending], group=False)
             next_sweep = now + ORPHAN_SWEEP_S
+    signal.set_wakeup_fd(-1)
     _kill_descendants(me)
 
 
@@ -266,16 +307,19 @@ def _kill_descendants(me: int) -> None:
 
 
 def main() -> None:
-    """``python -m scheduler.zygote FD [--exec PYTHON]``."""
+    """``python -m scheduler.zygote FD [--exec PYTHON | --preload MODULE,MODULE]``."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads in a process that forks
     control = socket.socket(fileno=int(sys.argv[1]))
     exec_python = sys.argv[3] if sys.argv[2:3] == ["--exec"] else None
+    preload = [m for m in sys.argv[3].split(",") if m] if sys.argv[2:3] == ["--preload"] else PRELOAD
     for sig in (signal.SIGINT, signal.SIGTERM):  # the scheduler decides when checks stop
         signal.signal(sig, signal.SIG_IGN)
     if PRCTL is not None:
         PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if exec_python is None:
-        _preload()
+        import pkgutil  # noqa: F401 - runpy.run_path imports it when first called: once here, not per child
+
+        _preload(preload)
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     serve(control, exec_python)
 

@@ -162,10 +162,14 @@ def deliver(request: dict[str, Any]) -> dict[str, Any]:
             results[dest["name"]] = {"delivered": [], "partial": None, "retry_after_s": None,
                                      "error": f"internal error: {type(e).__name__}: {e}"[:300]}
 
-    # destinations in parallel: a slow or rate-limited chat does not hold the others back
-    threads = [threading.Thread(target=run, args=(d,), daemon=True) for d in request.get("destinations", [])]
+    # destinations in parallel: a slow or rate-limited chat does not hold the others back (the
+    # first in this thread: a thread less to start in a process that lives for one delivery)
+    first, *others = request.get("destinations", []) or [None]
+    threads = [threading.Thread(target=run, args=(d,), daemon=True) for d in others]
     for t in threads:
         t.start()
+    if first is not None:
+        run(first)
     for t in threads:
         t.join()
     return {"destinations": results}

@@ -5,7 +5,10 @@ poll job reported into the state (and saves at once when something was delivered
 acknowledgements are durable), then starts the next job in a worker thread when a
 destination has messages and its backoff allows. The worker only runs the job (a
 runner Job, ``python -m scheduler.notify.deliver``); every change of the state happens
-here, on the main loop, which stays the only writer.
+here, on the main loop, which stays the only writer. Jobs are forked from a warm zygote
+kept for the daemon's whole run, with the delivery module (and so urllib) imported once
+(``runner.mode: "subprocess"``: a fresh python per job): a job then costs a fork, not an
+interpreter start; the zygote is its own process, so the daemon never imports urllib.
 
 Delivery is exactly once per destination as far as the channel allows: the delivery
 process journals each confirmed part before the next send (see scheduler.notify.deliver),
@@ -36,7 +39,7 @@ from scheduler.engine.models import State
 from scheduler.engine.step import Event
 from scheduler.notify import commands, messages, outbox
 from scheduler.notify.telegram_control import handle
-from scheduler.runner import Job, SubprocessLauncher, run_jobs
+from scheduler.runner import ForkLauncher, Job, Launcher, SubprocessLauncher, run_jobs
 from scheduler.state_store import notify_journal_path, save_state
 
 if TYPE_CHECKING:
@@ -54,6 +57,10 @@ POLL_MIN_INTERVAL_S = 2.0
 #: one poll job long-polls for up to this long while no command comes (a process start per poll
 #: would cost more CPU than the cycles of a slow config)
 POLL_SESSION_S = 300.0
+#: what the delivery and poll jobs import, once, in their warm zygote (scheduler.zygote --preload)
+JOB_PRELOAD = ("scheduler.notify.deliver",)
+#: how often a running poll job's worker looks at its stop event: a stop kills it within this
+POLL_STOP_CHECK_S = 1.0
 
 
 def journal_path(state_path: Path) -> Path:
@@ -109,12 +116,13 @@ def apply_journal(state: State, entries: list[dict[str, Any]]) -> bool:
 
 class NotifyService:
     def __init__(self, config: NotificationsConfig, state_path: Path, env: Mapping[str, str] | None = None,
-                 launcher_factory: Callable[[], Any] | None = None) -> None:
+                 launcher_factory: Callable[[], Launcher] | None = None, runner_mode: str = "fork") -> None:
         self.config = config
         self.enabled = config.enabled
         self.env = os.environ if env is None else env
         self.journal = journal_path(state_path)
-        self._launcher_factory = launcher_factory or SubprocessLauncher
+        self._launcher_factory = launcher_factory
+        self._runner_mode = runner_mode
         tg = config.telegram
         self.destinations = outbox.destinations_of(tg.chat_ids if tg else [],
                                                    tg.commands.chat_ids if tg and tg.commands else [],
@@ -125,7 +133,7 @@ class NotifyService:
         self._poll: _Worker | None = None
         self._stopping = False
         #: one guardian per kind of job, kept between jobs (a fresh one per job costs a python start)
-        self._launchers: dict[str, Any] = {}
+        self._launchers: dict[str, Launcher] = {}
 
     # -- queueing (called with the state about to be saved) ------------------------------------
     def _bound(self, state: State) -> int:
@@ -294,19 +302,33 @@ class NotifyService:
                                 "poll_timeout_s": tg.commands.poll_timeout_s}}
         self.poll_runtime.next_attempt_mono = time.monotonic() + POLL_MIN_INTERVAL_S
         self._poll = self._run(daemon, "poll", request,
-                               POLL_SESSION_S + tg.commands.poll_timeout_s + self.config.timeout_s + 10)
+                               POLL_SESSION_S + tg.commands.poll_timeout_s + self.config.timeout_s + 10,
+                               stop_check_s=POLL_STOP_CHECK_S)
 
-    def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float) -> _Worker:
+    def _new_launcher(self, daemon: Daemon) -> Launcher:
+        if self._launcher_factory is not None:
+            return self._launcher_factory()
+        if self._runner_mode == "fork":
+            try:
+                return ForkLauncher(preload=JOB_PRELOAD)
+            except (OSError, RuntimeError) as e:
+                assert daemon.logs is not None
+                daemon.logs.scheduler.warning(f"Notifications: fork server unavailable ({e}); starting "
+                                              "delivery jobs as plain processes")
+        return SubprocessLauncher()
+
+    def _run(self, daemon: Daemon, kind: str, request: dict[str, Any], timeout_s: float,
+             stop_check_s: float = 0.1) -> _Worker:
         stop = threading.Event()
         job = Job("(notify)", (), module="scheduler.notify.deliver", stdin=json.dumps(request).encode(),
-                  timeout_s=timeout_s, max_output_bytes=8 * 1_048_576, stop=stop)
+                  timeout_s=timeout_s, max_output_bytes=8 * 1_048_576, stop=stop, stop_check_s=stop_check_s)
         worker = _Worker(threading.Thread(target=lambda: None, daemon=True), stop)
 
         def work() -> None:
             try:
                 launcher = self._launchers.get(kind)
                 if launcher is None:
-                    launcher = self._launchers[kind] = self._launcher_factory()
+                    launcher = self._launchers[kind] = self._new_launcher(daemon)
                 result = run_jobs(launcher, [job], max_concurrency=1, grace_s=0.0)[0]
                 if result.launch_error or result.returncode is None:  # the guardian is gone: a new one next time
                     self._launchers.pop(kind, None)

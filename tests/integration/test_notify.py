@@ -237,3 +237,25 @@ def test_a_periodic_summary_lists_every_strategy(tmp_path: Path, fake: FakeTeleg
         summary = next(t for t in fake.texts(CHAT) if t.startswith("go-trader summary"))
         assert "Account: $" in summary and "• alpha: $" in summary and "• beta: $" in summary
         assert "holding BTC/USDT" in summary
+
+
+@pytest.mark.parametrize("mode", ["fork", "subprocess"])
+def test_delivery_jobs_fork_from_a_zygote_with_only_the_delivery_module_preloaded(tmp_path: Path,
+                                                                                  fake: FakeTelegram,
+                                                                                  mode: str) -> None:
+    """A delivery costs a fork, not a python start (runner.mode "subprocess": a plain python);
+    the zygote is its own process: the delivery module is never imported into the daemon."""
+    from scheduler.runner import ForkLauncher, SubprocessLauncher
+
+    with running(tmp_path, telegram(fake), runner={"mode": mode}) as d:
+        say(d, "one")
+        pump(d, lambda: fake.texts(CHAT) == ["one"])
+        launcher = d.notify._launchers["deliver"]
+        say(d, "two")  # through the same guardian
+        pump(d, lambda: fake.texts(CHAT) == ["one", "two"])
+        assert d.notify._launchers["deliver"] is launcher
+        argv = launcher._proc.args  # type: ignore[attr-defined]
+    if mode == "fork":
+        assert type(launcher) is ForkLauncher and argv[-2:] == ["--preload", "scheduler.notify.deliver"]
+    else:
+        assert type(launcher) is SubprocessLauncher
