@@ -39,7 +39,7 @@ from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError
 from scheduler.engine.models import State, new_sleeve, utc_iso
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
-from scheduler.engine.timeframes import timeframe_ms
+from scheduler.engine.timeframes import first_open_at_or_after_ms, timeframe_ms
 
 if TYPE_CHECKING:
     from scheduler.engine.market_rules import MarketRules
@@ -125,8 +125,11 @@ def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: in
     return SpotMarket(candles, candles_b, rules, source.name)
 
 
-def _ticks(start_ms: int, end_ms: int, bar_ms: int) -> np.ndarray:
-    t0 = -(-start_ms // bar_ms) * bar_ms  # the first bar boundary at or after the start
+def _ticks(start_ms: int, end_ms: int, timeframe: str) -> tuple[np.ndarray, int]:
+    """The ticks after the first bar boundary at or after the start, up to the end, on the
+    timeframe's candle grid (weeks open on Mondays), and that boundary."""
+    bar_ms = timeframe_ms(timeframe)
+    t0 = first_open_at_or_after_ms(timeframe, start_ms)
     return np.arange(t0 + bar_ms, end_ms + 1, bar_ms, dtype=np.int64), t0
 
 
@@ -165,7 +168,7 @@ def replay_spot_state(config: Config, s: StrategyConfig, market: SpotMarket, sta
     tf = s.timeframe or "1h"
     bar_ms = timeframe_ms(tf)
     candles, symbol = market.candles, s.symbols[0]
-    ticks, t0 = _ticks(start_ms, end_ms, bar_ms)
+    ticks, t0 = _ticks(start_ms, end_ms, tf)
     if not len(ticks):
         raise ConfigError([f"the run from {_utc(start_ms)} to {_utc(end_ms)} holds no whole {tf} bar; "
                            "give a later --end or an earlier --start"])

@@ -28,7 +28,7 @@ from market.base import Candles, MarketRules
 from market.quotes import Quote
 from market.specs import SYNTHETIC_SYMBOLS
 from scheduler.engine.errors import PermanentExchangeError
-from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
+from scheduler.engine.timeframes import first_open_at_or_after_ms, last_closed_open_ms, timeframe_ms
 
 ORIGIN_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic market's first candle
 BASE_MS = 300_000  # 5 minutes
@@ -151,7 +151,7 @@ class SyntheticSource:
             )
         last_open = last_closed_open_ms(timeframe, now_ms)
         first_open = max(ORIGIN_MS, last_open - (limit - 1) * tf)
-        first_open = -(-(first_open - ORIGIN_MS) // tf) * tf + ORIGIN_MS  # first aligned candle
+        first_open = first_open_at_or_after_ms(timeframe, first_open)  # on the grid last_open is on
         if last_open < first_open:
             return Candles.from_rows(symbol, timeframe, [], "synthetic")
         per = tf // BASE_MS

@@ -19,6 +19,18 @@ def timeframe_ms(timeframe: str) -> int:
     return int(timeframe[:-1]) * _UNIT_MS[timeframe[-1]]
 
 
+def grid_offset_ms(timeframe: str) -> int:
+    """Where ``timeframe``'s candle grid starts after the Unix epoch: candles open at
+    ``offset + k * length``. 0 but for weeks, which open on Mondays (1970-01-05)."""
+    return 4 * 86_400_000 if timeframe.endswith("w") else 0
+
+
+def first_open_at_or_after_ms(timeframe: str, t_ms: int) -> int:
+    """The first candle open of ``timeframe``'s grid at or after ``t_ms``."""
+    length, offset = timeframe_ms(timeframe), grid_offset_ms(timeframe)
+    return -(-(t_ms - offset) // length) * length + offset
+
+
 def last_closed_open_ms(timeframe: str, now_ms: int) -> int:
     """Open time of the most recent candle that had closed at ``now_ms``.
 
@@ -27,6 +39,6 @@ def last_closed_open_ms(timeframe: str, now_ms: int) -> int:
     A candle opening at t closes at t + length; it is closed when close <= now.
     """
     length = timeframe_ms(timeframe)
-    offset = 4 * 86_400_000 if timeframe.endswith("w") else 0  # 1970-01-05 was a Monday
+    offset = grid_offset_ms(timeframe)
     forming_open = ((now_ms - offset) // length) * length + offset
     return forming_open - length

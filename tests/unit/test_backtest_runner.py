@@ -112,3 +112,30 @@ def test_a_run_without_a_whole_bar_is_refused(source):
     market = runner.load_spot(source, s, START, END, 500)
     with pytest.raises(Exception, match="holds no whole 1h bar"):
         runner.replay_spot(config, s, market, START, START + 1000)
+
+
+@pytest.mark.parametrize("tf, days", [("3d", 3), ("1w", 7)])
+def test_multi_day_timeframes_tick_on_the_candle_grid_and_trade(tf, days, source):
+    """3d candles open on the epoch's 3-day grid and weekly ones on Mondays (as Binance's): the
+    synthetic market serves them there, and the backtest ticks on that grid, so orders find the
+    candle starting at the tick (before, weekly ticks fell on Thursdays: every order NO_PRICE)."""
+    from market.synthetic import ORIGIN_MS
+    from scheduler.engine.timeframes import first_open_at_or_after_ms, timeframe_ms
+
+    day = 24 * HOUR
+    config = _config({"args": ["sma_crossover", "BTC/USDT", tf], "params": {"fast": 3, "slow": 8},
+                      "interval_seconds": days * 86_400})
+    s = config.strategies[0]
+    start, end = ORIGIN_MS + 400 * day, ORIGIN_MS + 900 * day
+    market = runner.load_spot(source, s, start, end, config.runner.candles_limit)
+    opens = market.candles.ts_ms
+    assert len(opens) > 50
+    assert all(first_open_at_or_after_ms(tf, int(t)) == int(t) for t in opens)
+    assert set(((opens - first_open_at_or_after_ms(tf, 0)) % timeframe_ms(tf)).tolist()) == {0}
+    if tf == "1w":
+        from datetime import UTC, datetime
+        assert {datetime.fromtimestamp(int(t) / 1000, tz=UTC).weekday() for t in opens} == {0}  # Mondays
+    fast, fast_state = runner.replay_spot_state(config, s, market, start, end)
+    plain, plain_state = runner.replay_spot_state(config, s, market, start, end, reference=True)
+    assert fast.fills == plain.fills and fast_state.model_dump() == plain_state.model_dump()
+    assert len(fast.fills) >= 4 and {f["reason"] for f in fast.fills} == {"signal"}
