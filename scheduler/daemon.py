@@ -52,6 +52,7 @@ from scheduler.engine.step import (
 from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
+from scheduler.memory import release_free_memory
 from scheduler.notify.service import NotifyService
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
 from scheduler.sdnotify import Notifier
@@ -731,6 +732,7 @@ class Daemon(ControlMixin):
             self._run_guarded(stop)
             if self._reconcile_due():
                 self.reconcile()
+            release_free_memory()  # idle at what it holds, not at its busiest cycle's size
             wait = (self.next_due_at() - self.clock.now()).total_seconds()
             if self.halted or self.fault:  # retry after 1, 2, 4, ... s: never a tight loop
                 self._retry_s = min(RETRY_MAX_S, max(1.0, self._retry_s * 2))
