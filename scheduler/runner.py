@@ -127,6 +127,7 @@ class _Running:
 class Launcher(Protocol):
     def launch(self, job: Job) -> _Running: ...
     def close(self) -> None: ...
+    def alive(self) -> bool: ...
 
 
 def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -179,7 +180,10 @@ class _GuardedLauncher:
                 break
             msg = json.loads(data)
             with self._lock:
-                if "pid" in msg:
+                if "error" in msg:  # not forked: the guardian goes on with the other jobs
+                    self._rc_futures.pop(msg["id"]).set_exception(RuntimeError(msg["error"]))
+                    self._pid_futures.pop(msg["id"]).set_exception(RuntimeError(msg["error"]))
+                elif "pid" in msg:
                     self._pid_futures.pop(msg["id"]).set_result(msg["pid"])
                 else:
                     self._rc_futures.pop(msg["id"]).set_result(msg["returncode"])
@@ -212,6 +216,10 @@ class _GuardedLauncher:
             os.close(fd)
         pid = pid_fut.result(timeout=30)
         return _Running(pid, in_w, out_r, err_r, rc_fut)
+
+    def alive(self) -> bool:
+        """Whether the guardian is still there to take jobs (False once it exited, e.g. was killed)."""
+        return self._reader.is_alive() and self._proc.poll() is None
 
     def close(self) -> None:
         try:
@@ -339,15 +347,14 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
             _kill_group(running.pid)
             timed_out = True
     finally:
+        # Each descriptor closed exactly once: a second close could hit a number another thread
+        # has just been given (another job's pipe, a socket of the daemon).
+        still_open = {running.stdout, running.stderr} | set(sel.get_map())
         for fd in list(sel.get_map()):
             sel.unregister(fd)
-            os.close(fd)
         sel.close()
-        for fd in (running.stdout, running.stderr):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        for fd in still_open:
+            os.close(fd)
     return JobResult(job.key, returncode, bytes(out), bytes(err[-STDERR_KEEP_BYTES:]),
                      time.monotonic() - started, timed_out=timed_out, output_overflow=overflow)
 

@@ -50,7 +50,8 @@ Protocol (one JSON document per packet on a Unix SOCK_SEQPACKET socket; pipes pa
 as SCM_RIGHTS):
   request:  {"id": N, "script": PATH | null, "module": NAME | null, "args": [...], "env": {...}}
             + 3 file descriptors (stdin read end, stdout write end, stderr write end)
-  replies:  {"id": N, "pid": PID}  then later  {"id": N, "returncode": RC}
+  replies:  {"id": N, "pid": PID}  then later  {"id": N, "returncode": RC},
+            or {"id": N, "error": TEXT} when the job could not be forked (the guardian goes on)
 """
 
 from __future__ import annotations
@@ -255,13 +256,18 @@ def serve(control: socket.socket, exec_python: str | None = None) -> None:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.extend(int.from_bytes(payload[i:i + 4], sys.byteorder) for i in range(0, len(payload), 4))
             request = json.loads(data)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as e:  # EAGAIN (RLIMIT_NPROC, pids cgroup) or ENOMEM: refuse this job, not all
+                pid = -1
+                send({"id": request["id"], "error": f"cannot fork the job: {e}"})
             if pid == 0:
                 _child(request, fds, control, (wake_r, wake_w), me, exec_python)
             for fd in fds:
                 os.close(fd)
-            pending[pid] = request["id"]
-            send({"id": request["id"], "pid": pid})
+            if pid > 0:
+                pending[pid] = request["id"]
+                send({"id": request["id"], "pid": pid})
         reaped = _reap(pending, report)
         now = time.monotonic()
         if reaped or (pending and now >= next_sweep):

@@ -134,6 +134,8 @@ class NotifyService:
         self._stopping = False
         #: one guardian per kind of job, kept between jobs (a fresh one per job costs a python start)
         self._launchers: dict[str, Launcher] = {}
+        #: kind -> why its last guardian was dropped (said when the next one starts)
+        self._broken: dict[str, str] = {}
 
     # -- queueing (called with the state about to be saved) ------------------------------------
     def _bound(self, state: State) -> int:
@@ -198,9 +200,9 @@ class NotifyService:
 
     def close(self) -> None:
         """Stop the guardians (and so any job still running: the journal keeps what it confirmed)."""
-        for launcher in self._launchers.values():
+        while self._launchers:  # a worker may still drop a broken one meanwhile
+            kind, launcher = self._launchers.popitem()
             launcher.close()
-        self._launchers.clear()
 
     # -- the main loop's part ------------------------------------------------------------------
     def tick(self, daemon: Daemon) -> None:
@@ -327,12 +329,24 @@ class NotifyService:
         def work() -> None:
             try:
                 launcher = self._launchers.get(kind)
+                if launcher is not None and not launcher.alive():  # it died between jobs (killed?)
+                    self._broken[kind] = "it exited between jobs"
+                    self._launchers.pop(kind, None)
+                    launcher.close()
+                    launcher = None
                 if launcher is None:
+                    if kind in self._broken:
+                        assert daemon.logs is not None
+                        daemon.logs.scheduler.warning(f"Notifications: starting a new guardian for {kind} jobs "
+                                                      f"(the last one broke: {self._broken.pop(kind)})")
                     launcher = self._launchers[kind] = self._new_launcher(daemon)
                 result = run_jobs(launcher, [job], max_concurrency=1, grace_s=0.0)[0]
                 if result.launch_error or result.returncode is None:  # the guardian is gone: a new one next time
                     self._launchers.pop(kind, None)
                     launcher.close()
+                    raise RuntimeError(f"the {kind} job's guardian (fork server) is gone or refused the job: "
+                                       f"{result.launch_error or 'the job was never reported to exit'}; "
+                                       "messages stay queued and a new guardian is started for the next job")
                 if result.returncode != 0 or result.timed_out:
                     raise ValueError(f"the delivery process failed (exit status {result.returncode}, timed out: "
                                      f"{result.timed_out}): {result.stderr.decode('utf-8', 'replace')[-300:]}")
@@ -340,6 +354,7 @@ class NotifyService:
             except Exception as e:  # noqa: BLE001 - reported on the main loop, retried with backoff
                 worker.result = {"crashed": f"{type(e).__name__}: {e}"[:500]}
                 if isinstance(e, (OSError, RuntimeError)):  # the guardian could not start or broke
+                    self._broken[kind] = str(e)[:300]
                     broken = self._launchers.pop(kind, None)
                     if broken is not None:
                         broken.close()
