@@ -214,7 +214,12 @@ class _GuardedLauncher:
             raise RuntimeError(f"checker zygote is gone: {e}") from e
         for fd in (in_r, out_w, err_w):
             os.close(fd)
-        pid = pid_fut.result(timeout=30)
+        try:
+            pid = pid_fut.result(timeout=30)
+        except BaseException:  # refused (fork failed), the guardian died or hangs: our ends are ours to close
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
         return _Running(pid, in_w, out_r, err_r, rc_fut)
 
     def alive(self) -> bool:

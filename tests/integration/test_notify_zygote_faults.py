@@ -155,8 +155,12 @@ def test_a_failed_fork_refuses_that_job_only(tmp_path: Path, monkeypatch: pytest
         t.start()
         wait_for(started.exists, 60, "the slow job")
         (tmp_path / "no_fork").touch()
-        [refused] = run_jobs(launcher, [Job("refused", (), script=slow, timeout_s=60)])
-        assert refused.returncode is None and "cannot fork the job" in (refused.launch_error or ""), refused
+        run_jobs(launcher, [Job("refused", (), script=slow, timeout_s=60)])  # warm: the pool's threads
+        fds = _fds("self")
+        for _ in range(5):
+            [refused] = run_jobs(launcher, [Job("refused", (), script=slow, timeout_s=60)])
+            assert refused.returncode is None and "cannot fork the job" in (refused.launch_error or ""), refused
+        assert _fds("self") == fds  # the refused jobs' pipes are closed
         (tmp_path / "no_fork").unlink()
         (tmp_path / "go").touch()
         t.join(120)
