@@ -272,3 +272,27 @@ def test_a_jobs_pipes_are_closed_once_even_when_a_leftover_holds_them(monkeypatc
     launcher.close()
     assert result.returncode == 0
     assert [fd for fd, n in Counter(closed).items() if n > 1] == [], closed
+
+
+def test_a_killed_poll_zygote_is_replaced_and_each_command_answered_once(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.test_notify import pump, running, telegram
+
+    monkeypatch.setenv("GO_TRADER_TELEGRAM_TOKEN", TOKEN)
+    with FakeTelegram() as fake, running(tmp_path, telegram(fake, commands={"chat_ids": [CHAT],
+                                                                            "poll_timeout_s": 1})) as d:
+        fake.add_update("/status", CHAT)
+        pump(d, lambda: [t for t in fake.texts(CHAT) if t.startswith("go-trader: running")])
+        first = d.notify._launchers["poll"]._proc.pid  # type: ignore[attr-defined]
+        pump(d, lambda: d.notify._poll is not None)  # a long poll in flight
+        os.kill(first, signal.SIGKILL)
+        pump(d, lambda: d.notify.poll_runtime.errors or ("poll" in d.notify._launchers
+                                                         and d.notify._launchers["poll"]._proc.pid != first))
+        fake.add_update("/pnl", CHAT)
+        pump(d, lambda: len(fake.texts(CHAT)) >= 2 and "poll" in d.notify._launchers)
+        assert d.notify._launchers["poll"]._proc.pid != first  # type: ignore[attr-defined]
+        pump(d, lambda: (load_state(tmp_path / "state.json").notify.telegram_offset or 0) >= 2)
+        answers = fake.texts(CHAT)
+        assert sum(a.startswith("go-trader: running") for a in answers) == 1 and len(answers) == 2, answers
+        log = (tmp_path / "logs" / "scheduler.log").read_text()
+    assert "Notifications: starting a new guardian for poll jobs" in log, log[-2000:]
