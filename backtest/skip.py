@@ -104,10 +104,9 @@ class Planner:
         sleeve = state.sleeves[sid]
         acct = state.account
         pos = sleeve.positions.get(self.symbol)
-        if len(sleeve.positions) > (pos is not None) or sleeve.option_positions or acct.peak_equity_usd is None:
-            return k + 1  # not the one-symbol spot case this planner reasons about
-        if acct.day is None or not acct.peak_equity_usd:
-            return k + 1
+        if len(sleeve.positions) > (pos is not None) or sleeve.option_positions or acct.day is None \
+                or not acct.peak_equity_usd:
+            return k + 1  # not the one-symbol spot case this planner reasons about, or no account baseline yet
         c = n - 1
         for b in [*sleeve.risk.blocks.values(), *acct.blocks.values()]:
             if b.until is not None:

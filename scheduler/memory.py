@@ -3,8 +3,8 @@
 A cycle allocates and frees a few MB (checker output, the state's JSON, the status
 snapshot). glibc keeps freed heap pages mapped, so the daemon's resident size would
 settle at its busiest cycle's; ``malloc_trim(0)`` returns the free pages, so the idle
-daemon is as small as what it holds (README: the idle RSS budget). On a libc without it
-(musl, macOS) this does nothing.
+daemon is as small as what it holds (bench/bench_notify.py and bench_cycle.py measure it).
+On a libc without it (musl, macOS) this does nothing.
 """
 
 from __future__ import annotations
