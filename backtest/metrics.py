@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from backtest.result import BacktestResult, ClosedTrade
+from backtest.result import BacktestResult, ClosedTrade, Curve
 
 DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
@@ -151,8 +151,8 @@ def curve_metrics(points: Sequence[tuple[int, float]], bar_ms: int) -> CurveMetr
     first) sampled every ``bar_ms``."""
     ppy = periods_per_year(bar_ms)
     reasons: dict[str, str] = {}
-    times = np.asarray([t for t, _ in points], dtype=np.int64)
-    values = np.asarray([v for _, v in points], dtype=np.float64)
+    curve = Curve.of(points)
+    times, values = curve.times, curve.values
     years = float(times[-1] - times[0]) / YEAR_MS if len(points) else 0.0
     if len(points) == 0:
         why = "the equity curve is empty"

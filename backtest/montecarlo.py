@@ -132,8 +132,7 @@ def trade_returns(result: BacktestResult) -> np.ndarray:
     """Each closed trade's P&L as a fraction of the equity before it opened (the last equity
     point at or before ``entry_ms``), so that compounding them in their own order gives back
     the run's final equity when the trades did not overlap and only they moved the equity."""
-    times = np.asarray([t for t, _ in result.equity], dtype=np.int64)
-    values = np.asarray([v for _, v in result.equity], dtype=np.float64)
+    times, values = result.equity.times, result.equity.values
     out = []
     for trade in result.trades:
         i = max(int(np.searchsorted(times, trade.entry_ms, side="right")) - 1, 0)
@@ -152,5 +151,5 @@ def trade_permutation(result: BacktestResult, paths: int = 1000, seed: int = 0) 
 def block_bootstrap(result: BacktestResult, paths: int = 1000, block_bars: int | None = None,
                     seed: int = 0) -> MonteCarloSummary:
     """``bootstrap_returns`` on the run's per-bar returns from its initial capital."""
-    r = bar_returns([v for _, v in result.equity])
+    r = bar_returns(result.equity.values)
     return bootstrap_returns(r, result.initial_capital_usd, paths, block_bars, seed)

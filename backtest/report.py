@@ -25,7 +25,7 @@ import numpy as np
 
 from backtest import metrics
 from backtest.compare import fmt, table
-from backtest.result import BacktestResult
+from backtest.result import BacktestResult, Curve
 
 REPORT_VERSION = 1
 MAX_CHART_POINTS = 2000  # per series in the HTML (min/max per bucket keeps every extreme)
@@ -119,10 +119,11 @@ def terminal_table(result: BacktestResult, gross: BacktestResult | None = None) 
 def decimate(points: Sequence[tuple[int, float]], max_points: int = MAX_CHART_POINTS) -> list[tuple[int, float]]:
     """At most ``max_points`` of ``points`` for drawing: the first and last, and the lowest and
     highest of each of equal buckets in between (in time order), so no peak or trough is lost."""
-    n = len(points)
+    curve = Curve.of(points)
+    n = len(curve)
     if n <= max_points:
-        return [(int(t), float(v)) for t, v in points]
-    values = np.asarray([v for _, v in points], dtype=np.float64)
+        return list(curve)
+    values = curve.values
     buckets = max(1, (max_points - 2) // 2)
     edges = np.linspace(1, n - 1, buckets + 1).astype(np.int64)
     keep = {0, n - 1}
@@ -130,18 +131,17 @@ def decimate(points: Sequence[tuple[int, float]], max_points: int = MAX_CHART_PO
         if hi > lo:
             seg = values[lo:hi]
             keep.update((int(lo + np.argmin(seg)), int(lo + np.argmax(seg))))
-    return [(int(points[i][0]), float(points[i][1])) for i in sorted(keep)]
+    return [curve[i] for i in sorted(keep)]
 
 
 def _chart_data(result: BacktestResult, gross: BacktestResult | None,
                 prices: Sequence[tuple[int, float]] | None) -> dict[str, Any]:
-    values = [v for _, v in result.equity]
-    dd = metrics.drawdown_series(values) * 100.0
+    dd = metrics.drawdown_series(result.equity.values) * 100.0
     return {
         "equity": decimate(result.equity),
         "gross": decimate(gross.equity) if gross is not None else [],
         "benchmark": decimate(result.benchmark),
-        "drawdown": decimate([(t, float(d)) for (t, _), d in zip(result.equity, dd, strict=True)]),
+        "drawdown": decimate(Curve(result.equity.times, dd)),
         # a non-finite price (a hole in the data) is left out of the line, not drawn as garbage
         "prices": decimate([(int(t), float(v)) for t, v in prices if np.isfinite(v)]) if prices else [],
         "entries": [[t.entry_ms, t.entry_price, t.side] for t in result.trades],

@@ -28,8 +28,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from backtest import metrics
-from backtest.result import BacktestResult
+from backtest.result import BacktestResult, Curve
 
 Runner = Callable[[dict[str, Any], int, int], BacktestResult]
 
@@ -255,8 +257,14 @@ def walk_forward(run: Runner, grid: Sequence[Mapping[str, Any]], wins: Sequence[
     return WalkForwardResult(objective, len(points), per_window, stitched, metrics.compute(stitched))
 
 
-def _scaled(points: Sequence[tuple[int, float]], factor: float, after_ms: int | None) -> list[tuple[int, float]]:
-    return [(t, v * factor) for t, v in points if after_ms is None or t > after_ms]
+def _carried(parts: list[Curve], curve: Curve) -> tuple[Curve, np.ndarray]:
+    """``curve`` scaled to start where ``parts`` ended, without its points at or before that
+    end (the shared boundary), and which of its points were kept."""
+    if not parts:
+        return curve, np.ones(len(curve), dtype=bool)
+    end = parts[-1]
+    keep = curve.times > end.times[-1]
+    return Curve(curve.times[keep], curve.values[keep] * (end.values[-1] / curve.values[0])), keep
 
 
 def stitch(results: Sequence[BacktestResult]) -> BacktestResult:
@@ -267,27 +275,31 @@ def stitch(results: Sequence[BacktestResult]) -> BacktestResult:
     if not results:
         raise ValueError("nothing to stitch: no out-of-sample runs")
     first = results[0]
-    equity: list[tuple[int, float]] = []
-    benchmark: list[tuple[int, float]] = []
+    equity: list[Curve] = []
+    benchmark: list[Curve] = []
     exposure: list[float] = []
     trades, fills = [], []
     fees = slippage = 0.0
     for r in results:
         if not r.equity:
             continue
-        factor = equity[-1][1] / r.equity[0][1] if equity else 1.0
-        last = equity[-1][0] if equity else None
-        keep = [i for i, (t, _) in enumerate(r.equity) if last is None or t > last]
-        equity += [(r.equity[i][0], r.equity[i][1] * factor) for i in keep]
-        exposure += [r.exposure[i] for i in keep]
+        factor = float(equity[-1].values[-1] / r.equity.values[0]) if equity else 1.0
+        part, keep = _carried(equity, r.equity)
+        equity.append(part)
+        exposure += [x for x, k in zip(r.exposure, keep.tolist(), strict=True) if k]
         if r.benchmark:
-            b_factor = benchmark[-1][1] / r.benchmark[0][1] if benchmark else 1.0
-            benchmark += _scaled(r.benchmark, b_factor, benchmark[-1][0] if benchmark else None)
+            benchmark.append(_carried(benchmark, r.benchmark)[0])
         trades += [replace(t, quantity=t.quantity * factor, pnl_usd=t.pnl_usd * factor, fees_usd=t.fees_usd * factor,
                            slippage_usd=t.slippage_usd * factor) for t in r.trades]
         fills += list(r.fills)
         fees += r.fees_usd * factor
         slippage += r.slippage_usd * factor
     return replace(first, strategy_id=f"{first.strategy_id}:walk-forward", end_ms=results[-1].end_ms,
-                   equity=tuple(equity), exposure=tuple(exposure), trades=tuple(trades), fills=tuple(fills),
-                   fees_usd=fees, slippage_usd=slippage, benchmark=tuple(benchmark), params={})
+                   equity=_joined(equity), exposure=tuple(exposure), trades=tuple(trades), fills=tuple(fills),
+                   fees_usd=fees, slippage_usd=slippage, benchmark=_joined(benchmark), params={})
+
+
+def _joined(parts: list[Curve]) -> Curve:
+    if not parts:
+        return Curve.of(())
+    return Curve(np.concatenate([p.times for p in parts]), np.concatenate([p.values for p in parts]))
