@@ -29,6 +29,17 @@ class _State(BaseModel):
     # allow_inf_nan=False: NaN and Infinity are never state (JSON cannot even hold them)
     model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The engine writes fields thousands of times a replay. Without validate_assignment,
+        # pydantic's own __setattr__ does exactly this for a field, after a dispatch that costs
+        # more than the write; every other name (a typo, a non-field) still gets its checks.
+        fields = self.__dict__
+        if name in fields:
+            fields[name] = value
+            self.__pydantic_fields_set__.add(name)
+        else:
+            super().__setattr__(name, value)
+
 
 class Position(_State):
     """A long spot position. ``cost_basis_usd`` includes the entry fee."""

@@ -257,3 +257,17 @@ def test_own_files_pass_the_owner_check(path: Path) -> None:
     save_state(path, state_with(1))
     append_trades(path, [fill(1)])
     check_owner(path)
+
+
+def test_a_field_write_lands_and_a_write_to_no_field_is_refused() -> None:
+    """models._State's fast __setattr__: a field's write is what pydantic's would be (the value,
+    the fields-set, the dump, a copy); any other name gets pydantic's refusal."""
+    sleeve = new_sleeve("s1", "spot", 1000.0)
+    sleeve.risk.consecutive_losses = 3
+    sleeve.cash_usd = 250.0
+    assert sleeve.cash_usd == 250.0 and "consecutive_losses" in sleeve.risk.model_fields_set
+    assert sleeve.model_dump()["cash_usd"] == 250.0 and sleeve.model_copy(deep=True).risk.consecutive_losses == 3
+    assert State.model_validate_json(State(sleeves={"s1": sleeve}).model_dump_json()).sleeves["s1"] == sleeve
+    with pytest.raises(ValueError, match='has no field "cash"'):
+        sleeve.cash = 1.0  # type: ignore[attr-defined]
+    assert "cash" not in sleeve.__dict__
