@@ -29,6 +29,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -197,7 +198,10 @@ class Planner:
         return c
 
 
+@lru_cache(maxsize=4096)
 def _iso_day(days: int) -> str:
+    """"YYYY-MM-DD" of day ``days`` since 1970-01-01 (cached: a replay asks for the same few
+    days on every span; 4096 days is 11 years)."""
     return (_EPOCH + timedelta(days=days)).isoformat()
 
 
