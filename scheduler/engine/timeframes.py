@@ -9,14 +9,17 @@ TIMEFRAMES = (
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w",
 )
 
+_LENGTH_MS = {tf: int(tf[:-1]) * _UNIT_MS[tf[-1]] for tf in TIMEFRAMES}
+
 
 def timeframe_ms(timeframe: str) -> int:
     """Length of one candle of ``timeframe`` in milliseconds; ValueError if unknown."""
-    if timeframe not in TIMEFRAMES:
+    length = _LENGTH_MS.get(timeframe) if isinstance(timeframe, str) else None
+    if length is None:
         raise ValueError(
             f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}"
         )
-    return int(timeframe[:-1]) * _UNIT_MS[timeframe[-1]]
+    return length
 
 
 def grid_offset_ms(timeframe: str) -> int:
