@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from scheduler.engine.models import AuditRecord, Block, Sleeve, State, Trade, utc_iso
@@ -50,6 +51,13 @@ class AccountRules:
 def next_utc_midnight(now: datetime) -> datetime:
     day = now.astimezone(UTC).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@lru_cache(maxsize=512)
+def utc_day(t: datetime) -> str:
+    """The UTC day of ``t``, YYYY-MM-DD (cached: every step asks for its day twice, and a
+    replay asks for the same days again and again)."""
+    return t.astimezone(UTC).date().isoformat()
 
 
 def lift_expired(blocks: dict[str, Block], now: datetime) -> list[Block]:
@@ -98,7 +106,7 @@ def account_checks(state: State, members: list[str], equity: float | None, rules
             return []  # rebase once the new set of strategies can be valued
         acct.members = sorted(members)
         acct.peak_equity_usd = acct.day_start_equity_usd = None  # a different account: new baselines
-    day = now.astimezone(UTC).date().isoformat()
+    day = utc_day(now)
     if acct.day != day:
         acct.day, acct.day_start_equity_usd = day, equity
     elif acct.day_start_equity_usd is None:
