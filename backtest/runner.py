@@ -24,6 +24,7 @@ pins the two to identical results. Options: backtest/options_runner.py.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -237,8 +238,8 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         hold keeps the checker's price (the last close, at its close time); a buy or sell goes
         at the ticker (the open of the candle starting at the tick, as of the tick), none when
         no candle starts then, and a strategy's stop keeps its distance from the price."""
-        signal, close = int(decided.signal[i]), float(candles.close[i])
-        stop = float(decided.stop[i]) if np.isfinite(decided.stop[i]) else None
+        signal, close, stop = int(decided.signal[i]), float(candles.close[i]), float(decided.stop[i])
+        stop = stop if math.isfinite(stop) else None
         if signal == 0:
             return SpotIntent(sid, sym, 0, close, _utc(int(close_ms[i])), stop)
         if not starts[k]:

@@ -18,6 +18,9 @@ sleeve, one symbol; anything else is stepped on every tick):
   the equity at the day's first tick, as the engine takes it);
 - the last tick (the final marks).
 
+While long, whole UTC days are cleared at once from their lowest and highest marks (exact
+bounds, ``Planner._clear_days``); a day that might trip is scanned tick by tick.
+
 Conservative on purpose: a necessary tick that turns out quiet costs one ``step``; a
 missed one would change the result, so a test compares this with the plain run on
 adversarial configs (tight stops, breakers, daily loss, kill switch), fills, equity and the
@@ -41,6 +44,9 @@ from scheduler.engine.step import SleeveRules
 DAY_MS = 86_400_000
 CHUNK = 512  # ticks scanned per look-ahead chunk (doubling)
 SMALL = 48  # spans up to this many ticks are scanned in plain Python (numpy's per-call cost dominates)
+#: a day is cleared of the drawdown breaker only below (1 - this) x the limit: the bound and the
+#: engine's ratio differ by a few ulps, far less than this
+_DD_MARGIN = 1e-9
 _EPOCH = date(1970, 1, 1)
 
 
@@ -87,6 +93,9 @@ class Planner:
         self.max_dd = rules.max_drawdown_pct
         self.kill_f = 1 - account.portfolio_kill_pct / 100
         self.daily_f = 1 - account.daily_loss_pct / 100
+        # clearing whole days pays with 4 ticks a day or more; its bounds need factors >= 0 (the
+        # config's limits are in (0, 100], so they are)
+        self.by_days = self.bar_ms * 4 <= DAY_MS and self.kill_f >= 0 and self.daily_f >= 0
 
     def _next_of(self, at: list[int], k: int) -> int:
         j = bisect_right(at, k)
@@ -145,7 +154,58 @@ class Planner:
 
     def _scan(self, k: int, c: int, cash: float, qty: float, stop: float | None, carry: _Carry) -> int:
         """The first tick in (k, c) where a held position trips something (``c`` when none);
-        ``carry`` ends describing the last quiet tick before it."""
+        ``carry`` ends describing the last quiet tick before it.
+
+        With several ticks a day, whole UTC days are first cleared at once (``_clear_days``);
+        a day it cannot clear is scanned tick by tick (``_exact``), then clearing goes on."""
+        a = k + 1
+        while a < c:
+            if self.by_days:
+                a = self._clear_days(a, c, cash, qty, stop, carry)
+                if a >= c:
+                    return c
+            b = min(c, self._index_at((self.days_list[a] + 1) * DAY_MS)) if self.by_days else c
+            m = self._exact(a - 1, b, cash, qty, stop, carry)
+            if m < b:
+                return m
+            a = b
+        return c
+
+    def _clear_days(self, a: int, c: int, cash: float, qty: float, stop: float | None, carry: _Carry) -> int:
+        """Advance ``carry`` over the UTC days from tick ``a`` (to ``c`` at most) on which nothing
+        can trip; return the first tick of the first day that might (``c`` when none).
+
+        One day's ticks [a, b) share the day's start equity ``st``, and the equity
+        ``e = cash + q x mark`` is a non-decreasing function of the mark in floating point too
+        (q > 0), so the day's lowest equity is ``lo = cash + q x min(mark)`` and its running
+        peaks end at ``max(peak, cash + q x max(mark))``, exactly. Then, exactly as the ticks
+        would find: no stop is touched iff min(bar low) > stop; the kill switch and the daily
+        loss do not trip iff lo > peak_a x kill_f and lo > st x daily_f (the peak only grows, so
+        the day-end peak bounds every tick's). The drawdown ratio is bounded by the day's
+        lowest equity against its day-end peak, with a margin far above float rounding; a day
+        near its limit is left to the exact scan."""
+        marks, lows, days = self.marks_list, self.bar_min_list, self.days_list
+        max_dd, kill_f, daily_f = self.max_dd * (1 - _DD_MARGIN), self.kill_f, self.daily_f
+        while a < c:
+            d = days[a]
+            b = min(c, self._index_at((d + 1) * DAY_MS))
+            seg = marks[a:b]
+            lo = cash + qty * min(seg)
+            hi = cash + qty * max(seg)
+            ps = hi if hi > carry.peak_s else carry.peak_s
+            pa = hi if hi > carry.peak_a else carry.peak_a
+            st = cash + qty * marks[a] if d != carry.day else carry.start
+            if ((ps - lo) / ps * 100.0 > max_dd or lo <= pa * kill_f
+                    or (st is not None and st > 0 and lo <= st * daily_f)
+                    or (stop is not None and min(lows[a:b]) <= stop)):
+                return a
+            carry.peak_s, carry.peak_a, carry.day, carry.start = ps, pa, d, st
+            carry.e, carry.last = cash + qty * marks[b - 1], b - 1
+            a = b
+        return c
+
+    def _exact(self, k: int, c: int, cash: float, qty: float, stop: float | None, carry: _Carry) -> int:
+        """``_scan`` tick by tick: the engine's own comparisons on every tick in (k, c)."""
         if c - k - 1 <= SMALL:
             return self._scan_small(k, c, cash, qty, stop, carry)
         t = self.t
