@@ -393,6 +393,19 @@ def step(
                       account_option_limits or OptionLimits(), sleeve_equity,
                       lambda: account_equity(state, book.ids))
     book.options = desk
+    try:
+        return _phases(book, desk, state, intents, marks, bars, option_intents, now)
+    finally:
+        # the book and the desk refer to each other: cut that here, so the step's objects are
+        # freed by reference counting when it returns (a cycle per step would wait for the
+        # cyclic collector, which a 75,000-bar replay paid ~10 % of its time for)
+        book.options = None
+
+
+def _phases(book: _Book, desk: OptionDesk, state: State, intents: Sequence[SpotIntent], marks: Mapping[str, Mark],
+            bars: Mapping[tuple[str, str], Sequence[Bar]] | None, option_intents: Sequence[OptionIntent],
+            now: datetime) -> list[Event]:
+    """The phases of ``step`` in the order its docstring gives."""
     by_symbol: dict[str, Mark] = dict(marks)
     for intent in intents:  # a checker's closed-candle price is a mark too, unless a fresher one exists
         if fills.valid_price(intent.price):

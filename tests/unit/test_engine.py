@@ -669,3 +669,26 @@ def test_a_buy_huge_next_to_its_step_ends_and_spends_at_most_the_budget(quote: f
     assert isinstance(got, fills.BuyFill)
     assert got.notional_usd + got.fee_usd <= budget
     assert got.notional_usd + got.fee_usd >= budget * (1 - 1e-12)  # and nearly all of it
+
+
+def test_a_step_leaves_no_cycle_for_the_collector() -> None:
+    """Everything a step builds (its book, the option desk, events) is freed by reference
+    counting when it returns: a cycle per step would pile up until the cyclic collector ran
+    (a long replay paid for that in collector passes)."""
+    import gc
+
+    state = make_state()
+    rules = rules_for(state)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        for k in range(50):
+            at = T0 + timedelta(hours=k)
+            signal = 1 if k % 2 == 0 else -1  # a fill every step, and a block or two along the way
+            step(state, [intent(signal, 100.0 + k, at=at)], {SYM: Mark(100.0 + k, at)}, rules, {SYM: FINE}, at, k)
+        assert state.sleeves["s1"].trade_count > 10
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
