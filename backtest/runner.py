@@ -136,15 +136,13 @@ def _ticks(start_ms: int, end_ms: int, timeframe: str) -> tuple[np.ndarray, int]
     return np.arange(t0 + bar_ms, end_ms + 1, bar_ms, dtype=np.int64), t0
 
 
-def _due_mask(ticks: np.ndarray, interval_s: int, bar_ms: int) -> np.ndarray:
-    """Where the daemon's is_due would run the strategy (scheduler/daemon.py: due when the
-    interval has passed since the last run, a moment early, 1 % or at most 5 s, counting as on
-    time). The ticks are a regular grid, so that is every ``every``-th tick from the first."""
+def _due_every(interval_s: int, bar_ms: int) -> int:
+    """Every how many ticks the daemon's is_due would run the strategy (scheduler/daemon.py: due
+    when the interval has passed since the last run, a moment early, 1 % or at most 5 s,
+    counting as on time). The ticks are a regular grid: the strategy runs on ticks 0, every,
+    2 every, ..."""
     slack_ms = min(5.0, interval_s * 0.01) * 1000
-    every = max(1, int(np.ceil((interval_s * 1000 - slack_ms) / bar_ms)))
-    due = np.zeros(len(ticks), dtype=bool)
-    due[::every] = True
-    return due
+    return max(1, int(np.ceil((interval_s * 1000 - slack_ms) / bar_ms)))
 
 
 def _utc(ms: int) -> datetime:
@@ -215,7 +213,9 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
     mark_at = np.where(starts, ticks, close_ms[newest])
     # a check of candles more than 2 bars behind the clock fails (market.base.check_fresh)
     fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= 2)
-    due = _due_mask(ticks, config.interval_for(s), bar_ms)
+    every = _due_every(config.interval_for(s), bar_ms)
+    due = np.zeros(len(ticks), dtype=bool)
+    due[::every] = True
     sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
     # a bar is passed for the stops at the tick it closes at
     new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
@@ -231,7 +231,6 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
     plan = None if reference else skip.Planner(skip.Ticks(
         ticks, mark_px, mark_at, new_bar, candles.ts_ms[newest], np.where(new_bar, np.minimum(candles.open, candles.low)[newest], np.inf),
         due & fresh & (sig == 1), due & fresh & (sig == -1)), rules[s.id], account, s)
-    due_at = np.flatnonzero(due).tolist()
 
     def _intent(sid: str, sym: str, k: int, i: int) -> SpotIntent:
         """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
@@ -282,8 +281,8 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         nxt = k + 1 if plan is None else plan.advance(k, run.state, s.id)
         if nxt > k + 1:  # quiet ticks: nothing changes but the marks (skip.py); the same numbers as a step
             quiet.append((k + 1, nxt, sleeve.cash_usd, pos.quantity if pos is not None else 0.0, float(equity[k])))
-            ran = skip.last_index_in(due_at, k, nxt)
-            if ran is not None:
+            ran = (nxt - 1) // every * every  # the last run among the quiet ticks, if any
+            if ran > k:
                 sleeve.last_run_at = _utc(int(ticks[ran]))
         if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
             progress(min(nxt, n), n)

@@ -29,7 +29,7 @@ final state alike.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -85,7 +85,8 @@ class Planner:
         self.symbol = s.symbols[0]
         self.buy_at = np.flatnonzero(t.buys).tolist()
         self.sell_at = np.flatnonzero(t.sells).tolist()
-        self.bar_at = np.flatnonzero(t.new_bar).tolist()
+        # per tick: the newest tick at or before it that passed a bar (-1: none yet)
+        self.last_bar = np.maximum.accumulate(np.where(t.new_bar, np.arange(self.n), -1))
         self.days = t.ticks // DAY_MS
         self.marks_list, self.bar_min_list = t.mark_px.tolist(), t.bar_min.tolist()
         self.days_list = self.days.tolist()
@@ -148,9 +149,9 @@ class Planner:
         pos.mark_price = self.marks_list[last]
         pos.mark_at = datetime.fromtimestamp(int(t.mark_at_ms[last]) / 1000, tz=UTC)
         if pos.stop_price is not None:
-            j = bisect_right(self.bar_at, last) - 1
-            if j >= 0 and self.bar_at[j] > k:
-                pos.stop_checked_to_ms = int(t.bar_open_ms[self.bar_at[j]])
+            j = int(self.last_bar[last])
+            if j > k:
+                pos.stop_checked_to_ms = int(t.bar_open_ms[j])
 
     def _scan(self, k: int, c: int, cash: float, qty: float, stop: float | None, carry: _Carry) -> int:
         """The first tick in (k, c) where a held position trips something (``c`` when none);
@@ -264,8 +265,3 @@ def _iso_day(days: int) -> str:
     days on every span; 4096 days is 11 years)."""
     return (_EPOCH + timedelta(days=days)).isoformat()
 
-
-def last_index_in(at: list[int], lo: int, hi: int) -> int | None:
-    """The largest value of the sorted ``at`` in (lo, hi), or None."""
-    j = bisect_left(at, hi) - 1
-    return at[j] if j >= 0 and at[j] > lo else None
