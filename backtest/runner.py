@@ -289,12 +289,13 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         k = nxt
     _fill_quiet(quiet, mark_px, equity, exposure)
     costs = {"fee_pct": config.fees_for(s).taker_pct, "slippage_pct": config.execution.slippage_pct}
-    bench = _buy_and_hold(ticker, mark_px, ticks, s.capital, rules[s.id].costs.fee_rate,
-                          rules[s.id].costs.slippage_rate, t0)
+    times = np.concatenate(([t0], ticks))  # the run's equity points: the start, then every tick
+    bench = _buy_and_hold(ticker, mark_px, times, s.capital, rules[s.id].costs.fee_rate,
+                          rules[s.id].costs.slippage_rate)
     result = BacktestResult(
         strategy_id=s.id, kind="spot", strategy=s.strategy_name, symbols=tuple(s.symbols), timeframe=tf,
         bar_ms=bar_ms, start_ms=int(t0), end_ms=int(ticks[-1]), initial_capital_usd=float(s.capital),
-        equity=Curve(np.concatenate(([t0], ticks)), np.concatenate(([s.capital], equity))),
+        equity=Curve(times, np.concatenate(([s.capital], equity))),
         exposure=(0.0, *exposure.tolist()), trades=closed_trades(run.fills), fills=tuple(run.fills),
         fees_usd=float(sum(f["fee_usd"] for f in run.fills)), slippage_usd=slippage_usd(run.fills),
         benchmark=bench, params=dict(s.params), costs=costs, source=market.source,
@@ -325,19 +326,20 @@ def _collect(run: _Run, events: list[Event]) -> None:
                               "at_ms": int(e.at.timestamp() * 1000), **e.data})
 
 
-def _buy_and_hold(ticker: np.ndarray, mark_px: np.ndarray, ticks: np.ndarray, capital: float, fee: float,
-                  slip: float, t0: int) -> Curve:
+def _buy_and_hold(ticker: np.ndarray, mark_px: np.ndarray, times: np.ndarray, capital: float, fee: float,
+                  slip: float) -> Curve:
     """Buy the first symbol at the first ticker the strategy could have filled at (slippage and
-    fee paid), hold, sell at the end (costs paid again): one point per tick."""
+    fee paid), hold, sell at the end (costs paid again): one point per equity time (the start,
+    then each tick: ``ticker`` and ``mark_px`` are per tick)."""
     first = np.flatnonzero(np.isfinite(ticker))
     if not len(first):
         return Curve.of(())
     f = int(first[0])
     qty = capital / (ticker[f] * (1 + slip) * (1 + fee))
-    values = np.full(len(ticks) + 1, float(capital))
+    values = np.full(len(times), float(capital))
     values[f + 1:] = qty * mark_px[f:]
     values[-1] = qty * mark_px[-1] * (1 - slip) * (1 - fee)
-    return Curve(np.concatenate(([t0], ticks)), values)
+    return Curve(times, values)
 
 
 def slippage_usd(fills: list[dict[str, Any]]) -> float:

@@ -165,12 +165,16 @@ class Planner:
                 a = self._clear_days(a, c, cash, qty, stop, carry)
                 if a >= c:
                     return c
-            b = min(c, self._index_at((self.days_list[a] + 1) * DAY_MS)) if self.by_days else c
+            b = self._day_end(a, c) if self.by_days else c
             m = self._exact(a - 1, b, cash, qty, stop, carry)
             if m < b:
                 return m
             a = b
         return c
+
+    def _day_end(self, a: int, c: int) -> int:
+        """The first tick after tick ``a``'s UTC day, ``c`` at most."""
+        return min(c, self._index_at((self.days_list[a] + 1) * DAY_MS))
 
     def _clear_days(self, a: int, c: int, cash: float, qty: float, stop: float | None, carry: _Carry) -> int:
         """Advance ``carry`` over the UTC days from tick ``a`` (to ``c`` at most) on which nothing
@@ -189,7 +193,7 @@ class Planner:
         max_dd, kill_f, daily_f = self.max_dd * (1 - _DD_MARGIN), self.kill_f, self.daily_f
         while a < c:
             d = days[a]
-            b = min(c, self._index_at((d + 1) * DAY_MS))
+            b = self._day_end(a, c)
             seg = marks[a:b]
             lo = cash + qty * min(seg)
             hi = cash + qty * max(seg)

@@ -257,14 +257,15 @@ def walk_forward(run: Runner, grid: Sequence[Mapping[str, Any]], wins: Sequence[
     return WalkForwardResult(objective, len(points), per_window, stitched, metrics.compute(stitched))
 
 
-def _carried(parts: list[Curve], curve: Curve) -> tuple[Curve, np.ndarray]:
+def _carried(parts: list[Curve], curve: Curve) -> tuple[Curve, np.ndarray, float]:
     """``curve`` scaled to start where ``parts`` ended, without its points at or before that
-    end (the shared boundary), and which of its points were kept."""
+    end (the shared boundary); which of its points were kept, and the scale factor."""
     if not parts:
-        return curve, np.ones(len(curve), dtype=bool)
+        return curve, np.ones(len(curve), dtype=bool), 1.0
     end = parts[-1]
     keep = curve.times > end.times[-1]
-    return Curve(curve.times[keep], curve.values[keep] * (end.values[-1] / curve.values[0])), keep
+    factor = float(end.values[-1] / curve.values[0])
+    return Curve(curve.times[keep], curve.values[keep] * factor), keep, factor
 
 
 def stitch(results: Sequence[BacktestResult]) -> BacktestResult:
@@ -283,8 +284,7 @@ def stitch(results: Sequence[BacktestResult]) -> BacktestResult:
     for r in results:
         if not r.equity:
             continue
-        factor = float(equity[-1].values[-1] / r.equity.values[0]) if equity else 1.0
-        part, keep = _carried(equity, r.equity)
+        part, keep, factor = _carried(equity, r.equity)
         equity.append(part)
         exposure += [x for x, k in zip(r.exposure, keep.tolist(), strict=True) if k]
         if r.benchmark:
