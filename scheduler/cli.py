@@ -437,10 +437,17 @@ assert set(COMMANDS) == set(SUMMARIES), "every command needs a line in SUMMARIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The program (``argv`` None: this process IS go-trader, the console script or
+    ``python -m scheduler``), or one command run in a host process (tests)."""
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = COMMANDS.get(argv[0]) if argv else None
     if argv and command is None and not argv[0].startswith("-"):
         return _unknown_command(argv[0])
+    if program and command in (None, cmd_paper):  # this process becomes the daemon
+        from scheduler.memory import keep_openssl_out
+
+        keep_openssl_out()
     try:
         return command(argv[1:]) if command else cmd_run(argv)
     except ConfigError as e:

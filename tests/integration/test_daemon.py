@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_status_health_sigterm_and_restart(tmp_path):
         assert alpha["portfolio_value_usd"] == pytest.approx(alpha["cash_usd"] + alpha["positions"][0]["value_usd"])
         assert by_id["beta"]["last_check"]["error_class"] == "permanent"
         assert d.get("/health") == (200, {"status": "ok"})
+        # the daemon process never loads OpenSSL (scheduler.memory.keep_openssl_out: ~5 MB of its
+        # idle budget); its checkers and the fetch step run in processes of their own
+        maps = Path(f"/proc/{d.proc.pid}/maps").read_text()
+        assert "libcrypto" not in maps and "libssl" not in maps
 
         # malformed or unknown requests get 4xx, and the server keeps serving
         assert d.get("/nope")[0] == 404

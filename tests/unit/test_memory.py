@@ -1,7 +1,11 @@
-"""scheduler.memory: the heap's free pages go back to the system (the idle RSS budget)."""
+"""scheduler.memory: the heap's free pages go back to the system, and OpenSSL stays out of the
+daemon (the idle RSS budget)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import platform
 import subprocess
 import sys
@@ -39,3 +43,43 @@ def test_freed_heap_pages_are_returned():
 def test_a_second_call_reuses_the_lookup():
     first = release_free_memory()
     assert release_free_memory() is first
+
+
+def _libraries(maps: str) -> set[str]:
+    return {line.split()[-1].rsplit("/", 1)[-1].split(".so")[0] for line in maps.splitlines() if ".so" in line}
+
+
+def test_keep_openssl_out_leaves_a_working_process_without_openssl():
+    # a fresh interpreter, as the daemon's entry point calls it: first, before any import
+    code = textwrap.dedent("""
+        import json, sys
+        from scheduler.memory import keep_openssl_out
+        absent = keep_openssl_out()
+        import hashlib, hmac, http.server, secrets, urllib.request
+        import scheduler.daemon  # pydantic, the status server, the engine: all of the daemon
+        try:
+            import ssl
+            ssl_ok = True
+        except ImportError:
+            ssl_ok = False
+        print(json.dumps({
+            "absent": absent, "ssl": ssl_ok, "https": hasattr(urllib.request, "HTTPSHandler"),
+            "sha256": hashlib.sha256(b"go-trader").hexdigest(),
+            "hmac": hmac.new(b"k", b"m", "sha256").hexdigest(),
+            "equal": secrets.compare_digest("a", "a"),
+            "maps": open("/proc/self/maps").read(),
+        }))
+    """)
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["absent"] == ["_hashlib", "_ssl"] and out["ssl"] is False and out["https"] is False
+    # Python's own SHA-2 and HMAC give the same digests OpenSSL's would
+    assert out["sha256"] == hashlib.sha256(b"go-trader").hexdigest()
+    assert out["hmac"] == hmac.new(b"k", b"m", "sha256").hexdigest() and out["equal"] is True
+    libs = _libraries(out["maps"])
+    assert not {"libcrypto", "libssl"} & libs, sorted(libs)
+
+
+def test_keep_openssl_out_leaves_an_imported_module_alone():
+    code = "import hashlib\nfrom scheduler.memory import keep_openssl_out\nprint(keep_openssl_out())\nimport _hashlib"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "('_ssl',)"
