@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from backtest.result import BacktestResult, ClosedTrade
@@ -33,7 +32,7 @@ from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, ExchangeError, GoTraderError
-from scheduler.engine.models import State, new_sleeve
+from scheduler.engine.models import State, new_sleeve, utc_from_ms
 from scheduler.engine.option_fills import OptionMark
 from scheduler.engine.step import Mark, sleeve_equity, step
 
@@ -82,10 +81,6 @@ class _CheckerMarket:
         return self.options.fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sleeve: Any, now_ms: int) -> Any:
     """The checker's document at ``now_ms``, validated as the daemon validates it; None when
     the check would fail."""
@@ -107,7 +102,7 @@ def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sle
 
 def _marks(chain: Any, instruments: set[str]) -> dict[str, OptionMark]:
     """The engine's quotes from a chain, as scheduler.options_cycle.read_marks builds them."""
-    at = _utc(chain.asof_ms or chain.now_ms)
+    at = utc_from_ms(chain.asof_ms or chain.now_ms)
     return {q.instrument: OptionMark.from_quote(q, at, chain.index_price)
             for q in chain.quotes if q.instrument in instruments}
 
@@ -149,7 +144,7 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
     equity: list[tuple[int, float]] = [(t0, float(s.capital))]
     exposure = [0.0]
     for k, T in enumerate(ticks):
-        now = _utc(T)
+        now = utc_from_ms(T)
         signal = _checker_doc(s, underlying, market, sleeve, T)
         intent = options_cycle.intent(s.id, underlying, signal) if signal is not None else None
         intents = [intent] if intent is not None else []

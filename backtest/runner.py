@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from market.base import Candles, MarketSource
 from scheduler import engine_rules
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError
-from scheduler.engine.models import State, new_sleeve, utc_iso
+from scheduler.engine.models import State, new_sleeve, utc_from_ms, utc_iso
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
 from scheduler.engine.timeframes import first_open_at_or_after_ms, timeframe_ms
 
@@ -117,10 +117,10 @@ def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: in
     candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=upto, limit=limit).closed_at(upto)
                  if len(s.symbols) > 1 else None)
     if not len(candles) or int(candles.ts_ms[-1]) < start_ms:
-        have = (f"the {limit} candles before the end run from {_utc(int(candles.ts_ms[0]))} to "
-                f"{_utc(int(candles.ts_ms[-1]))}" if len(candles) else "it has none before the end")
-        raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start {_utc(start_ms)} and the end "
-                        f"{_utc(end_ms)} of the run ({have}); choose --start/--end inside the data")
+        have = (f"the {limit} candles before the end run from {utc_from_ms(int(candles.ts_ms[0]))} to "
+                f"{utc_from_ms(int(candles.ts_ms[-1]))}" if len(candles) else "it has none before the end")
+        raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start {utc_from_ms(start_ms)} and the end "
+                        f"{utc_from_ms(end_ms)} of the run ({have}); choose --start/--end inside the data")
     try:
         rules = source.fetch_market_rules(list(s.symbols[:1]))
     except DataError:
@@ -143,10 +143,6 @@ def _due_every(interval_s: int, bar_ms: int) -> int:
     2 every, ..."""
     slack_ms = min(5.0, interval_s * 0.01) * 1000
     return max(1, int(np.ceil((interval_s * 1000 - slack_ms) / bar_ms)))
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, *,
@@ -194,7 +190,7 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
     candles, symbol = market.candles, s.symbols[0]
     ticks, t0 = _ticks(start_ms, end_ms, tf)
     if not len(ticks):
-        raise ConfigError([f"the run from {_utc(start_ms)} to {_utc(end_ms)} holds no whole {tf} bar; "
+        raise ConfigError([f"the run from {utc_from_ms(start_ms)} to {utc_from_ms(end_ms)} holds no whole {tf} bar; "
                            "give a later --end or an earlier --start"])
     close_ms = candles.ts_ms + bar_ms
     last_closed = np.searchsorted(close_ms, ticks, side="right") - 1  # per tick: the newest closed bar
@@ -232,28 +228,29 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         ticks, mark_px, mark_at, new_bar, candles.ts_ms[newest], np.where(new_bar, np.minimum(candles.open, candles.low)[newest], np.inf),
         due & fresh & (sig == 1), due & fresh & (sig == -1)), rules[s.id], account, s)
 
-    def _intent(sid: str, sym: str, k: int, i: int) -> SpotIntent:
+    def _intent(sid: str, sym: str, k: int, i: int, now: datetime) -> SpotIntent:
         """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
         hold keeps the checker's price (the last close, at its close time); a buy or sell goes
         at the ticker (the open of the candle starting at the tick, as of the tick), none when
-        no candle starts then, and a strategy's stop keeps its distance from the price."""
+        no candle starts then, and a strategy's stop keeps its distance from the price. ``now``:
+        the tick's time."""
         signal, close, stop = int(decided.signal[i]), float(candles.close[i]), float(decided.stop[i])
         stop = stop if math.isfinite(stop) else None
         if signal == 0:
-            return SpotIntent(sid, sym, 0, close, _utc(int(close_ms[i])), stop)
+            return SpotIntent(sid, sym, 0, close, utc_from_ms(int(close_ms[i])), stop)
         if not starts[k]:
-            return SpotIntent(sid, sym, signal, None, _utc(int(close_ms[i])), None)
+            return SpotIntent(sid, sym, signal, None, utc_from_ms(int(close_ms[i])), None)
         price = float(ticker[k])
-        return SpotIntent(sid, sym, signal, price, _utc(int(ticks[k])),
-                          stop * price / close if stop is not None else None)
+        return SpotIntent(sid, sym, signal, price, now, stop * price / close if stop is not None else None)
 
     def do_step(k: int) -> None:
         T = int(ticks[k])
-        now = _utc(T)
+        now = utc_from_ms(T)
         intents = []
         if due[k] and fresh[k]:
-            intents.append(_intent(s.id, symbol, k, int(newest[k])))
-        marks = {symbol: Mark(float(mark_px[k]), _utc(int(mark_at[k])))}
+            intents.append(_intent(s.id, symbol, k, int(newest[k]), now))
+        marked_at = int(mark_at[k])
+        marks = {symbol: Mark(float(mark_px[k]), now if marked_at == T else utc_from_ms(marked_at))}
         bars = {}
         if new_bar[k]:
             i = int(newest[k])
@@ -283,7 +280,7 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
             quiet.append((k + 1, nxt, sleeve.cash_usd, pos.quantity if pos is not None else 0.0, float(equity[k])))
             ran = (nxt - 1) // every * every  # the last run among the quiet ticks, if any
             if ran > k:
-                sleeve.last_run_at = _utc(int(ticks[ran]))
+                sleeve.last_run_at = utc_from_ms(int(ticks[ran]))
         if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
             progress(min(nxt, n), n)
         k = nxt
@@ -320,10 +317,13 @@ def _fill_quiet(quiet: list[tuple[int, int, float, float, float]], mark_px: np.n
 
 
 def _collect(run: _Run, events: list[Event]) -> None:
+    """The fill events as the result's fill records (the time as text and in ms)."""
+    when: datetime | None = None  # a step's events share its time: each conversion is done once
     for e in events:
         if e.kind == "fill":
-            run.fills.append({"strategy_id": e.strategy_id, "at": utc_iso(e.at),
-                              "at_ms": int(e.at.timestamp() * 1000), **e.data})
+            if e.at is not when:
+                when, text, ms = e.at, utc_iso(e.at), int(e.at.timestamp() * 1000)
+            run.fills.append({"strategy_id": e.strategy_id, "at": text, "at_ms": ms, **e.data})
 
 
 def _buy_and_hold(ticker: np.ndarray, mark_px: np.ndarray, times: np.ndarray, capital: float, fee: float,

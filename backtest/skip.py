@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 
 import numpy as np
 
 from scheduler.config import StrategyConfig
-from scheduler.engine.models import State
+from scheduler.engine.models import State, utc_from_ms
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import SleeveRules
 
@@ -147,7 +147,7 @@ class Planner:
         if acct.day != day:
             acct.day, acct.day_start_equity_usd = day, carry.start
         pos.mark_price = self.marks_list[last]
-        pos.mark_at = datetime.fromtimestamp(int(t.mark_at_ms[last]) / 1000, tz=UTC)
+        pos.mark_at = utc_from_ms(int(t.mark_at_ms[last]))
         if pos.stop_price is not None:
             j = int(self.last_bar[last])
             if j > k:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from market.quotes import Quote
+from scheduler.engine.models import utc_from_ms
 from scheduler.engine.step import Event, SpotIntent
 
 NO_QUOTE = "NO_QUOTE"
@@ -50,7 +50,7 @@ def at_market(intents: Sequence[SpotIntent], quotes: Mapping[str, Any] | None
         if stop is not None and intent.price:
             stop = stop * price / intent.price
         priced.append(replace(intent, price=price, stop_price=stop,
-                              price_at=datetime.fromtimestamp(quote.at_ms / 1000, tz=UTC)))
+                              price_at=utc_from_ms(quote.at_ms)))
     return priced, unquoted
 
 

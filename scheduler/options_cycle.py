@@ -21,7 +21,7 @@ from typing import Any
 
 from market.options_cache import quote_from_json, read_quotes
 from scheduler.config import Config, StrategyConfig
-from scheduler.engine.models import Sleeve, State
+from scheduler.engine.models import Sleeve, State, utc_from_ms
 from scheduler.engine.option_book import expiry_ms
 from scheduler.engine.option_fills import OptionIntent, OptionLeg, OptionMark, OptionRules
 from scheduler.signals import OptionsSignal
@@ -108,7 +108,7 @@ def read_marks(cache_dir: Path, underlyings: Iterable[str], instruments: set[str
         head, rows = read
         if isinstance(head.get("index_price"), (int, float)) and head["index_price"] > 0:
             index[u] = float(head["index_price"])
-        at = datetime.fromtimestamp((head.get("asof_ms") or head["now_ms"]) / 1000, tz=UTC)
+        at = utc_from_ms(head.get("asof_ms") or head["now_ms"])
         for q in rows:
             quotes[q["instrument"]] = OptionMark.from_quote(quote_from_json(q), at, index.get(u))
     return quotes, index

@@ -7,7 +7,7 @@ daemon publishes a snapshot only after the copy was saved.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -323,3 +323,8 @@ def new_sleeve(strategy_id: str, kind: Literal["spot", "options"], capital_usd: 
 
 def utc_iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """The aware UTC time ``ms`` milliseconds after the Unix epoch (candle and quote times)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

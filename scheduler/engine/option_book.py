@@ -45,12 +45,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from scheduler.engine import margin, option_risk, risk
 from scheduler.engine.fills import Costs, Rejected, round_down, valid_price
-from scheduler.engine.models import OptionFill, OptionPosition, Position, Sleeve, Trade, utc_iso
+from scheduler.engine.models import (
+    OptionFill,
+    OptionPosition,
+    Position,
+    Sleeve,
+    Trade,
+    utc_from_ms,
+    utc_iso,
+)
 from scheduler.engine.option_fills import (
     OptionIntent,
     OptionLeg,
@@ -74,10 +82,6 @@ _EPS = 1e-9
 
 def expiry_ms(pos: OptionPosition) -> int:
     return round(pos.expiry.timestamp() * 1000)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class OptionDesk:
@@ -397,7 +401,7 @@ class OptionDesk:
         seq = self.book.state.next_trade_seq
         pos = OptionPosition(
             id=f"{sleeve.id}:{seq}", instrument=leg.instrument, underlying=leg.underlying,
-            option_type=leg.option_type, strike=float(leg.strike), expiry=_dt(leg.expiry_ms),
+            option_type=leg.option_type, strike=float(leg.strike), expiry=utc_from_ms(leg.expiry_ms),
             side="long" if leg.action == "buy" else "short", quantity=fill.quantity,
             entry_premium_coin=fill.premium_coin, entry_premium_usd=fill.premium_usd, entry_fee_usd=fill.fee_usd,
             entry_index_usd=fill.index_usd, covered_quantity=covered, assign=bool(leg.assign and leg.action == "sell"),
@@ -450,7 +454,7 @@ def _bad_leg(leg: OptionLeg, now_ms: int) -> Rejected | None:
         return Rejected("BAD_LEG", f"leg {leg.instrument}: option_type {leg.option_type!r}, strike {leg.strike!r}, "
                         f"expiry_ms {leg.expiry_ms!r}: expected 'call'/'put', a strike > 0 and integer ms")
     if leg.expiry_ms <= now_ms:
-        return Rejected("EXPIRED", f"{leg.instrument} expired at {utc_iso(_dt(leg.expiry_ms))}; not opening it")
+        return Rejected("EXPIRED", f"{leg.instrument} expired at {utc_iso(utc_from_ms(leg.expiry_ms))}; not opening it")
     if leg.covered_quantity and not (leg.action == "sell" and leg.option_type == "call"):
         return Rejected("BAD_LEG", f"covered_quantity is for sold calls, not a {leg.action} {leg.option_type}")
     if leg.covered_quantity < 0:
