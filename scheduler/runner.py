@@ -47,6 +47,10 @@ CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}
 EXIT_DRAIN_S = 2.0
 #: After the runner kills a job, how long to wait for the guardian to report its exit.
 KILL_REAP_S = 5.0
+#: how long a guardian may take to say it forked a job (it takes milliseconds when well)
+LAUNCH_ANSWER_S = 30.0
+#: while waiting for that answer, how often to look whether the guardian is stopped
+STOPPED_CHECK_S = 0.5
 
 #: What a checker may inherit from the scheduler's environment: the interpreter's and the C
 #: library's settings, network settings ccxt needs to reach an exchange, and the GO_TRADER_
@@ -127,7 +131,9 @@ class _Running:
 class Launcher(Protocol):
     def launch(self, job: Job) -> _Running: ...
     def close(self) -> None: ...
-    def alive(self) -> bool: ...
+    def alive(self) -> bool:
+        """Whether it can take jobs now (a guardian that exited or is stopped cannot)."""
+        ...
 
 
 def _pipes() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -215,16 +221,41 @@ class _GuardedLauncher:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         try:
-            pid = pid_fut.result(timeout=30)
+            pid = self._answer(pid_fut)
         except BaseException:  # refused (fork failed), the guardian died or hangs: our ends are ours to close
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
             raise
         return _Running(pid, in_w, out_r, err_r, rc_fut)
 
+    def _answer(self, pid_fut: Future) -> int:
+        """The pid the guardian forked for a job; RuntimeError at once when the guardian is
+        stopped (SIGSTOP, a debugger: it would answer nothing until continued), TimeoutError
+        after LAUNCH_ANSWER_S without an answer."""
+        deadline = time.monotonic() + LAUNCH_ANSWER_S
+        while True:
+            try:
+                return pid_fut.result(timeout=max(0.0, min(STOPPED_CHECK_S, deadline - time.monotonic())))
+            except TimeoutError:
+                if self._stopped():
+                    raise RuntimeError(f"the guardian (pid {self._proc.pid}) is stopped (SIGSTOP or a debugger), "
+                                       "so it cannot start the job") from None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"the guardian (pid {self._proc.pid}) did not start the job within "
+                                       f"{LAUNCH_ANSWER_S:g} s") from None
+
+    def _stopped(self) -> bool:
+        """Whether the guardian process is stopped (state T, or t when a tracer stopped it)."""
+        try:
+            state = Path(f"/proc/{self._proc.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone (the reader then says so), or no /proc
+            return False
+        return state in (b"T", b"t")
+
     def alive(self) -> bool:
-        """Whether the guardian is still there to take jobs (False once it exited, e.g. was killed)."""
-        return self._reader.is_alive() and self._proc.poll() is None
+        """Whether the guardian is there to take jobs: False once it exited (killed, say) or while
+        it is stopped."""
+        return self._reader.is_alive() and self._proc.poll() is None and not self._stopped()
 
     def close(self) -> None:
         try:
@@ -232,6 +263,8 @@ class _GuardedLauncher:
         except OSError:
             pass
         self._sock.close()
+        if self._proc.poll() is None and self._stopped():  # it cannot see the end of file and exit
+            self._proc.kill()  # its jobs die with it (PR_SET_PDEATHSIG)
         try:
             self._proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -329,8 +329,8 @@ class NotifyService:
         def work() -> None:
             try:
                 launcher = self._launchers.get(kind)
-                if launcher is not None and not launcher.alive():  # it died between jobs (killed?)
-                    self._broken[kind] = "it exited between jobs"
+                if launcher is not None and not launcher.alive():  # it died (killed?) or was stopped between jobs
+                    self._broken[kind] = "it exited or was stopped between jobs"
                     self._launchers.pop(kind, None)
                     launcher.close()
                     launcher = None

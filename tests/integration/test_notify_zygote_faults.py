@@ -1,6 +1,7 @@
 """Faults of the notification jobs' warm zygote (scheduler.zygote --preload scheduler.notify.deliver)
 and of the guardian it is: killed while the daemon runs, unable to start, import or fork; SIGCHLD
-bursts; double-forked leftovers while the guardian is kept between jobs; descriptors over many jobs.
+bursts; double-forked leftovers while the guardian is kept between jobs; descriptors over many jobs;
+stopped (SIGSTOP) between jobs.
 
 Faults inside the zygote come from tests/fault_checkers/zygote_faults/sitecustomize.py (on
 PYTHONPATH; a flag file turns each one on and off while the daemon runs)."""
@@ -170,6 +171,48 @@ def test_a_failed_fork_refuses_that_job_only(tmp_path: Path, monkeypatch: pytest
         assert again.returncode == 0, again
     finally:
         launcher.close()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_stopped_guardian_refuses_jobs_at_once_and_is_killed_on_close(tmp_path: Path) -> None:
+    """SIGSTOP (or a debugger) freezes a guardian: it can answer nothing until continued. The
+    launcher says so instead of waiting out its answer timeout, reports it not alive, and its
+    close kills it (a stopped process cannot see the end of file and exit), jobs and all."""
+    launcher = ForkLauncher(preload=JOB_PRELOAD)
+    guardian = launcher._proc.pid
+    job = _deliver_nothing(tmp_path / "journal")
+    try:
+        [warm] = run_jobs(launcher, [job])
+        assert warm.returncode == 0 and launcher.alive()
+        os.kill(guardian, signal.SIGSTOP)
+        wait_for(lambda: _state(guardian) == "T", 10, "the guardian stopped")
+        assert not launcher.alive()
+        [refused] = run_jobs(launcher, [job])
+        assert refused.returncode is None and "is stopped (SIGSTOP or a debugger)" in (refused.launch_error or ""), \
+            refused
+    finally:
+        launcher.close()
+    assert launcher._proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_a_stopped_notify_zygote_is_replaced_at_the_next_job(tmp_path: Path, fake: FakeTelegram) -> None:
+    with DaemonProcess(_config(tmp_path, fake), _env(tmp_path)) as d:
+        d.port()
+        wait_for(lambda: len(_cycle_texts(fake)) >= 2, 60, "first deliveries")
+        [first] = wait_for(lambda: _notify_zygotes(d.proc.pid), 30, "the notify zygote")
+        os.kill(first, signal.SIGSTOP)  # between jobs, as a delivery takes milliseconds of each second
+        told = len(_cycle_texts(fake))
+        # replaced before the next job, not after an answer timeout (30 s) and a close (30 s more)
+        wait_for(lambda: len(_cycle_texts(fake)) >= told + 2, 20, "deliveries after the stop")
+        [second] = wait_for(lambda: _notify_zygotes(d.proc.pid), 30, "a new notify zygote")
+        assert second != first and not Path(f"/proc/{first}").exists()  # killed and reaped, not left stopped
+        log = _stop_and_check_each_fill_told_once(d, tmp_path, fake)
+    assert "starting a new guardian for deliver jobs (the last one broke: it exited or was stopped between " \
+           "jobs)" in log, log[-3000:]
 
 
 def _deliver_nothing(journal: Path) -> Job:
