@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from backtest.result import BacktestResult
 from scheduler.engine.errors import ConfigError
-
-DAY_MS = 86_400_000
+from scheduler.engine.timeframes import DAY_MS, timeframe_ms
 
 
 def _date_ms(value: str) -> int:
@@ -33,7 +34,41 @@ def _date_ms(value: str) -> int:
     return int((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
+#: the most Monte Carlo paths of each method (each path holds a copy of the trades' order)
+MAX_PATHS = 100_000
+#: the most walk-forward processes (a larger number is a typo, not a machine)
+MAX_WORKERS = 256
+#: the most walk-forward windows (each is a training search over the grid and a test run)
+MAX_WINDOWS = 10_000
+
+
+def _days(value: str) -> float:
+    """A finite number of days > 0 (an argparse type)."""
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
+    if not (math.isfinite(days) and days > 0):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a finite number of days > 0")
+    return days
+
+
+def _whole(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high]."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; give {what}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n}: give {what}, {low} to {high:,}")
+        return n
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
+    from backtest.walkforward import OBJECTIVES
+
     p = argparse.ArgumentParser(prog="go-trader backtest", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
@@ -46,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
                    help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
     p.add_argument("--start", type=_date_ms, help="first day (UTC, YYYY-MM-DD); default: a year before the end")
     p.add_argument("--end", type=_date_ms, help="last moment (UTC); default: the end of the data (files) or now")
-    p.add_argument("--days", type=float, help="the last DAYS days up to the end (instead of --start)")
+    p.add_argument("--days", type=_days, help="the last DAYS days up to the end (instead of --start)")
     p.add_argument("--capital", type=float, help="USD per strategy (overrides the config)")
     p.add_argument("--fee-pct", type=float, help="taker fee in percent (overrides the config; 0.1 = 0.1 %%)")
     p.add_argument("--slippage-pct", type=float, help="slippage in percent (overrides the config)")
@@ -55,17 +90,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="the synthetic market's seed (default 42)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result (net and gross) as JSON")
     p.add_argument("--html", type=Path, metavar="OUT", help="write the HTML report (one file per strategy)")
-    p.add_argument("--monte-carlo", type=int, default=0, metavar="PATHS",
+    p.add_argument("--monte-carlo", type=_whole(0, MAX_PATHS, "a number of paths (0: off)"), default=0,
+                   metavar="PATHS",
                    help="also: trade-order permutation and block bootstrap, PATHS paths each (5/50/95th percentiles)")
     p.add_argument("--lookahead-check", action="store_true",
                    help="also: check that each spot strategy's signals on truncated data equal those on the full data")
     p.add_argument("--walk-forward", type=json.loads, metavar="GRID",
                    help='instead: walk-forward over a parameter grid, e.g. \'{"fast": [10, 20], "slow": [50, 100]}\' '
                         "(one strategy); only out-of-sample figures are reported")
-    p.add_argument("--train-days", type=float, default=180.0, help="walk-forward training window (default 180)")
-    p.add_argument("--test-days", type=float, default=30.0, help="walk-forward test window (default 30)")
-    p.add_argument("--objective", default="sharpe", help="walk-forward objective (default sharpe)")
-    p.add_argument("--workers", type=int, default=1, help="walk-forward processes (default 1)")
+    p.add_argument("--train-days", type=_days, default=180.0, help="walk-forward training window (default 180)")
+    p.add_argument("--test-days", type=_days, default=30.0, help="walk-forward test window (default 30)")
+    p.add_argument("--objective", default="sharpe", choices=tuple(OBJECTIVES),
+                   help="walk-forward objective (default sharpe)")
+    p.add_argument("--workers", type=_whole(1, MAX_WORKERS, "a number of processes"), default=1,
+                   help="walk-forward processes (default 1)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="run the walk-forward grid on this Dask distributed scheduler (tcp://host:8786)")
     return p
@@ -140,7 +178,6 @@ def _is_files(source: Any) -> bool:
 def _data_end_ms(source: Any, config: Any) -> int:
     """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
     from market.files_source import FilesSource, find_candle_file, read_candle_file
-    from scheduler.engine.timeframes import timeframe_ms
 
     spot = [s for s in config.strategies if s.type == "spot"]
     if isinstance(source, FilesSource) and spot:
@@ -232,7 +269,7 @@ def _html_path(path: Path, strategy_id: str, many: bool) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from backtest.runner import run, with_costs
+    from backtest.runner import check_span, run, with_costs
 
     args = parser().parse_args(argv)
     config, base = _config(args)
@@ -244,9 +281,10 @@ def main(argv: list[str]) -> int:
         raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}); give an "
                            "earlier --end, or fetch more with go-trader download-data"])
     end_ms = args.end if args.end is not None else data_end
-    if args.days is not None and (args.start is not None or not args.days > 0):
-        raise ConfigError([f"--days {args.days:g}: give a number of days > 0, and not together with --start"])
+    if args.days is not None and args.start is not None:
+        raise ConfigError([f"--days {args.days:g} and --start {_iso(args.start)}: give one of them, not both"])
     start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)
+    check_span(config, start_ms, end_ms)
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
     if args.walk_forward is not None:
@@ -280,8 +318,6 @@ def _extras(args: argparse.Namespace, config: Any, source: Any, rows: list[tuple
             start_ms: int, end_ms: int) -> dict[str, dict[str, Any]]:
     """Monte Carlo and the look-ahead check, printed, and by strategy id for the JSON report."""
     out: dict[str, dict[str, Any]] = {}
-    if args.monte_carlo < 0:
-        raise ConfigError([f"--monte-carlo {args.monte_carlo}: give a number of paths >= 1 (0: off)"])
     for net, _ in rows:
         extra = out.setdefault(net.strategy_id, {})
         if args.monte_carlo:
@@ -324,10 +360,20 @@ def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: i
         raise ConfigError(['--walk-forward takes a JSON object of non-empty lists, e.g. {"fast": [10, 20]}'])
     s = config.strategies[0]
     runner = ConfigRunner(config.model_dump(mode="json"), s.id, str(base))
-    wins = walkforward.windows(start_ms, end_ms, int(args.train_days * DAY_MS), int(args.test_days * DAY_MS))
-    if not wins:
+    train_ms, test_ms = int(args.train_days * DAY_MS), int(args.test_days * DAY_MS)
+    bar_ms = DAY_MS if s.type == "options" else timeframe_ms(s.timeframe or "1h")
+    if min(train_ms, test_ms) < 2 * bar_ms:  # two, so that a window holds a whole bar wherever it starts
+        raise ConfigError([f"--train-days {args.train_days:g} and --test-days {args.test_days:g}: each window must "
+                           f"span at least two of {s.id}'s bars ({2 * bar_ms / DAY_MS:g} days)"])
+    if (end_ms - start_ms - train_ms) // test_ms > MAX_WINDOWS:
+        raise ConfigError([f"--test-days {args.test_days:g} cuts the range into more than {MAX_WINDOWS:,} test windows; "
+                           "give longer windows or a shorter range"])
+    try:
+        wins = walkforward.windows(start_ms, end_ms, train_ms, test_ms)
+    except ValueError:
         raise ConfigError([f"the range {_iso(start_ms)} .. {_iso(end_ms)} holds no {args.train_days:g}-day training "
-                           f"window followed by a {args.test_days:g}-day test window; widen it or shorten them"])
+                           f"window followed by a {args.test_days:g}-day test window; widen it or shorten "
+                           "them"]) from None
     result = walkforward.walk_forward(runner, walkforward.param_grid(grid), wins, objective=args.objective,
                                       workers=args.workers, scheduler_address=args.dask_scheduler)
     doc = result.to_json()

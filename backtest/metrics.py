@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from backtest.result import BacktestResult, ClosedTrade, Curve
+from scheduler.engine.timeframes import DAY_MS
 
-DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
 # per-bar returns whose spread is below this are "constant": a Sharpe of 1e15 from rounding
 # noise on a straight-line curve says nothing (real prices move by far more per bar)

@@ -35,9 +35,7 @@ from scheduler.engine.errors import ConfigError, ExchangeError, GoTraderError
 from scheduler.engine.models import State, new_sleeve, utc_from_ms
 from scheduler.engine.option_fills import OptionMark
 from scheduler.engine.step import Mark, sleeve_equity, step
-
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
+from scheduler.engine.timeframes import DAY_MS, HOUR_MS
 
 
 class _CheckerMarket:

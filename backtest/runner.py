@@ -29,16 +29,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from backtest import skip
 from backtest.result import BacktestResult, ClosedTrade, Curve
 from backtest.signals import Decisions, decisions
 from market.base import Candles, MarketSource
 from scheduler import engine_rules
-from scheduler.config import Config, StrategyConfig
+from scheduler.config import Config, ExchangeFees, ExecutionConfig, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError
 from scheduler.engine.models import State, new_sleeve, utc_from_ms, utc_iso
 from scheduler.engine.step import Bar, Event, Mark, SpotIntent, sleeve_equity, step
@@ -72,17 +73,36 @@ class _Run:
 def with_costs(config: Config, *, fee_pct: float | None = None, slippage_pct: float | None = None,
                capital: float | None = None) -> Config:
     """``config`` with the taker fee of every exchange, the slippage or every strategy's
-    capital replaced (the CLI's overrides; the gross run sets fee and slippage to 0)."""
+    capital replaced (the CLI's overrides; the gross run sets fee and slippage to 0). Each
+    value is checked as the config file's own field is (type, bounds, finite): ConfigError
+    names the option."""
     execution = config.execution
     if fee_pct is not None:
+        fee_pct = _as_field(ExchangeFees, "taker_pct", fee_pct, "--fee-pct", "the taker fee in percent")
         fees = {k: v.model_copy(update={"taker_pct": fee_pct, "maker_pct": fee_pct}) for k, v in execution.fees.items()}
         execution = execution.model_copy(update={"fees": fees})
     if slippage_pct is not None:
+        slippage_pct = _as_field(ExecutionConfig, "slippage_pct", slippage_pct, "--slippage-pct",
+                                 "the slippage in percent")
         execution = execution.model_copy(update={"slippage_pct": slippage_pct})
     strategies = config.strategies
     if capital is not None:
+        capital = _as_field(StrategyConfig, "capital", capital, "--capital", "each strategy's starting cash in USD")
         strategies = [s.model_copy(update={"capital": capital}) for s in strategies]
     return config.model_copy(update={"execution": execution, "strategies": strategies})
+
+
+def _as_field(model: type[BaseModel], name: str, value: float, option: str, what: str) -> float:
+    """``value`` validated as field ``name`` of ``model`` (model_copy would take it unchecked)."""
+    info = model.model_fields[name]
+    try:
+        return TypeAdapter(Annotated[info.annotation, info], config=ConfigDict(allow_inf_nan=False)).validate_python(
+            value, strict=True)
+    except ValidationError as e:
+        bounds = [f"{sign} {getattr(m, key):g}" for m in info.metadata
+                  for key, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if hasattr(m, key)]
+        raise ConfigError([f"{option} {value!r}: {e.errors()[0]['msg'].lower()}; it is {what}, a finite number "
+                           + " and ".join(bounds)]) from None
 
 
 def gross(config: Config) -> Config:
@@ -92,6 +112,26 @@ def gross(config: Config) -> Config:
     fees = o.fees.model_copy(update={"trade_pct": 0.0, "delivery_pct": 0.0})
     options = o.model_copy(update={"fees": fees, "no_side_spread_pct": 0.0})
     return with_costs(config, fee_pct=0.0, slippage_pct=0.0).model_copy(update={"options": options})
+
+
+#: the most bars (ticks) one replay takes: its working arrays hold a few hundred bytes a bar
+MAX_BARS = 5_000_000
+
+
+def check_span(config: Config, start_ms: int, end_ms: int) -> None:
+    """Refuse a range no replay can hold: one starting before 1970 (no market data is there, and
+    far enough back its dates overflow), or one longer than MAX_BARS of a strategy's step (its
+    timeframe; a day for options)."""
+    if start_ms < 0:
+        raise ConfigError(["the run would start before 1970-01-01, where there is no market data; give a later "
+                           "--start or fewer --days"])
+    for s in config.strategies:
+        tf = "1d" if s.type == "options" else s.timeframe or "1h"
+        bars = (end_ms - start_ms) // timeframe_ms(tf)
+        if bars > MAX_BARS:
+            raise ConfigError([f"{s.id}: the run from {utc_iso(utc_from_ms(start_ms))} to {utc_iso(utc_from_ms(end_ms))} "
+                               f"holds {bars:,} {tf} bars, more than the {MAX_BARS:,} one replay takes; give a "
+                               "shorter range or a longer timeframe"])
 
 
 def find_strategy(config: Config, strategy_id: str) -> StrategyConfig:
@@ -389,6 +429,7 @@ def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, 
     """(net, gross) runs of strategy ``s``: the config's costs, then fee and slippage 0
     (same data, same decisions: only the costs differ). ``with_gross=False``: the net run
     only, gross None (the walk-forward scores net)."""
+    check_span(config.model_copy(update={"strategies": [s]}), start_ms, end_ms)
     if s.type == "options":
         from backtest import options_runner
 

@@ -40,8 +40,8 @@ from scheduler.config import StrategyConfig
 from scheduler.engine.models import State, utc_from_ms
 from scheduler.engine.risk import AccountRules
 from scheduler.engine.step import SleeveRules
+from scheduler.engine.timeframes import DAY_MS
 
-DAY_MS = 86_400_000
 CHUNK = 512  # ticks scanned per look-ahead chunk (doubling)
 SMALL = 48  # spans up to this many ticks are scanned in plain Python (numpy's per-call cost dominates)
 #: a day is cleared of the drawdown breaker only below (1 - this) x the limit: the bound and the

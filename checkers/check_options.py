@@ -39,8 +39,8 @@ from typing import Any  # noqa: E402
 
 from checkers import common  # noqa: E402
 from options import OPTIONS_STRATEGIES, UNDERLYINGS  # noqa: E402
+from scheduler.engine.timeframes import DAY_MS  # noqa: E402
 
-DAY_MS = 86_400_000
 #: daily closes read for the realized-vol fallback and the realized vol of model prices
 DAILY_BARS = 400
 RANKED = ("vol_mean_reversion", "butterfly")  # the strategies that read the IV rank

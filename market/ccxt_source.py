@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 
 #: Binance spot's largest klines page.
 BINANCE_MAX_KLINES = 1000
-DAY_MS = 86_400_000
 #: records asked first from ``public/get_delivery_prices`` (recent expiries are the usual case)
 DELIVERY_FIRST_PAGE = 10
 #: Deribit's largest ``count`` for ``public/get_delivery_prices``

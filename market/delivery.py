@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from options.chain import positive_or_none
+from scheduler.engine.timeframes import DAY_MS
 
 #: Deribit averages its index over the 30 minutes before expiry.
 WINDOW_MS = 30 * 60_000
-DAY_MS = 86_400_000
 #: every Deribit option expires at 08:00 UTC
 EXPIRY_OFFSET_MS = 8 * 3_600_000
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -43,8 +43,8 @@ from options.chain import (
     positive_or_none,
 )
 from scheduler.engine.errors import DataError
+from scheduler.engine.timeframes import DAY_MS
 
-DAY_MS = 86_400_000
 CHAIN_GLOBS = ("option_chains_daily_*.csv.gz", "option_chains_daily_*.csv")
 CHAIN_COLUMNS = (
     "timestamp_ms", "instrument_name", "currency", "bid_price", "ask_price", "mark_price",

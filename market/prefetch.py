@@ -113,12 +113,11 @@ from scheduler.engine.errors import (
     PermanentExchangeError,
     TransientExchangeError,
 )
-from scheduler.engine.timeframes import TIMEFRAMES, timeframe_ms
+from scheduler.engine.timeframes import DAY_MS, TIMEFRAMES, timeframe_ms
 
 DEFAULT_LIMIT = 500
 #: days of DVOL history cached per underlying: a 365-day IV rank and some slack
 DVOL_DAYS = 400
-DAY_MS = 86_400_000
 #: closed candles per pair returned to the scheduler (protective stops are checked against them)
 BARS_REPORTED = 48
 #: candles a delivery price may be averaged from when the exchange has none, finest first

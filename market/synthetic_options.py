@@ -56,8 +56,8 @@ from options.chain import (
 )
 from options.pricing import black76_greeks, black76_price, year_fraction
 from scheduler.engine.errors import DataError, PermanentExchangeError
+from scheduler.engine.timeframes import DAY_MS
 
-DAY_MS = 86_400_000
 TICK = 0.0001  # coin; Deribit's tick for BTC and ETH options
 LAST_HOUR_MS = 3_600_000  # expiries leave the synthetic chain an hour before 08:00
 _LONG_RUN_VOL = {"BTC": 0.55, "ETH": 0.70}

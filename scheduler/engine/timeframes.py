@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+HOUR_MS, DAY_MS = _UNIT_MS["h"], _UNIT_MS["d"]
 
 #: Timeframes the project accepts (Binance spot's kline intervals, minus 1s/1M).
 TIMEFRAMES = (

@@ -1,0 +1,61 @@
+"""``go-trader backtest`` refuses every out-of-range option with exit 2 and a sentence, before it
+allocates or starts anything (each of these once ended in a traceback: NaN fees, slippage of
+200 %, --days inf or 1e9, a billion Monte Carlo paths, 100,000 worker processes, ...)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.cli import main
+from tests.integration.harness import REPO, write_config
+
+FLAGS = ["backtest", "--source", "synthetic", "--strategy", "sma_crossover", "--symbols", "BTC/USDT"]
+WALK = [*FLAGS, "--days", "400", "--walk-forward", '{"fast": [10, 15]}']
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([*FLAGS, "--days", "5", "--fee-pct", "nan"], "--fee-pct nan: input should be a finite number; it is the taker "
+                                                  "fee in percent, a finite number >= 0 and < 5"),
+    ([*FLAGS, "--days", "5", "--fee-pct", "-0.1"], "--fee-pct -0.1: input should be greater than or equal to 0"),
+    ([*FLAGS, "--days", "5", "--slippage-pct", "200"], "--slippage-pct 200.0: input should be less than 5"),
+    ([*FLAGS, "--days", "5", "--slippage-pct", "inf"], "--slippage-pct inf: input should be a finite number"),
+    ([*FLAGS, "--days", "inf"], "argument --days: 'inf': give a finite number of days > 0"),
+    ([*FLAGS, "--days", "nan"], "argument --days: 'nan': give a finite number of days > 0"),
+    ([*FLAGS, "--days", "-3"], "argument --days: '-3': give a finite number of days > 0"),
+    ([*FLAGS, "--days", "1e9"], "the run would start before 1970-01-01"),
+    ([*FLAGS, "--start", "2026-01-01", "--days", "4"], "--days 4 and --start 2026-01-01T00:00:00+00:00: give one"),
+    ([*FLAGS, "--start", "2020-01-01", "--end", "9999-01-01"],
+     "holds 69,942,480 1h bars, more than the 5,000,000 one replay takes"),
+    ([*FLAGS, "--days", "5", "--monte-carlo", "1000000000"], "give a number of paths (0: off), 0 to 100,000"),
+    ([*FLAGS, "--days", "5", "--monte-carlo", "-1"], "give a number of paths (0: off), 0 to 100,000"),
+    ([*WALK, "--train-days", "nan"], "argument --train-days: 'nan': give a finite number of days > 0"),
+    ([*WALK, "--test-days", "0.0000001"], "each window must span at least two of sma_crossover-btc's bars"),
+    ([*WALK, "--train-days", "-5"], "argument --train-days: '-5': give a finite number of days > 0"),
+    ([*FLAGS, "--days", "2000", "--walk-forward", '{"fast": [10]}', "--train-days", "2", "--test-days", "0.1"],
+     "more than 10,000 test windows"),
+    ([*FLAGS, "--days", "100", "--walk-forward", '{"fast": [10]}'], "holds no 180-day training window followed by "
+                                                                   "a 30-day test window"),
+    ([*WALK, "--workers", "0"], "argument --workers: 0: give a number of processes, 1 to 256"),
+    ([*WALK, "--workers", "100000"], "argument --workers: 100000: give a number of processes, 1 to 256"),
+    ([*WALK, "--workers", "two"], "argument --workers: 'two' is not a whole number"),
+    ([*WALK, "--objective", "nope"], "argument --objective: invalid choice: 'nope'"),
+])
+def test_a_bad_option_is_refused_with_exit_2_and_no_traceback(args, message, capsys):
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_a_config_run_checks_the_capital_override(tmp_path, capsys):
+    config = write_config(tmp_path, [{"id": "a", "type": "spot", "script": "check_strategy.py",
+                                      "args": ["rsi", "BTC/USDT", "1h"], "capital": 800}],
+                          checkers_dir=str(REPO / "checkers"))
+    for bad, said in (("inf", "--capital inf: input should be a finite number"),
+                      ("-5", "--capital -5.0: input should be greater than 0"),
+                      ("2e12", "--capital 2000000000000.0: input should be less than or equal to 1000000000000")):
+        assert main(["backtest", "--config", str(config), "--days", "3", "--capital", bad]) == 2
+        assert said in capsys.readouterr().err
