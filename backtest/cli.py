@@ -270,8 +270,13 @@ def _html_path(path: Path, strategy_id: str, many: bool) -> Path:
 
 def main(argv: list[str]) -> int:
     from backtest.runner import check_span, run, with_costs
+    from scheduler.config import output_problem, write_output
 
     args = parser().parse_args(argv)
+    outputs = [output_problem(path, option, example) for path, option, example in (
+        (args.json, "--json", "backtest.json"), (args.html, "--html", "report.html")) if path is not None]
+    if any(outputs):  # before the run, not after it
+        raise ConfigError([p for p in outputs if p])
     config, base = _config(args)
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
@@ -301,7 +306,7 @@ def main(argv: list[str]) -> int:
 
         doc = {"start_ms": start_ms, "end_ms": end_ms,
                "reports": [report.to_json(net, gross, **extras.get(net.strategy_id, {})) for net, gross in rows]}
-        args.json.write_text(report.dumps(doc))
+        write_output(args.json, report.dumps(doc), "--json")
     if args.html is not None:
         from backtest import report
 
@@ -389,8 +394,9 @@ def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: i
     print(f"  stitched out-of-sample: return {ret}, max drawdown {dd}, {len(result.oos.trades)} trades")
     if args.json is not None:
         from backtest import report
+        from scheduler.config import write_output
 
-        args.json.write_text(report.dumps({"walk_forward": doc}))
+        write_output(args.json, report.dumps({"walk_forward": doc}), "--json")
     return 0
 
 

@@ -31,8 +31,8 @@ from backtest.result import BacktestResult, ClosedTrade
 from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
 from scheduler.config import Config, StrategyConfig
-from scheduler.engine.errors import ConfigError, ExchangeError, GoTraderError
-from scheduler.engine.models import State, new_sleeve, utc_from_ms
+from scheduler.engine.errors import ConfigError, DataError, ExchangeError, GoTraderError
+from scheduler.engine.models import State, new_sleeve, utc_from_ms, utc_iso
 from scheduler.engine.option_fills import OptionMark
 from scheduler.engine.step import Mark, sleeve_equity, step
 from scheduler.engine.timeframes import DAY_MS, HOUR_MS
@@ -141,6 +141,7 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
     fills: list[dict[str, Any]] = []
     equity: list[tuple[int, float]] = [(t0, float(s.capital))]
     exposure = [0.0]
+    chained, no_chain = 0, ""  # the ticks that had a chain, and why the last one without had none
     for k, T in enumerate(ticks):
         now = utc_from_ms(T)
         signal = _checker_doc(s, underlying, market, sleeve, T)
@@ -153,8 +154,9 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
             quotes = _marks(chain, options_cycle.wanted_instruments(state, intents))
             if chain.index_price:
                 index[underlying] = float(chain.index_price)
-        except (GoTraderError, ExchangeError):
-            pass  # no chain now: the legs keep their last marks
+            chained += 1
+        except (GoTraderError, ExchangeError) as e:
+            no_chain = str(e)  # no chain now: the legs keep their last marks
         expiries = sorted({int(p.expiry.timestamp() * 1000) for p in sleeve.option_positions
                            if p.expiry.timestamp() * 1000 <= T})
         deliveries = _deliveries(spot, options, underlying, expiries, T) if expiries else {}
@@ -173,6 +175,10 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         exposure.append(legs / equity[-1][1] if equity[-1][1] > 0 else 0.0)
         if progress is not None:
             progress(k + 1, len(ticks))
+    if not chained:  # nothing could ever have been decided or traded: say so rather than report a flat run
+        raise DataError(f"{s.id}: no {underlying} option chain at any of the {len(ticks)} daily steps from "
+                        f"{utc_iso(utc_from_ms(ticks[0]))} to {utc_iso(utc_from_ms(ticks[-1]))} ({no_chain}); give a "
+                        "--start and --end inside the chains the source holds")
     from backtest.runner import slippage_usd
 
     o = config.options

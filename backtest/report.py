@@ -217,8 +217,10 @@ def write_html(result: BacktestResult, gross: BacktestResult | None, path: str |
     """Write the self-contained HTML report of ``result`` (and its gross run, when given) to
     ``path``; ``prices`` ((ts_ms, close) of the traded symbol) draws the price the trades are
     marked on. Returns the path."""
+    from scheduler.config import write_output
+
     out = Path(path)
-    out.write_text(render_html(result, gross, prices, title), encoding="utf-8")
+    write_output(out, render_html(result, gross, prices, title), "the HTML report")
     return out
 
 

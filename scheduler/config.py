@@ -40,7 +40,7 @@ import checkers
 from market.specs import SYNTHETIC_SYMBOLS, CcxtSpec, FilesSpec, MarketSpec, SyntheticSpec
 from options import OPTIONS_STRATEGIES, UNDERLYINGS
 from options.params import validate_params as validate_options_params
-from scheduler.engine.errors import ConfigError
+from scheduler.engine.errors import ConfigError, GoTraderError
 from scheduler.engine.timeframes import TIMEFRAMES
 from strategies.catalog import CATALOG, validate_params
 
@@ -958,7 +958,8 @@ def _fs_limits(path: Path) -> tuple[int, int]:
         return NAME_MAX_BYTES, PATH_MAX_BYTES
 
 
-def _place_problem(path: Path, label: str, want: str, name_reserve: int = 0, total_reserve: int = 0) -> str | None:
+def _place_problem(path: Path, label: str, want: str, name_reserve: int = 0, total_reserve: int = 0,
+                   example: str | None = None) -> str | None:
     """Why ``path`` cannot be used as a ``want`` ("file" or "folder"), looking without writing."""
     name_max, path_max = _fs_limits(path)
     problem = path_text_problem(str(path), name_reserve=name_reserve, total_reserve=total_reserve,
@@ -966,12 +967,34 @@ def _place_problem(path: Path, label: str, want: str, name_reserve: int = 0, tot
     if problem:
         return f"{label}: {problem}"
     try:
-        return _kind_problem(path, label, want)
+        return _kind_problem(path, label, want, example)
     except OSError:  # cannot even look (no permission): opening it will say so
         return None
 
 
-def _kind_problem(path: Path, label: str, want: str) -> str | None:
+def output_problem(path: Path, label: str, example: str) -> str | None:
+    """Why a report file cannot be written at ``path`` (looking, writing nothing): its name, a
+    file or folder in the way, or a folder this user cannot write in. Missing folders are
+    fine: the writer creates them (``write_output``)."""
+    problem = _place_problem(path, label, "file", example=example)
+    if problem is not None:
+        return problem
+    where = path if os.path.lexists(path) else _nearest_existing(path.parent)
+    if not os.access(where, os.W_OK):
+        return f"{label}: {where} is not writable by this user; choose another place for {path.name}"
+    return None
+
+
+def write_output(path: Path, text: str, label: str) -> None:
+    """Write a report file (its folders created); GoTraderError saying where and why it failed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise GoTraderError(f"{label}: could not write {path}: {e.strerror or e}") from None
+
+
+def _kind_problem(path: Path, label: str, want: str, example: str | None = None) -> str | None:
     found = _nearest_existing(path)
     if found != path:
         if not found.is_dir():
@@ -981,7 +1004,7 @@ def _kind_problem(path: Path, label: str, want: str) -> str | None:
     if want == "folder" and not path.is_dir():
         return f"{label}: {path} exists and is not a folder; choose a folder (it is created if missing)"
     if want == "file" and path.is_dir():
-        return f"{label}: {path} is a folder; name a file in it, e.g. {path / 'state.json'}"
+        return f"{label}: {path} is a folder; name a file in it, e.g. {path / (example or 'state.json')}"
     if want == "file" and not path.is_file():
         return f"{label}: {path} exists and is not a regular file (a device or a pipe?); name a file"
     return None

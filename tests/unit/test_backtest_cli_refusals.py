@@ -59,3 +59,35 @@ def test_a_config_run_checks_the_capital_override(tmp_path, capsys):
                       ("2e12", "--capital 2000000000000.0: input should be less than or equal to 1000000000000")):
         assert main(["backtest", "--config", str(config), "--days", "3", "--capital", bad]) == 2
         assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("folder", "--json: {tmp} is a folder; name a file in it, e.g. {tmp}/backtest.json"),
+    ("under_a_file", "--json: {tmp}/f exists and is not a folder, so {tmp}/f/x.json cannot be created"),
+])
+def test_an_unusable_report_path_is_refused_before_the_run(where, message, tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    path = {"folder": tmp_path, "under_a_file": tmp_path / "f" / "x.json"}[where]
+    assert main([*FLAGS, "--days", "5", "--json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err, err
+
+
+def test_report_folders_are_created_and_a_failed_write_says_where(tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "bt.json"
+    assert main([*FLAGS, "--days", "5", "--json", str(out), "--html", str(tmp_path / "html" / "r.html")]) == 0
+    assert out.is_file() and (tmp_path / "html" / "r.html").is_file()
+    capsys.readouterr()
+    assert main([*FLAGS, "--days", "5", "--html", "/proc/no-such-report.html"]) == 1  # /proc takes no new files
+    err = capsys.readouterr().err
+    assert "the HTML report: could not write /proc/no-such-report.html" in err and "Traceback" not in err, err
+
+
+def test_an_options_run_with_no_chain_in_its_range_says_so(shared_data, capsys):
+    # the real chains end on 2026-08-22: a month of November has none
+    args = ["backtest", "--source", "files", "--data-root", str(shared_data), "--strategy", "covered_calls",
+            "--symbols", "BTC", "--start", "2026-11-01", "--end", "2026-11-30"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "covered_calls-btc: no BTC option chain at any of the 28 daily steps from 2026-11-02T10:00:00Z" in err, err
+    assert "give a --start and --end inside the chains the source holds" in err
