@@ -32,6 +32,10 @@ import numpy as np
 
 from backtest import metrics
 from backtest.result import BacktestResult, Curve
+from scheduler.engine.errors import ConfigError, GoTraderError
+
+#: how long to wait for a Dask scheduler to answer the connection
+DASK_CONNECT_S = 30  # Dask's own default (distributed.comm.timeouts.connect)
 
 Runner = Callable[[dict[str, Any], int, int], BacktestResult]
 
@@ -185,9 +189,17 @@ def job_mapper(workers: int = 1, scheduler_address: str | None = None, *,
     if scheduler_address is not None:
         try:
             from distributed import Client
-        except ImportError as e:  # the optional extra
-            raise RuntimeError("a Dask scheduler address needs the dask extra: pip install 'go-trader[dask]'") from e
-        with Client(scheduler_address) as client:
+        except ImportError:  # the optional extra
+            raise GoTraderError("a Dask scheduler address needs the dask extra: pip install 'go-trader[dask]'") from None
+        try:
+            client = Client(scheduler_address, timeout=f"{DASK_CONNECT_S}s")
+        except ValueError as e:  # the address itself (no port, an unknown protocol)
+            raise ConfigError([f"--dask-scheduler {scheduler_address!r}: {e}; give the scheduler's address, e.g. "
+                               "tcp://10.0.0.5:8786"]) from None
+        except (OSError, TimeoutError) as e:  # nothing answers there
+            raise GoTraderError(f"cannot reach the Dask scheduler at {scheduler_address}: {e}; is it running, and is "
+                                "its port open from here?") from None
+        with client:
             if warm is not None:
                 client.run(_warm, warm)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from backtest import metrics
 from backtest import walkforward as wf
 from backtest.result import BacktestResult, ClosedTrade
+from scheduler.engine.errors import ConfigError, GoTraderError
 from tests.unit.backtest_fixtures import DAY_MS, T0_MS, result
 
 
@@ -125,6 +127,19 @@ def test_local_processes_and_a_dask_local_cluster_give_the_serial_result() -> No
         on_dask = wf.walk_forward(run, GRID, WINDOWS, scheduler_address=cluster.scheduler_address)
     assert on_dask == serial
     assert on_dask.oos.equity[0][1] == 500.0
+
+
+def test_a_bad_or_unreachable_dask_scheduler_is_a_sentence_not_a_traceback(monkeypatch) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with pytest.raises(ConfigError, match="missing port number") as bad:
+        wf.walk_forward(toy_run, GRID, WINDOWS, scheduler_address="not an address")
+    assert "give the scheduler's address, e.g. tcp://10.0.0.5:8786" in bad.value.problems[0]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(wf, "DASK_CONNECT_S", 1)
+    with pytest.raises(GoTraderError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        wf.walk_forward(toy_run, GRID, WINDOWS, scheduler_address=f"tcp://127.0.0.1:{port}")
 
 
 @dataclass(frozen=True)
