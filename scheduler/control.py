@@ -210,9 +210,12 @@ class ControlMixin:
         assert self.logs is not None
         sid, action = args.get("strategy"), args.get("action")
         s = next((x for x in self.config.strategies if x.id == sid), None)
-        if s is None or s.type != "spot":
-            raise KeyError(f"unknown spot strategy {sid!r}; known: "
-                           f"{', '.join(x.id for x in self.config.strategies if x.type == 'spot')}")
+        spot = ", ".join(x.id for x in self.config.strategies if x.type == "spot")
+        if s is not None and s.type != "spot":
+            raise KeyError(f"strategy {sid!r} is an options strategy: manual trades enter and close a spot strategy's "
+                           f"symbol (its legs are traded by its checker's signals); spot strategies: {spot}")
+        if s is None:
+            raise KeyError(f"unknown spot strategy {sid!r}; known: {spot}")
         if action not in ("enter", "close"):
             raise ValueError(f"action must be 'enter' or 'close', got {action!r}")
         symbol = args.get("symbol") or s.symbols[0]

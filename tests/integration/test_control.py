@@ -16,6 +16,7 @@ from scheduler.daemon import Daemon
 from scheduler.engine import risk
 from scheduler.state_store import audit_log_path, load_state, save_state
 from tests.integration.harness import (
+    REPO,
     DaemonProcess,
     run_cli,
     spot,
@@ -170,3 +171,17 @@ def test_a_trade_retried_with_its_request_id_is_answered_not_run_twice(tmp_path:
     fresh = run_cli("trade", "--config", str(config), "--strategy", "alpha", "close")
     out = json.loads(fresh.stdout)
     assert out["ok"] is True and len(out["request_id"]) == 32  # a new random id, printed
+
+
+def test_a_manual_trade_on_an_options_strategy_says_what_manual_trades_are_for(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [{"id": "alpha", "type": "spot", "script": "check_strategy.py",
+                                      "args": ["rsi", "BTC/USDT", "1h"], "capital": 1000},
+                                     {"id": "cc", "type": "options", "script": "check_options.py",
+                                      "args": ["covered_calls", "BTC"], "capital": 5000}],
+                          checkers_dir=str(REPO / "checkers"))
+    assert run_cli("--config", str(config), "--once").returncode == 0
+    result = run_cli("trade", "--config", str(config), "--strategy", "cc", "enter")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith("strategy 'cc' is an options strategy: manual trades enter and close a spot strategy's symbol")
+    assert error.endswith("spot strategies: alpha")
