@@ -40,10 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         doc["symbol_b"] = args.symbol_b
     with common.reporting(doc) as keep:
         from market.base import check_fresh
-        from strategies.catalog import validate_params
+        from strategies.catalog import CATALOG, validate_params
 
         now_ms = common.now_ms(args)
         params = validate_params(args.strategy, json.loads(args.params))
+        if CATALOG[args.strategy].needs_second_symbol and not args.symbol_b:  # before asking any market
+            raise ValueError(f"{args.strategy} needs a second symbol: {args.strategy} {args.symbol} {args.timeframe} "
+                             "SYMBOL_B")
+        if args.symbol_b and not CATALOG[args.strategy].needs_second_symbol:
+            raise ValueError(f"{args.strategy} takes no second symbol; remove {args.symbol_b!r} (parameter "
+                             "overrides go in --params '{...}')")
         source = keep(common.open_market(args))
 
         def closed(symbol: str):  # never the forming candle, whatever the source

@@ -38,6 +38,16 @@ def test_pairs_spread_by_hand_and_a_bad_strategy() -> None:
     assert "unknown strategy" in err
 
 
+def test_a_second_symbol_is_checked_before_any_market_is_asked() -> None:
+    # no --config: the live exchange, unreachable here; the mistake must be found first
+    rc, doc, _ = _run("checkers/check_strategy.py", "sma_crossover", "BTC/USDT", "1h", '{"fast": 5}')
+    assert rc == 1 and doc["error_class"] == "permanent"
+    assert "sma_crossover takes no second symbol; remove '{\"fast\": 5}' (parameter overrides go in --params" \
+        in doc["error"]
+    rc, doc, _ = _run("checkers/check_strategy.py", "pairs_spread", "BTC/USDT", "1h")
+    assert rc == 1 and doc["error"] == "ValueError: pairs_spread needs a second symbol: pairs_spread BTC/USDT 1h SYMBOL_B"
+
+
 def test_check_price_by_hand() -> None:
     rc, doc, _ = _run("checkers/check_price.py", "BTC/USDT", "ETH/USDT", "--config", DEMO, "--now-ms", NOW_MS)
     assert rc == 0 and set(doc) == {"BTC/USDT", "ETH/USDT"} and all(v > 0 for v in doc.values())
