@@ -32,7 +32,7 @@ import numpy as np
 from market import fsio
 from market.ccxt_source import CcxtSource, spec_from_mapping
 from market.files_source import CANDLE_COLUMNS, candle_file_stem, find_candle_file, read_candle_file
-from scheduler.engine.errors import ConfigError, ExchangeError
+from scheduler.engine.errors import ConfigError, ExchangeError, PermanentExchangeError
 from scheduler.engine.timeframes import last_closed_open_ms, timeframe_ms
 
 
@@ -291,10 +291,12 @@ def main(argv: list[str] | None = None, *, stderr: TextIO | None = None) -> int:
         symbols, timeframes = _split(args.symbols), _split(args.timeframes)
         for tf in timeframes:
             timeframe_ms(tf)
+        for symbol in symbols:  # before the exchange is asked anything
+            candle_file_stem(symbol, timeframes[0])
     except ConfigError as e:
         err.write(f"download-data: bad configuration:\n{e}\n")
         return 2
-    except ValueError as e:
+    except (ValueError, PermanentExchangeError) as e:
         err.write(f"download-data: {e}\n")
         return 2
     if args.until is not None and args.until <= args.since:

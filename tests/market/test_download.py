@@ -139,6 +139,12 @@ def test_cli(dx: FakeExchange, tmp_path: Path) -> None:
         main(["--symbols", "BTC/USDT", "--timeframes", "7h", "--since", "2024-01-01"], stderr=err)
         == 2
     )
+    asked = sum(dx.requests.values())
+    bad = io.StringIO()
+    assert main(["--base-url", dx.url, "--symbols", "btc", "--timeframes", "1h", "--since", "2024-01-01",
+                 "--root", str(tmp_path)], stderr=bad) == 2
+    assert "symbol 'btc' is not BASE/QUOTE (e.g. 'BTC/USDT')" in bad.getvalue()
+    assert sum(dx.requests.values()) == asked  # refused before the exchange was asked anything
     code = main(
         [
             "--base-url",
