@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -186,10 +187,14 @@ def test_figures_do_not_depend_on_the_account_size(returns: list[float], scale: 
         values.append(values[-1] * (1 + r))
     a = metrics.compute(result(values, bar_ms)).curve
     b = metrics.compute(result([v * scale for v in values], bar_ms)).curve
+    # scaling rounds each value by up to half an ulp, so the total return moves by a few 1e-16;
+    # the CAGR annualises that (over two 1-minute bars, by ~260,000): its own tolerance, not a laxer test
+    years = len(returns) * bar_ms / metrics.YEAR_MS
+    cagr_abs = max(1e-9, 100 * 8 * sys.float_info.epsilon / years)
     for name in ("total_return_pct", "cagr_pct", "volatility_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct"):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None) or name in ("sharpe", "sortino"), name  # at the flatness cut-off
         if x is not None and y is not None:
-            assert y == pytest.approx(x, rel=1e-6, abs=1e-9), name
+            assert y == pytest.approx(x, rel=1e-6, abs=cagr_abs if name == "cagr_pct" else 1e-9), name
     assert (a.max_drawdown_bars, a.max_drawdown_days) == (b.max_drawdown_bars, b.max_drawdown_days)
     assert 0 <= a.max_drawdown_pct <= 100
