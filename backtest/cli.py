@@ -289,7 +289,7 @@ def main(argv: list[str]) -> int:
     if args.days is not None and args.start is not None:
         raise ConfigError([f"--days {args.days:g} and --start {_iso(args.start)}: give one of them, not both"])
     start_ms = args.start if args.start is not None else end_ms - int((args.days or 365) * DAY_MS)
-    check_span(config, start_ms, end_ms)
+    check_span(config.strategies, start_ms, end_ms)
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
     if args.walk_forward is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,14 +118,14 @@ def gross(config: Config) -> Config:
 MAX_BARS = 5_000_000
 
 
-def check_span(config: Config, start_ms: int, end_ms: int) -> None:
+def check_span(strategies: Sequence[StrategyConfig], start_ms: int, end_ms: int) -> None:
     """Refuse a range no replay can hold: one starting before 1970 (no market data is there, and
     far enough back its dates overflow), or one longer than MAX_BARS of a strategy's step (its
     timeframe; a day for options)."""
     if start_ms < 0:
         raise ConfigError(["the run would start before 1970-01-01, where there is no market data; give a later "
                            "--start or fewer --days"])
-    for s in config.strategies:
+    for s in strategies:
         tf = "1d" if s.type == "options" else s.timeframe or "1h"
         bars = (end_ms - start_ms) // timeframe_ms(tf)
         if bars > MAX_BARS:
@@ -429,7 +429,7 @@ def run(config: Config, s: StrategyConfig, source: MarketSource, start_ms: int, 
     """(net, gross) runs of strategy ``s``: the config's costs, then fee and slippage 0
     (same data, same decisions: only the costs differ). ``with_gross=False``: the net run
     only, gross None (the walk-forward scores net)."""
-    check_span(config.model_copy(update={"strategies": [s]}), start_ms, end_ms)
+    check_span([s], start_ms, end_ms)
     if s.type == "options":
         from backtest import options_runner
 

@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
         now_ms = common.now_ms(args)
         params = validate_params(args.strategy, json.loads(args.params))
-        if CATALOG[args.strategy].needs_second_symbol and not args.symbol_b:  # before asking any market
+        needs_b = CATALOG[args.strategy].needs_second_symbol
+        if needs_b and not args.symbol_b:  # before asking any market
             raise ValueError(f"{args.strategy} needs a second symbol: {args.strategy} {args.symbol} {args.timeframe} "
                              "SYMBOL_B")
-        if args.symbol_b and not CATALOG[args.strategy].needs_second_symbol:
+        if args.symbol_b and not needs_b:
             raise ValueError(f"{args.strategy} takes no second symbol; remove {args.symbol_b!r} (parameter "
                              "overrides go in --params '{...}')")
         source = keep(common.open_market(args))

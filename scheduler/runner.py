@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from scheduler.zygote import stat_fields
+
 STDERR_KEEP_BYTES = 64 * 1024
 CHILD_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}
 #: After a job exits, how long to keep reading pipes that an escaped descendant still holds open.
@@ -245,12 +247,10 @@ class _GuardedLauncher:
                                        f"{LAUNCH_ANSWER_S:g} s") from None
 
     def _stopped(self) -> bool:
-        """Whether the guardian process is stopped (state T, or t when a tracer stopped it)."""
-        try:
-            state = Path(f"/proc/{self._proc.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):  # gone (the reader then says so), or no /proc
-            return False
-        return state in (b"T", b"t")
+        """Whether the guardian process is stopped (state T, or t when a tracer stopped it); a
+        guardian that is gone is not (the reader says it is gone)."""
+        fields = stat_fields(self._proc.pid)
+        return bool(fields) and fields[0] in (b"T", b"t")
 
     def alive(self) -> bool:
         """Whether the guardian is there to take jobs: False once it exited (killed, say) or while

@@ -111,6 +111,16 @@ def children_of(ppid: int) -> list[int]:
         return _children_by_scan(ppid)
 
 
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name: the state (R, S, T, Z, ...), the
+    parent's pid, ...; None when there is no such process (or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _children_by_scan(ppid: int) -> list[int]:
     found = []
     try:
@@ -118,14 +128,8 @@ def _children_by_scan(ppid: int) -> list[int]:
     except OSError:
         return found
     for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 1 and fields[0] != b"Z" and int(fields[1]) == ppid:
+        fields = stat_fields(name) if name.isdigit() else None
+        if fields is not None and len(fields) > 1 and fields[0] != b"Z" and int(fields[1]) == ppid:
             found.append(int(name))
     return found
 
