@@ -239,7 +239,12 @@ def _parse_state(raw: bytes, where: str) -> State:
     if version < 1:
         raise StateError(f"{where} has schema version {version}; versions start at 1")
     try:
-        return State.model_validate_json(json.dumps(migrate(doc)), strict=True)
+        migrated = migrate(doc)
+    except (AttributeError, TypeError, KeyError) as e:  # an older version's document of the wrong shape
+        raise StateError(f"{where} does not match the schema of version {version} (it could not be brought "
+                         f"up to version {SCHEMA_VERSION}: {type(e).__name__}: {e})") from e
+    try:
+        return State.model_validate_json(json.dumps(migrated), strict=True)
     except ValidationError as e:
         first = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:5])
         raise StateError(f"{where} does not match the schema ({first})") from e

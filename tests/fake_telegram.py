@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,7 @@ class Fault:
     status: int = 500  # 429, 5xx, or 0 for "hang for hang_s, then answer 200"
     retry_after: int | None = None
     hang_s: float = 0.0
+    echo_path: bool = False  # the webhook's error body names the path, as Express's "Cannot POST /..." does
 
 
 class FakeTelegram:
@@ -164,6 +166,13 @@ class FakeTelegram:
         if fault is not None and fault.status == 429:
             return self._answer(h, 429, {"message": "rate limited", "retry_after": fault.retry_after},
                                 {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.echo_path:
+            raw = f"Cannot POST {h.path} (also {urllib.parse.quote(h.path)})".encode()
+            h.send_response(fault.status)
+            h.send_header("Content-Length", str(len(raw)))
+            h.end_headers()
+            h.wfile.write(raw)
+            return None
         if fault is not None and fault.status >= 500:
             return self._answer(h, fault.status, {"message": "oops"})
         with self.lock:

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: how many answered control requests state.json remembers, for idempotent retries
 REQUESTS_KEPT = 200
 
@@ -256,8 +256,9 @@ class DeliveryCursor(_State):
     """How far one destination ("telegram:<chat id>", "webhook") has confirmed the outbox."""
 
     delivered_id: int = Field(0, ge=0)  # every message with an id up to this one is delivered
-    #: parts of the next message (split at the channel's size limit) already confirmed
-    parts_sent: int = Field(0, ge=0)
+    #: characters of this destination's next message already confirmed (a long text goes in parts
+    #: split at the channel's size limit; counting characters, not parts, survives a changed limit)
+    chars_sent: int = Field(0, ge=0)
     delivered_total: int = Field(0, ge=0)
 
 
@@ -311,6 +312,12 @@ def migrate(doc: dict[str, Any]) -> dict[str, Any]:
         doc.setdefault("outbox", [])
         doc.setdefault("notify", {})
         doc["schema_version"] = version = 5
+    if version == 5:  # v6 counts the characters of a part-sent message, not its parts
+        for c in (doc.get("notify") or {}).get("cursors", {}).values():
+            if isinstance(c, dict):
+                c.pop("parts_sent", None)  # parts of a split whose size is not known here: the message is
+                c.setdefault("chars_sent", 0)  # sent again whole (its first parts twice), never cut short
+        doc["schema_version"] = version = 6
     return doc
 
 

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -45,10 +46,28 @@ class SendError(Exception):
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for s in secrets:
+    for s in sorted(secrets, key=len, reverse=True):  # the longest first: a URL before its own path
         if s:
             text = text.replace(s, "<secret>")
     return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret-bearing pieces of a webhook URL, as a server may echo them: the URL, its
+    path and query (raw, percent-decoded and percent-encoded) and any password. A webhook's
+    secret is its path ("Cannot POST /hooks/<secret>" is a usual answer), not only the URL."""
+    parts = urllib.parse.urlsplit(url)
+    pieces = [url, parts.query, parts.password or ""]
+    if len(parts.path) > 1:
+        pieces += [parts.path, parts.path.lstrip("/")]
+        if parts.query:
+            pieces.append(f"{parts.path}?{parts.query}")
+    out = []
+    for p in pieces:
+        for form in (p, urllib.parse.unquote(p), urllib.parse.quote(p, safe="/")):
+            if len(form) >= 4 and form not in out:  # a 1-3 character path ("/a") would scrub common words
+                out.append(form)
+    return out
 
 
 def _retry_after(e: urllib.error.HTTPError, body: dict[str, Any]) -> float | None:
@@ -99,8 +118,9 @@ class Journal:
         self.path = path
         self.lock = threading.Lock()
 
-    def record(self, destination: str, message_id: int, parts: int, of: int) -> None:
-        line = json.dumps({"d": destination, "id": message_id, "parts": parts, "of": of, "at": time.time()}) + "\n"
+    def record(self, destination: str, message_id: int, chars: int, of: int) -> None:
+        """``chars`` of message ``message_id``'s ``of`` characters are confirmed at ``destination``."""
+        line = json.dumps({"d": destination, "id": message_id, "chars": chars, "of": of, "at": time.time()}) + "\n"
         with self.lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
@@ -108,6 +128,10 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _secrets_of(dest: dict[str, Any]) -> list[str]:
+    return [str(dest.get("token") or "")] + (url_secrets(str(dest["url"])) if dest.get("url") else [])
 
 
 def _send_part(dest: dict[str, Any], text: str, timeout_s: float) -> None:
@@ -118,30 +142,34 @@ def _send_part(dest: dict[str, Any], text: str, timeout_s: float) -> None:
         if body.get("ok") is not True:
             raise SendError(f"the Bot API did not confirm the message: {str(body)[:200]}")
     else:
-        post_json(dest["url"], {"content": text, "text": text}, timeout_s, [dest["url"]])
+        post_json(dest["url"], {"content": text, "text": text}, timeout_s, url_secrets(dest["url"]))
 
 
 def deliver_one(dest: dict[str, Any], journal: Journal, timeout_s: float, deadline: float) -> dict[str, Any]:
-    """Send one destination's messages in order until done, a failure, or the deadline."""
+    """Send one destination's messages in order until done, a failure, or the deadline. The
+    first message resumes after its ``chars_sent`` characters confirmed before (cut at today's
+    size limit, whatever the limit was then)."""
     delivered: list[int] = []
     partial: dict[str, int] | None = None
     interval = float(dest.get("interval_s", 1.0))
     next_at = time.monotonic() + float(dest.get("wait_s", 0.0))
-    skip = int(dest.get("parts_sent", 0))
+    resume = max(0, int(dest.get("chars_sent", 0)))
     try:
         for i, m in enumerate(dest["messages"]):
-            parts = split_text(m["text"], int(dest["max_units"]))
-            for k in range(skip if i == 0 else 0, len(parts)):
-                if parts[k].strip():  # a part of only blanks (no channel takes one) is nothing lost
+            text = m["text"]
+            done = min(resume, len(text)) if i == 0 else 0
+            if done >= len(text) and i == 0 and resume:  # every part was confirmed before: say so once more
+                journal.record(dest["name"], m["id"], len(text), len(text))
+            for part in split_text(text[done:], int(dest["max_units"])) if done < len(text) or not text else ():
+                if part.strip():  # a part of only blanks (no channel takes one) is nothing lost
                     if time.monotonic() >= deadline:
                         return {"delivered": delivered, "partial": partial, "error": None, "retry_after_s": None}
                     time.sleep(max(0.0, next_at - time.monotonic()))
-                    _send_part(dest, parts[k], timeout_s)
+                    _send_part(dest, part, timeout_s)
                     next_at = time.monotonic() + interval
-                journal.record(dest["name"], m["id"], k + 1, len(parts))
-                partial = {"id": m["id"], "parts_sent": k + 1} if k + 1 < len(parts) else None
-            if i == 0 and skip >= len(parts):  # every part was confirmed before: say so once more
-                journal.record(dest["name"], m["id"], len(parts), len(parts))
+                done += len(part)
+                journal.record(dest["name"], m["id"], done, len(text))
+                partial = {"id": m["id"], "chars_sent": done} if done < len(text) else None
             delivered.append(m["id"])
     except SendError as e:
         return {"delivered": delivered, "partial": partial, "error": str(e), "retry_after_s": e.retry_after_s,
@@ -160,7 +188,7 @@ def deliver(request: dict[str, Any]) -> dict[str, Any]:
             results[dest["name"]] = deliver_one(dest, journal, timeout_s, deadline)
         except Exception as e:  # noqa: BLE001 - one destination's bug must not lose the others' report
             results[dest["name"]] = {"delivered": [], "partial": None, "retry_after_s": None,
-                                     "error": f"internal error: {type(e).__name__}: {e}"[:300]}
+                                     "error": _scrub(f"internal error: {type(e).__name__}: {e}", _secrets_of(dest))[:300]}
 
     # destinations in parallel: a slow or rate-limited chat does not hold the others back (the
     # first in this thread: a thread less to start in a process that lives for one delivery)

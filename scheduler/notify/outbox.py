@@ -2,7 +2,7 @@
 
 A message gets the next id and waits in ``State.outbox``; each destination
 ("telegram:<chat id>", "webhook") has a cursor: every message up to ``delivered_id`` is
-delivered there, and ``parts_sent`` parts of the next one (a long text is sent in parts).
+delivered there, and ``chars_sent`` characters of the next one (a long text is sent in parts).
 A message leaves the outbox when every destination it is for has passed it. The outbox is
 bounded: past ``max_messages`` the oldest are removed, and counted in ``notify.dropped``.
 """
@@ -47,20 +47,23 @@ def cursor(state: State, destination: str) -> DeliveryCursor:
     return state.notify.cursors.get(destination) or DeliveryCursor()
 
 
-def acknowledge(state: State, destination: str, delivered_id: int | None, partial_id: int | None = None,
-                parts_sent: int = 0) -> bool:
-    """Record what ``destination`` confirmed: every message up to ``delivered_id``, and
-    ``parts_sent`` parts of message ``partial_id``. Idempotent; never moves a cursor back.
-    True when anything changed."""
+def acknowledge(state: State, destination: str, broadcast: bool, delivered_id: int | None,
+                partial_id: int | None = None, chars_sent: int = 0) -> bool:
+    """Record what ``destination`` (which takes broadcasts when ``broadcast``) confirmed: every
+    message up to ``delivered_id``, and the first ``chars_sent`` characters of message
+    ``partial_id`` when that is its next message. Idempotent; never moves a cursor back.
+    ``delivered_total`` counts this destination's own messages only. True when anything changed."""
     old = cursor(state, destination)
     new = old.model_copy()
     if delivered_id is not None and delivered_id > new.delivered_id:
-        new.delivered_total += sum(1 for m in state.outbox if new.delivered_id < m.id <= delivered_id)
-        new.delivered_id, new.parts_sent = delivered_id, 0
+        new.delivered_total += sum(1 for m in state.outbox
+                                   if new.delivered_id < m.id <= delivered_id and is_for(m, destination, broadcast))
+        new.delivered_id, new.chars_sent = delivered_id, 0
     if partial_id is not None and partial_id > new.delivered_id:
-        first = next((m.id for m in state.outbox if m.id > new.delivered_id), None)
-        if first is not None and partial_id <= first:  # parts of the very next message only
-            new.parts_sent = max(new.parts_sent, parts_sent)
+        nxt = next((m.id for m in state.outbox if m.id > new.delivered_id and is_for(m, destination, broadcast)),
+                   None)
+        if nxt == partial_id:  # characters of the very next message only (never of one trimmed away)
+            new.chars_sent = max(new.chars_sent, chars_sent)
     if new == old:
         return False
     state.notify.cursors[destination] = new
@@ -92,8 +95,8 @@ def trim(state: State, max_messages: int, destinations: dict[str, bool]) -> int:
     state.notify.dropped += excess
     last_gone = gone[-1].id
     for name, c in state.notify.cursors.items():
-        if c.delivered_id < last_gone:  # its next message may be gone: its parts count no more
-            state.notify.cursors[name] = c.model_copy(update={"parts_sent": 0, "delivered_id": last_gone})
+        if c.delivered_id < last_gone:  # its next message may be gone: its sent characters count no more
+            state.notify.cursors[name] = c.model_copy(update={"chars_sent": 0, "delivered_id": last_gone})
     for name in destinations:
         if name not in state.notify.cursors:
             state.notify.cursors[name] = DeliveryCursor(delivered_id=last_gone)

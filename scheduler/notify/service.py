@@ -87,7 +87,9 @@ class _Worker:
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The confirmed parts a delivery journaled (a torn last line, from a kill, is left out)."""
+    """The confirmed parts a delivery journaled: {"d", "id", "chars", "of"} (a torn last line,
+    from a kill, is left out). A line of the older form counted parts: a whole message is taken
+    as delivered, a part of one is left out (that message is sent again whole: nothing cut short)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -98,19 +100,28 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
             d = json.loads(line)
         except ValueError:
             continue
-        if isinstance(d, dict) and isinstance(d.get("d"), str) and all(
-                isinstance(d.get(k), int) for k in ("id", "parts", "of")):
+        if not (isinstance(d, dict) and isinstance(d.get("d"), str) and isinstance(d.get("id"), int)
+                and isinstance(d.get("of"), int)):
+            continue
+        if isinstance(d.get("chars"), int):
             out.append(d)
+        elif isinstance(d.get("parts"), int) and d["parts"] >= d["of"]:
+            out.append({**d, "chars": 0, "of": 0})  # the older form's whole message
     return out
 
 
-def apply_journal(state: State, entries: list[dict[str, Any]]) -> bool:
+def apply_journal(state: State, entries: list[dict[str, Any]], destinations: Mapping[str, bool]) -> bool:
+    """Fold journal ``entries`` into ``state``'s cursors (``destinations``: name -> takes
+    broadcasts; an entry for a destination no longer configured is left out)."""
     changed = False
     for e in entries:
-        if e["parts"] >= e["of"]:
-            changed |= outbox.acknowledge(state, e["d"], e["id"])
+        if e["d"] not in destinations:
+            continue
+        broadcast = destinations[e["d"]]
+        if e["chars"] >= e["of"]:
+            changed |= outbox.acknowledge(state, e["d"], broadcast, e["id"])
         else:
-            changed |= outbox.acknowledge(state, e["d"], None, e["id"], e["parts"])
+            changed |= outbox.acknowledge(state, e["d"], broadcast, None, e["id"], e["chars"])
     return changed
 
 
@@ -158,7 +169,7 @@ class NotifyService:
 
     def on_open(self, state: State) -> None:
         """At start-up: what a killed predecessor's delivery confirmed (saved with the start message)."""
-        apply_journal(state, read_journal(self.journal))
+        apply_journal(state, read_journal(self.journal), self.destinations)
         if self.enabled and state.notify.last_summary_at is None:
             state.notify.last_summary_at = state.last_cycle_at
 
@@ -257,7 +268,7 @@ class NotifyService:
         todo = outbox.pending(state, name, broadcast)
         if not todo or now < rt.next_attempt_mono:
             return None
-        base: dict[str, Any] = {"name": name, "parts_sent": outbox.cursor(state, name).parts_sent,
+        base: dict[str, Any] = {"name": name, "chars_sent": outbox.cursor(state, name).chars_sent,
                                 "messages": [{"id": m.id, "text": m.text} for m in todo[:JOB_MESSAGES]]}
         if name == "webhook":
             wh = self.config.webhook
@@ -378,11 +389,12 @@ class NotifyService:
         assert daemon.logs is not None
         log = daemon.logs.scheduler
         delivered = False
+        finished = False  # a job ended: /status and /metrics show its outcome at once, failures too
         if self._deliver is not None and not self._deliver.thread.is_alive():
-            result, self._deliver = self._deliver.result, None
+            result, self._deliver, finished = self._deliver.result, None, True
             entries = read_journal(self.journal)
             for st in {id(s): s for s in (daemon.state, daemon._unsaved) if s is not None}.values():
-                delivered |= apply_journal(st, entries)
+                delivered |= apply_journal(st, entries, self.destinations)
             now = time.monotonic()
             for e in entries:
                 if e["d"] in self.runtime:
@@ -403,6 +415,7 @@ class NotifyService:
                 self._bound(st)
         if self._poll is not None and not self._poll.thread.is_alive():
             result, self._poll = self._poll.result, None
+            finished = finished or bool(result.get("crashed") or result.get("error"))
             if self._stopping:
                 result = {}  # killed on purpose: no error, and its updates come again at the next start
             elif result.get("crashed") or result.get("error"):
@@ -417,9 +430,10 @@ class NotifyService:
                 delivered = True
         if delivered:
             self._save(daemon)
-            daemon._publish()
         elif self._deliver is None and not daemon.halted and self.journal.exists() and not read_journal(self.journal):
             self.journal.unlink(missing_ok=True)
+        if delivered or finished:
+            daemon._publish()
 
     # -- commands -----------------------------------------------------------------------------
     def _commands(self, daemon: Daemon, updates: list[commands.Update]) -> None:

@@ -29,28 +29,29 @@ def test_enqueue_ack_and_prune_deliver_every_message_once_per_destination() -> N
     answer = outbox.enqueue(s, "answer", "only for 9", NOW, to="telegram:9").id
     assert ids == [1, 2, 3, 4, 5] and answer == 6 and s.notify.next_id == 7
     assert [m.id for m in outbox.pending(s, "telegram:9", False)] == [6]
-    assert outbox.acknowledge(s, "telegram:1", 3) and not outbox.acknowledge(s, "telegram:1", 2)  # never back
+    assert outbox.acknowledge(s, "telegram:1", True, 3) and not outbox.acknowledge(s, "telegram:1", True, 2)  # never back
     outbox.prune(s, DESTS)
     assert [m.id for m in s.outbox] == ids + [answer]  # telegram:2 has none yet
-    outbox.acknowledge(s, "telegram:2", 5)
-    outbox.acknowledge(s, "telegram:1", 5)
+    outbox.acknowledge(s, "telegram:2", True, 5)
+    outbox.acknowledge(s, "telegram:1", True, 5)
     outbox.prune(s, DESTS)
     assert [m.id for m in s.outbox] == [answer]
-    outbox.acknowledge(s, "telegram:9", 6)
+    outbox.acknowledge(s, "telegram:9", False, 6)
     outbox.prune(s, DESTS)
     assert s.outbox == [] and s.notify.cursors["telegram:1"].delivered_total == 5
+    assert s.notify.cursors["telegram:9"].delivered_total == 1  # its own message only, not the 5 broadcasts
 
 
 def test_parts_of_a_split_message_are_remembered_and_a_full_outbox_counts_what_it_drops() -> None:
     s = State()
     for i in range(12):
         outbox.enqueue(s, "cycle", f"m{i}", NOW)
-    assert outbox.acknowledge(s, "telegram:1", None, partial_id=1, parts_sent=2)
-    assert outbox.cursor(s, "telegram:1").parts_sent == 2
-    assert not outbox.acknowledge(s, "telegram:1", None, partial_id=5, parts_sent=1)  # not its next message
+    assert outbox.acknowledge(s, "telegram:1", True, None, partial_id=1, chars_sent=2)
+    assert outbox.cursor(s, "telegram:1").chars_sent == 2
+    assert not outbox.acknowledge(s, "telegram:1", True, None, partial_id=5, chars_sent=1)  # not its next message
     assert outbox.trim(s, 10, DESTS) == 2
     assert s.notify.dropped == 2 and [m.id for m in s.outbox][0] == 3
-    assert outbox.cursor(s, "telegram:1").parts_sent == 0  # its next message went: start the next afresh
+    assert outbox.cursor(s, "telegram:1").chars_sent == 0  # its next message went: start the next afresh
     assert [m.id for m in outbox.pending(s, "telegram:1", True)] == list(range(3, 13))
 
 
@@ -130,7 +131,7 @@ def test_a_v4_state_loads_with_an_empty_outbox(tmp_path: Path) -> None:
     del doc["outbox"], doc["notify"]
     (tmp_path / "state.json").write_text(json.dumps(doc))
     state = load_state(tmp_path / "state.json")
-    assert state is not None and state.schema_version == SCHEMA_VERSION == 5 and state.outbox == []
+    assert state is not None and state.schema_version == SCHEMA_VERSION == 6 and state.outbox == []
     assert state.notify.next_id == 1
 
 
@@ -138,7 +139,7 @@ def test_a_state_with_an_outbox_round_trips(tmp_path: Path) -> None:
     s = State()
     outbox.enqueue(s, "cycle", "hello 😀", NOW)
     outbox.enqueue(s, "answer", "yes", NOW, to="telegram:5")
-    outbox.acknowledge(s, "webhook", 1)
+    outbox.acknowledge(s, "webhook", True, 1)
     s.notify.telegram_offset, s.notify.ignored_chats, s.notify.last_summary_at = 1234, [99], NOW
     save_state(tmp_path / "state.json", s)
     assert load_state(tmp_path / "state.json") == s
