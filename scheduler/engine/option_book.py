@@ -375,7 +375,8 @@ class OptionDesk:
         if free + net_cash - new_margin < -_EPS:
             return first, Rejected("INSUFFICIENT_MARGIN", f"the short legs need {new_margin:.2f} USD initial margin; "
                                    f"{free + net_cash:.2f} USD is free after their premiums and fees (cash "
-                                   f"{sleeve.cash_usd:.2f} less margin in use {margin.sleeve_margin_usd(sleeve):.2f})")
+                                   f"{sleeve.cash_usd:.2f} less margin in use {margin.sleeve_margin_usd(sleeve):.2f}); give the "
+                                   f"strategy more capital, or trade fewer contracts")
         limit = self._check_limits(sleeve, rules, out)
         return (first, limit) if limit is not None else out
 

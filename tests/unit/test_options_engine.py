@@ -254,6 +254,7 @@ def test_a_short_that_cannot_be_margined_is_refused() -> None:
     events = go(state, intents=[intent(leg("sell", k))], quotes={k and name(k): quote(0.0105, bid=0.01)})
     rejected = one(events, "rejected")
     assert rejected.data["code"] == "INSUFFICIENT_MARGIN" and "663.00" in rejected.data["detail"]
+    assert rejected.data["detail"].endswith("give the strategy more capital, or trade fewer contracts")
     assert books(state) == before
 
 
