@@ -322,10 +322,12 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
         daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path,
                         log_dir=log_dir, stdout_logs=False)
         daemon.open()
+        from scheduler.control import error_text
+
         try:
             result = daemon.execute(kind, payload, by)
         except (KeyError, ValueError) as e:
-            result = {"ok": False, "error": str(e).strip("'\"")}
+            result = {"ok": False, "error": error_text(e)}
         finally:
             daemon.close()
     print(json.dumps(result, indent=2))

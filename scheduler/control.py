@@ -96,6 +96,22 @@ class Command:
     result: dict[str, Any] | None = None
 
 
+def error_text(e: Exception) -> str:
+    """An exception's message as written: a KeyError's str() quotes it (and stripping the quotes
+    off took the closing quote of a quoted value with them)."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def _pending_answer(command: Command, error: StateSaveError) -> dict[str, Any]:
+    """The answer to a command whose change could not be saved: not done, not lost either. The
+    daemon halts holding it unsaved, and it takes effect with the first save that works."""
+    rid = command.args.get("request_id")
+    again = f"; ask again with request_id {rid} for its answer" if isinstance(rid, str) else ""
+    return {"ok": False, "pending": True, **({"request_id": rid} if again else {}),
+            "error": f"{error}; trading is halted; this {command.kind} is kept in memory and takes effect when a "
+                     f"save succeeds (it is lost if the daemon stops before that){again}"}
+
+
 class ControlMixin:
     """The command half of the Daemon (see scheduler.daemon.Daemon for the attributes used)."""
 
@@ -104,6 +120,7 @@ class ControlMixin:
         self._wake = threading.Event()
         self._last_reconcile_mono: float | None = None
         self._request_id: str | None = None
+        self._request_args: dict[str, Any] | None = None
 
     def submit(self: Daemon, kind: str, args: dict[str, Any], by: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """Queue a command for the main loop and wait up to ``timeout_s`` for its result."""
@@ -129,9 +146,9 @@ class ControlMixin:
             try:
                 command.result = self.execute(command.kind, command.args, command.by)
             except (KeyError, ValueError) as e:
-                command.result = {"ok": False, "error": str(e).strip("'\"")}
+                command.result = {"ok": False, "error": error_text(e)}
             except StateSaveError as e:
-                command.result = {"ok": False, "error": str(e)}
+                command.result = _pending_answer(command, e)
             finally:
                 command.done.set()
 
@@ -152,20 +169,22 @@ class ControlMixin:
         if request_id is not None:
             answered = self.state.requests.get(request_id)
             if answered is not None:
-                if answered.get("kind") != kind:
-                    raise ValueError(f"request_id {request_id!r} was already used for {answered.get('kind')}")
+                if answered.get("kind") != kind or answered.get("args", args) != args:
+                    raise ValueError(f"request_id {request_id!r} was already used for another request "
+                                     f"({answered.get('kind')} {answered.get('args', '')}); give each request "
+                                     "its own id")
                 return {**answered["result"], "request_id": request_id, "replayed": True}
-        self._request_id = request_id
+        self._request_id, self._request_args = request_id, args
         try:
             return self._execute(kind, args, by)
         finally:
-            self._request_id = None
+            self._request_id = self._request_args = None
 
     def _remember(self, new: State, kind: str, result: dict[str, Any]) -> dict[str, Any]:
         """Store ``result`` in ``new`` under the current request id (saved with the change)."""
         if self._request_id is None:
             return result
-        new.requests[self._request_id] = {"kind": kind, "result": result}
+        new.requests[self._request_id] = {"kind": kind, "args": self._request_args, "result": result}
         while len(new.requests) > REQUESTS_KEPT:
             del new.requests[next(iter(new.requests))]
         return {**result, "request_id": self._request_id}
@@ -178,9 +197,15 @@ class ControlMixin:
         now = self.clock.now()
         if kind == "trade":
             return self._manual_trade(args, by)
+        fields = {"reset_breaker": {"strategy"}, "reset_kill_switch": set()}.get(kind, set())
+        if args.keys() - fields:
+            raise ValueError(f"unexpected fields {sorted(args.keys() - fields)} for {kind}: it takes "
+                             f"{', '.join(sorted(fields)) or 'no fields'} (and optionally request_id and by)")
         new = self.state.model_copy(deep=True)
         if kind == "reset_breaker":
             sid = args.get("strategy")
+            if sid is None:
+                raise ValueError(f"strategy is missing: name the strategy whose breaker to reset ({', '.join(ids)})")
             if sid not in new.sleeves:
                 raise KeyError(f"unknown strategy {sid!r}; known: {', '.join(ids)}")
             record = risk.reset_breaker(new, sid, sleeve_equity(new.sleeves[sid]), now, by)
@@ -190,8 +215,7 @@ class ControlMixin:
             raise ValueError(f"unknown command {kind!r}")
         result = self._remember(new, kind, {"ok": True, "action": record.action, "scope": record.scope,
                                             "detail": record.detail, "by": record.by, "at": utc_iso(record.at)})
-        self._commit(new, [], new.cycle_count)
-        self._audit(record)
+        self._commit(new, [], new.cycle_count, then=lambda: self._audit(record))
         return result
 
     def _audit(self, record: AuditRecord) -> None:
@@ -243,8 +267,9 @@ class ControlMixin:
             "detail": "filled" if outcome and outcome[-1]["kind"] == "fill" else
             (outcome[-1]["detail"] if outcome else f"nothing to do ({action} with "
              f"{'a' if symbol in new.sleeves[sid].positions else 'no'} position)")})
-        self._commit(new, events, cycle)
-        self.logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}")
+        logs = self.logs
+        self._commit(new, events, cycle,
+                     then=lambda: logs.strategy(sid).warning(f"Manual {action} of {symbol} requested by {by}"))
         return result
 
     def reconcile(self, trades: list[Trade] | None = None) -> dict[str, Any]:

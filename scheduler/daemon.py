@@ -130,6 +130,9 @@ class Daemon(ControlMixin):
         self.prices: dict[str, float | None] = {}
         self.halted: str | None = None
         self._unsaved: State | None = None
+        #: what the commits held in ``_unsaved`` did (events to log, then the follow-up: an audit
+        #: line, say), logged once a save makes them committed: (events, cycle, then)
+        self._unsaved_work: list[tuple[list[Event], int, Callable[[], None] | None]] = []
         #: a cycle that could not run at all (e.g. the state folder turned read-only), or None
         self.fault: str | None = None
         #: set when every check of the last cycle failed: /health says degraded
@@ -548,12 +551,16 @@ class Daemon(ControlMixin):
             check.outcome = "; ".join(said[e.strategy_id])
 
     # -- committing ---------------------------------------------------------------------------
-    def _commit(self, new: State, events: list[Event], cycle: int) -> None:
+    def _commit(self, new: State, events: list[Event], cycle: int, then: Callable[[], None] | None = None) -> None:
+        """Save ``new`` and make it the state; log its events, then run ``then`` (what is logged
+        of a command). A failed save halts with ``new`` kept unsaved: its events and ``then`` wait
+        for the save that commits it (``_retry_save``), so what took effect is always logged."""
         assert self.logs is not None
         self.notify.before_save(self.state, new, events, self.clock.now())  # saved with what it tells of
         try:
             save_state(self.state_path, new)
         except StateSaveError as e:
+            self._unsaved_work.append((events, cycle, then))
             self._halt(str(e), new)
             raise
         first_new_seq = self.state.next_trade_seq  # fills the previous committed state did not hold
@@ -572,6 +579,8 @@ class Daemon(ControlMixin):
                                       "trade log has them (retried every cycle)")
         for e in events:
             self._log_event(e, cycle)
+        if then is not None:
+            then()
         self._publish()
 
     def _halt(self, reason: str, unsaved: State) -> None:
@@ -596,6 +605,12 @@ class Daemon(ControlMixin):
         self._count_fills([t for s in self.state.sleeves.values() for t in s.trades if t.seq >= first_new_seq])
         repair_trade_log(self.state_path, self.state)
         self.logs.scheduler.warning("State saved again; trading resumes")
+        work, self._unsaved_work = self._unsaved_work, []
+        for events, cycle, then in work:  # committed only now: logged only now
+            for e in events:
+                self._log_event(e, cycle)
+            if then is not None:
+                then()
         self.notify.on_resume(self)
         self._publish()
 

@@ -10,6 +10,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from scheduler.clock import SystemClock
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
@@ -167,7 +169,10 @@ def test_a_trade_retried_with_its_request_id_is_answered_not_run_twice(tmp_path:
     state = load_state(tmp_path / "state.json")
     assert state.sleeves["alpha"].trade_count == 1  # one fill, not two
     other = run_cli("reset-kill-switch", "--config", str(config), "--request-id", "req-1")
-    assert other.returncode == 1 and "already used for trade" in other.stdout
+    assert other.returncode == 1 and "already used for another request (trade " in other.stdout
+    closing = run_cli("trade", "--config", str(config), "--strategy", "alpha", "close", "--request-id", "req-1")
+    assert closing.returncode == 1 and "already used for another request" in json.loads(closing.stdout)["error"]
+    assert load_state(tmp_path / "state.json").sleeves["alpha"].trade_count == 1  # the close did not run either
     fresh = run_cli("trade", "--config", str(config), "--strategy", "alpha", "close")
     out = json.loads(fresh.stdout)
     assert out["ok"] is True and len(out["request_id"]) == 32  # a new random id, printed
@@ -185,3 +190,78 @@ def test_a_manual_trade_on_an_options_strategy_says_what_manual_trades_are_for(t
     error = json.loads(result.stdout)["error"]
     assert error.startswith("strategy 'cc' is an options strategy: manual trades enter and close a spot strategy's symbol")
     assert error.endswith("spot strategies: alpha")
+
+
+def test_a_command_whose_save_fails_is_pending_then_committed_and_logged_when_a_save_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer says the change is pending (not that it failed); once a save works, what it did
+    is logged: the fill in the strategy's log and events.jsonl, the reset in the audit log."""
+    import scheduler.daemon as daemon_module
+    from scheduler.control import Command
+    from scheduler.engine.errors import StateSaveError
+
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    d = Daemon(load_config(config), config, clock=SystemClock(), state_path=tmp_path / "state.json",
+               log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        real_save = daemon_module.save_state
+
+        def full(path: Path, state: object) -> None:
+            raise StateSaveError(f"could not save state to {path}: [Errno 28] No space left on device")
+
+        monkeypatch.setattr(daemon_module, "save_state", full)
+        trade = Command("trade", {"strategy": "alpha", "action": "enter", "request_id": "full1"}, "alice")
+        d._commands.put(trade)
+        d.process_commands()
+        assert trade.result["ok"] is False and trade.result["pending"] is True
+        assert trade.result["request_id"] == "full1" and "takes effect when a save succeeds" in trade.result["error"]
+        reset = Command("reset_breaker", {"strategy": "alpha", "request_id": "rb1"}, "bob")
+        d._commands.put(reset)
+        d.process_commands()
+        assert "halted" in reset.result["error"] and "pending" not in reset.result  # refused while halted
+        events = tmp_path / "logs" / "events.jsonl"
+        assert '"kind": "fill"' not in (events.read_text() if events.exists() else "")  # not committed yet
+        monkeypatch.setattr(daemon_module, "save_state", real_save)
+        d._retry_save()
+        assert d.halted is None and "full1" in load_state(tmp_path / "state.json").requests
+        assert '"fill"' in events.read_text()
+        assert "Manual enter of BTC/USDT requested by alice" in (tmp_path / "logs" / "alpha.log").read_text()
+        replay = d.execute("trade", {"strategy": "alpha", "action": "enter", "request_id": "full1"}, "alice")
+        assert replay["replayed"] is True and replay["ok"] is True
+        monkeypatch.setattr(daemon_module, "save_state", full)
+        with pytest.raises(StateSaveError):
+            d.execute("reset_breaker", {"strategy": "alpha"}, "bob")
+        monkeypatch.setattr(daemon_module, "save_state", real_save)
+        d._retry_save()
+        assert "reset_breaker" in audit_log_path(tmp_path / "state.json").read_text()
+        assert "AUDIT reset_breaker [alpha] by bob" in (tmp_path / "logs" / "scheduler.log").read_text()
+    finally:
+        d.close()
+
+
+def test_the_resets_check_their_fields_and_errors_keep_their_quotes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("alpha", "check_hold.py")])
+    assert run_cli("--config", str(config), "--once").returncode == 0
+    d = Daemon(load_config(config), config, clock=SystemClock(), state_path=tmp_path / "state.json",
+               log_dir=tmp_path / "logs", stdout_logs=False)
+    d.open()
+    try:
+        from scheduler.control import Command
+
+        answers = []
+        for kind, args in (("reset_kill_switch", {"strategy": "alpha"}), ("reset_breaker", {"junk": "x"}),
+                           ("reset_breaker", {}), ("trade", {"strategy": "alpha", "action": "buy"}),
+                           ("trade", {"strategy": "nope", "action": "enter"})):
+            c = Command(kind, args, "bob")
+            d._commands.put(c)
+            d.process_commands()
+            answers.append(c.result["error"])
+        assert answers[0].startswith("unexpected fields ['strategy'] for reset_kill_switch: it takes no fields")
+        assert answers[1].startswith("unexpected fields ['junk'] for reset_breaker: it takes strategy")
+        assert answers[2].startswith("strategy is missing")
+        assert answers[3] == "action must be 'enter' or 'close', got 'buy'"
+        assert answers[4].startswith("unknown spot strategy 'nope'; known: alpha")
+        assert load_state(tmp_path / "state.json").account.audit == []  # nothing was reset
+    finally:
+        d.close()
