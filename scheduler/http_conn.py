@@ -424,11 +424,15 @@ class ConnectionFront:
 def _linger(sock: socket.socket) -> None:
     """Before closing, read away a request body the answer did not need (a refused upload):
     closing with unread bytes sends RST, which can destroy the answer before the client reads it."""
+    # non-blocking for the look: a socket with a timeout (the writer's) makes Python poll for
+    # that timeout before recv, MSG_DONTWAIT or not, so every answered client held its slot 5 s
+    sock.setblocking(False)
     try:
-        if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+        if not sock.recv(1, socket.MSG_PEEK):
             return
     except (BlockingIOError, InterruptedError):
         return  # nothing unread: close() sends FIN
+    sock.setblocking(True)
     sock.shutdown(socket.SHUT_WR)
     deadline = time.monotonic() + LINGER_S
     for _ in range(LINGER_BYTES // 65_536):

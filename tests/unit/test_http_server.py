@@ -259,3 +259,28 @@ def test_ipv6_hosts_bind_with_the_right_family() -> None:
         auth = {"Authorization": "Bearer t0ken"}
         assert _get(f"http://[::1]:{server.port}/health", auth)[0] == 200
         assert _get(f"http://127.0.0.1:{server.port}/health", auth)[0] == 200
+
+
+def test_an_answered_connection_is_closed_at_once_so_idle_clients_never_hold_the_slots() -> None:
+    """A client that sends one request and keeps its socket open gets EOF right after the
+    answer (the server speaks HTTP/1.0, no keep-alive); 70 of them, more than the 64 slots,
+    leave /health answering."""
+    with _server() as server:
+        port = server.port
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        s.settimeout(10)
+        started = time.monotonic()
+        while s.recv(65_536):
+            pass
+        took = time.monotonic() - started
+        s.close()
+        assert took < 4.0, f"the server kept the answered connection open {took:.1f} s"  # it held 5 s
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(70)]
+        try:
+            for c in clients:
+                c.sendall(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            _wait(lambda: _get(f"http://127.0.0.1:{port}/health")[0] == 200, 2.5)
+        finally:
+            for c in clients:
+                c.close()
