@@ -256,14 +256,23 @@ class Daemon(ControlMixin):
         if last is None:
             return True
         interval = self.config.interval_for(s)
-        slack = min(5.0, interval * 0.01)  # a cycle a moment early still counts as on time
+        slack = _slack_s(interval)
+        if (last - now).total_seconds() > slack:  # it "ran" in the future: the clock was stepped back
+            assert self.logs is not None
+            self.logs.scheduler.warning(f"{s.id} last ran at {utc_iso(last)}, after the clock's {utc_iso(now)}: the "
+                                        "system clock was stepped back (an RTC ahead at boot, then NTP?); running "
+                                        "it now instead of waiting for that time to come again")
+            return True
         return (now - last).total_seconds() >= interval - slack
 
     def next_due_at(self) -> datetime:
+        now = self.clock.now()
         times = []
         for s in self.config.strategies:
             last = self.state.sleeves[s.id].last_run_at
-            times.append(self.clock.now() if last is None else last + timedelta(seconds=self.config.interval_for(s)))
+            interval = self.config.interval_for(s)
+            stepped_back = last is not None and (last - now).total_seconds() > _slack_s(interval)  # as is_due
+            times.append(now if last is None or stepped_back else last + timedelta(seconds=interval))
         return min(times)
 
     def min_interval_s(self) -> int:
@@ -786,6 +795,12 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _slack_s(interval_s: float) -> float:
+    """How early a run still counts as on time, and how far in the future a last run may lie
+    before the clock is taken to have been stepped back."""
+    return min(5.0, interval_s * 0.01)
 
 
 def install_signal_handlers(stop: threading.Event, wake: Callable[[], None] | None = None) -> None:

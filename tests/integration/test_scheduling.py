@@ -52,6 +52,26 @@ def test_each_strategy_runs_on_its_own_interval_across_restarts(tmp_path: Path) 
         d.close()
 
 
+def test_a_clock_stepped_back_behind_the_last_runs_runs_them_now_instead_of_stalling(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [spot("fast", interval_seconds=60), spot("slow", interval_seconds=600)],
+                          interval_seconds=600)
+    clock = ManualClock(T0)
+    d = _daemon(config, clock)
+    try:
+        assert d.run_cycle().checked == 2
+        clock._now = T0 - timedelta(hours=5)  # NTP corrects a clock that ran 5 hours ahead
+        assert d.next_due_at() == clock.now()
+        report = d.run_cycle()
+        assert report is not None and report.checked == 2  # both, at once: no 5-hour silence
+        assert all(s.last_run_at == clock.now() for s in d.state.sleeves.values())
+        assert "the system clock was stepped back" in (tmp_path / "logs" / "scheduler.log").read_text()
+        assert d.run_cycle() is None and d.next_due_at() == clock.now() + timedelta(seconds=60)  # on its grid again
+        clock._now -= timedelta(seconds=0.5)  # a step back within the slack changes nothing, and never spins
+        assert d.run_cycle() is None and d.next_due_at() > clock.now()
+    finally:
+        d.close()
+
+
 def test_a_failed_save_stops_trading_loudly_until_a_save_succeeds(tmp_path: Path) -> None:
     config = write_config(tmp_path, [spot("alpha", interval_seconds=60)])
     clock = ManualClock(T0)
