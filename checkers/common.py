@@ -42,14 +42,30 @@ DEFAULT_MARKET = {"source": "ccxt", "exchange": "binance"}
 def add_context_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="take the market section from this config file "
                         "(default: live Binance through ccxt)")
-    parser.add_argument("--now-ms", type=int, help="decision time in UTC milliseconds (default: now)")
+    parser.add_argument("--now-ms", help="decision time in UTC milliseconds (default: now; from 1970 to a "
+                        "year past the wall clock)")
+
+
+#: how far past the wall clock a decision time may lie (a market is made up to the decision
+#: time: the year 3000 had the synthetic market build ten centuries of candles)
+MAX_FUTURE_MS = 366 * 86_400_000
 
 
 def now_ms(args: argparse.Namespace) -> int:
-    if args.now_ms is not None:
-        return int(args.now_ms)
-    env = os.environ.get(ENV_NOW)
-    return int(env) if env else int(time.time() * 1000)
+    """The decision time: ``--now-ms``, else the scheduler's, else the wall clock. ValueError
+    for one that is not a whole number of ms from 1970 to a year past the wall clock."""
+    given, where = (args.now_ms, "--now-ms") if args.now_ms is not None else (os.environ.get(ENV_NOW), ENV_NOW)
+    wall = int(time.time() * 1000)
+    if not given:
+        return wall
+    try:
+        value = int(str(given).strip())
+    except ValueError:
+        raise ValueError(f"{where} must be a whole number of UTC milliseconds since 1970, got {given!r}") from None
+    if not 0 <= value <= wall + MAX_FUTURE_MS:
+        raise ValueError(f"{where} {value} is outside 1970 to a year past the wall clock ({iso_ms(wall)}); give a "
+                         "decision time in milliseconds, e.g. 1767225600000 for 2026-01-01")
+    return value
 
 
 def market_spec(args: argparse.Namespace) -> dict[str, Any]:

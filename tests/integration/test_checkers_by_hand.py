@@ -48,6 +48,15 @@ def test_a_second_symbol_is_checked_before_any_market_is_asked() -> None:
     assert rc == 1 and doc["error"] == "ValueError: pairs_spread needs a second symbol: pairs_spread BTC/USDT 1h SYMBOL_B"
 
 
+def test_a_decision_time_out_of_range_or_not_a_number_is_one_json_error() -> None:
+    for given, says in (("99999999999999999999", "is outside 1970 to a year past the wall clock"),
+                        ("32503680000000", "is outside 1970"), ("-1", "is outside 1970"),
+                        ("nan", "must be a whole number of UTC milliseconds"), ("1e12", "must be a whole number")):
+        rc, doc, _ = _run("checkers/check_strategy.py", "sma_crossover", "BTC/USDT", "1h", "--config", DEMO,
+                          "--now-ms", given)
+        assert rc == 1 and doc["error_class"] == "permanent" and says in doc["error"], (given, doc)
+
+
 def test_check_price_by_hand() -> None:
     rc, doc, _ = _run("checkers/check_price.py", "BTC/USDT", "ETH/USDT", "--config", DEMO, "--now-ms", NOW_MS)
     assert rc == 0 and set(doc) == {"BTC/USDT", "ETH/USDT"} and all(v > 0 for v in doc.values())
