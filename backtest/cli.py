@@ -40,6 +40,13 @@ MAX_PATHS = 100_000
 MAX_WORKERS = 256
 #: the most walk-forward windows (each is a training search over the grid and a test run)
 MAX_WINDOWS = 10_000
+#: each strategy's capital without --config and --capital
+DEFAULT_CAPITAL_USD = 1000.0
+#: the exit status when stdout was closed before the output was all written (``| head``): a
+#: shell's 128 + SIGPIPE, what a program a closed pipe ends reports; the files were written
+EXIT_BROKEN_PIPE = 141
+#: the walk-forward's options, each with its default
+WALK_DEFAULTS = {"train_days": 180.0, "test_days": 30.0, "objective": "sharpe", "workers": 1}
 
 
 def _days(value: str) -> float:
@@ -75,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="replay this config's strategies (its market unless --source)")
     p.add_argument("--strategy", help="with --config: one strategy id; without: a catalog or options strategy name")
     p.add_argument("--symbols", help="without --config: BTC/USDT[,ETH/USDT] (options: BTC or ETH)")
-    p.add_argument("--timeframe", default="1h", help="without --config (default 1h)")
+    p.add_argument("--timeframe", help="without --config (default 1h)")
     p.add_argument("--params", type=json.loads, help="without --config: JSON parameter overrides")
     p.add_argument("--mode", choices=("run", "compare"), default="run",
                    help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
@@ -98,11 +105,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--walk-forward", type=json.loads, metavar="GRID",
                    help='instead: walk-forward over a parameter grid, e.g. \'{"fast": [10, 20], "slow": [50, 100]}\' '
                         "(one strategy); only out-of-sample figures are reported")
-    p.add_argument("--train-days", type=_days, default=180.0, help="walk-forward training window (default 180)")
-    p.add_argument("--test-days", type=_days, default=30.0, help="walk-forward test window (default 30)")
-    p.add_argument("--objective", default="sharpe", choices=tuple(OBJECTIVES),
-                   help="walk-forward objective (default sharpe)")
-    p.add_argument("--workers", type=_whole(1, MAX_WORKERS, "a number of processes"), default=1,
+    p.add_argument("--train-days", type=_days, help="walk-forward training window (default 180)")
+    p.add_argument("--test-days", type=_days, help="walk-forward test window (default 30)")
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), help="walk-forward objective (default sharpe)")
+    p.add_argument("--workers", type=_whole(1, MAX_WORKERS, "a number of processes"),
                    help="walk-forward processes (default 1)")
     p.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="run the walk-forward grid on this Dask distributed scheduler (tcp://host:8786)")
@@ -115,6 +121,14 @@ def _config(args: argparse.Namespace) -> Any:
     from strategies.catalog import CATALOG
 
     if args.config is not None:
+        ignored = [(flag, what) for flag, what, given in (
+            ("--symbols", "symbols", args.symbols is not None), ("--timeframe", "timeframe", args.timeframe is not None),
+            ("--params", "parameters", args.params is not None)) if given]
+        if ignored:
+            raise ConfigError([f"{flag} is for a run without --config; with --config each strategy's {what} "
+                               f"{'comes' if what == 'timeframe' else 'come'} from the config: change "
+                               f"{'it' if what == 'timeframe' else 'them'} there, or run without --config "
+                               "(--strategy NAME --symbols ...)" for flag, what in ignored])
         config = load_config(args.config)
         if args.source is not None or args.data_root is not None:
             market = market_from_flags(args.source or "files", args.data_root, args.seed)
@@ -130,18 +144,18 @@ def _config(args: argparse.Namespace) -> Any:
         raise ConfigError(["--symbols is needed without --config (e.g. --symbols BTC/USDT)"])
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     market = market_from_flags(args.source or "synthetic", args.data_root, args.seed)
+    timeframe = args.timeframe or "1h"
+    capital = DEFAULT_CAPITAL_USD if args.capital is None else args.capital
     if args.mode == "compare" and not args.strategy:
         names = [n for n, info in CATALOG.items() if not info.needs_second_symbol or len(symbols) == 2]
-        docs = [config_from_flags(n, symbols if CATALOG[n].needs_second_symbol else symbols, args.timeframe,
-                                  args.capital or 1000.0, market) for n in names]
+        docs = [config_from_flags(n, symbols, timeframe, capital, market) for n in names]
         strategies = [s for d in docs for s in d["strategies"]]
         doc = {**docs[0], "strategies": strategies}
     elif not args.strategy:
         raise ConfigError(["--strategy is needed without --config (a name from go-trader list-strategies), "
                            "or --mode compare for all of them"])
     else:
-        doc = config_from_flags(args.strategy, symbols, args.timeframe, args.capital or 1000.0, market,
-                                params=args.params)
+        doc = config_from_flags(args.strategy, symbols, timeframe, capital, market, params=args.params)
     return parse_config(doc, base_dir=Path.cwd()), Path.cwd()
 
 
@@ -175,18 +189,8 @@ def _is_files(source: Any) -> bool:
     return isinstance(source, FilesSource)
 
 
-def _data_end_ms(source: Any, config: Any) -> int:
-    """Where the data ends: the newest candle of the first spot strategy's file (files), else now."""
-    from market.files_source import FilesSource, find_candle_file, read_candle_file
-
-    spot = [s for s in config.strategies if s.type == "spot"]
-    if isinstance(source, FilesSource) and spot:
-        s = spot[0]
-        path = find_candle_file(source.folder, s.symbols[0], s.timeframe)
-        if path is not None:
-            rows = read_candle_file(path)
-            if len(rows):
-                return int(rows[-1, 0]) + timeframe_ms(s.timeframe)
+def _now_ms() -> int:
+    """This hour (the end of a run on a source that makes data at any time)."""
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return int(now.timestamp() * 1000)
 
@@ -268,23 +272,78 @@ def _html_path(path: Path, strategy_id: str, many: bool) -> Path:
     return path.with_name(f"{path.stem}-{strategy_id}{path.suffix or '.html'}") if many else path
 
 
+def _flag_problems(args: argparse.Namespace) -> list[str]:
+    """Options given together that cannot both be honoured: each named, with what to do
+    instead (rather than one of them silently dropped)."""
+    problems = []
+    if args.walk_forward is not None:
+        for flag, given, instead in (
+                ("--html", args.html is not None, "the walk-forward writes its out-of-sample result with --json OUT"),
+                ("--monte-carlo", bool(args.monte_carlo), "run the chosen parameters without --walk-forward "
+                                                          "(--params) to get it"),
+                ("--lookahead-check", args.lookahead_check, "run it without --walk-forward"),
+                ("--mode compare", args.mode == "compare", "the walk-forward takes one strategy: drop --mode "
+                                                           "compare (pick one with --strategy)")):
+            if given:
+                problems.append(f"{flag} does not apply to --walk-forward; {instead}")
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in (*WALK_DEFAULTS, "dask_scheduler")
+                 if getattr(args, name) is not None]
+        if given:
+            problems.append(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to a walk-forward; add "
+                            "--walk-forward GRID, or drop them")
+    return problems
+
+
 def main(argv: list[str]) -> int:
-    from backtest.runner import check_span, run, with_costs
+    """The command; a stdout closed early (``| head``) ends it quietly with EXIT_BROKEN_PIPE,
+    after the files were written (they are written before anything is printed)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a broken pipe could only be reported
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's file at /dev/null, so that what is left in its buffer is dropped at exit
+    instead of failing again (Python's own advice for SIGPIPE). A stdout with no file (a test
+    capturing it) is left alone."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _main(argv: list[str]) -> int:
+    from backtest import data_span
+    from backtest.runner import check_capital, check_span, run, with_costs
     from scheduler.config import output_problem, write_output
 
     args = parser().parse_args(argv)
-    outputs = [output_problem(path, option, example) for path, option, example in (
+    problems = _flag_problems(args)
+    problems += [output_problem(path, option, example) for path, option, example in (
         (args.json, "--json", "backtest.json"), (args.html, "--html", "report.html")) if path is not None]
-    if any(outputs):  # before the run, not after it
-        raise ConfigError([p for p in outputs if p])
+    if any(problems):  # before the run, not after it
+        raise ConfigError([p for p in problems if p])
+    if args.capital is not None:  # as a config's capital, before a config is built from it
+        check_capital(args.capital)
     config, base = _config(args)
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
     source, options_source = open_sources(config, base)
-    data_end = _data_end_ms(source, config)
-    if args.end is not None and _is_files(source) and args.end > data_end:
-        raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}); give an "
-                           "earlier --end, or fetch more with go-trader download-data"])
+    ends = data_span.data_end_ms(source, options_source, config)
+    data_end, what_ends = ends if ends is not None else (_now_ms(), "the recorded candles")
+    if args.end is not None and (ends is not None or _is_files(source)) and args.end > data_end:
+        raise ConfigError([f"--end {_iso(args.end)} is after the end of the data ({_iso(data_end)}), where "
+                           f"{what_ends} end; give an earlier --end, or fetch more with go-trader download-data"])
     end_ms = args.end if args.end is not None else data_end
     if args.days is not None and args.start is not None:
         raise ConfigError([f"--days {args.days:g} and --start {_iso(args.start)}: give one of them, not both"])
@@ -293,14 +352,20 @@ def main(argv: list[str]) -> int:
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
     if args.walk_forward is not None:
+        starts = data_span.data_start_ms(source, options_source, config)
         source.close()
-        return _walk_forward(args, config, base, start_ms, end_ms)
+        notes = []
+        if starts is not None and starts[0] > start_ms:  # windows before the data would be flat
+            notes.append(f"NOTE: {starts[1]} start at {_iso(starts[0])}, after the requested start "
+                         f"{_iso(start_ms)}: the walk-forward starts there")
+            start_ms = starts[0]
+        return _walk_forward(args, config, base, start_ms, end_ms, notes)
     rows: list[tuple[BacktestResult, BacktestResult]] = []
     for s in config.strategies:
         net, gross = run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
         rows.append((net, gross))
-    _print_tables(rows, compare_mode=args.mode == "compare")
-    extras = _extras(args, config, source, rows, start_ms, end_ms)
+    extras, lines = _extras(args, config, source, rows, start_ms, end_ms)
+    # the files first: a reader of the table that stops early (| head) must not cost them
     if args.json is not None:
         from backtest import report
 
@@ -316,13 +381,18 @@ def main(argv: list[str]) -> int:
     source.close()
     if options_source is not None:
         options_source.close()
+    _print_tables(rows, compare_mode=args.mode == "compare")
+    for line in lines:
+        print(line)
     return 0
 
 
 def _extras(args: argparse.Namespace, config: Any, source: Any, rows: list[tuple[BacktestResult, BacktestResult]],
-            start_ms: int, end_ms: int) -> dict[str, dict[str, Any]]:
-    """Monte Carlo and the look-ahead check, printed, and by strategy id for the JSON report."""
+            start_ms: int, end_ms: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Monte Carlo and the look-ahead check: by strategy id for the JSON report, and the lines
+    to print."""
     out: dict[str, dict[str, Any]] = {}
+    lines: list[str] = []
     for net, _ in rows:
         extra = out.setdefault(net.strategy_id, {})
         if args.monte_carlo:
@@ -333,7 +403,7 @@ def _extras(args: argparse.Namespace, config: Any, source: Any, rows: list[tuple
             extra["monte_carlo"] = runs
             for m in (r.to_json() for r in runs):
                 fe, dd = m["final_equity_usd"], m["max_drawdown_pct"]
-                print(f"{net.strategy_id} Monte Carlo ({m['method'].replace('_', ' ')}, {m['paths']} paths): final equity "
+                lines.append(f"{net.strategy_id} Monte Carlo ({m['method'].replace('_', ' ')}, {m['paths']} paths): final equity "
                       f"p5 {fe['p5']:,.2f} / p50 {fe['p50']:,.2f} / p95 {fe['p95']:,.2f} USD; max drawdown "
                       f"p5 {dd['p5']:.2f} / p50 {dd['p50']:.2f} / p95 {dd['p95']:.2f} %")
     if args.lookahead_check:
@@ -342,20 +412,25 @@ def _extras(args: argparse.Namespace, config: Any, source: Any, rows: list[tuple
 
         for s in config.strategies:
             if s.type != "spot":
-                print(f"{s.id}: look-ahead check skipped (options strategies decide on the chain of the day)")
+                lines.append(f"{s.id}: look-ahead check skipped (options strategies decide on the chain of the day)")
                 continue
             market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
             found = lookahead.check_strategy(s.strategy_name, market.candles, s.params, market.candles_b)
             out.setdefault(s.id, {})["lookahead"] = found
-            print(f"{s.id}: look-ahead check " + ("passed" if found.ok else "FAILED: " + found.first_mismatch.describe())
-                  + f" ({len(found.checked_bars)} bars checked)")
-    return out
+            lines.append(f"{s.id}: look-ahead check " + ("passed" if found.ok else "FAILED: "
+                                                         + found.first_mismatch.describe())
+                         + f" ({len(found.checked_bars)} bars checked)")
+    return out, lines
 
 
-def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: int, end_ms: int) -> int:
-    """The walk-forward over ``--walk-forward``'s grid for the config's one strategy."""
+def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: int, end_ms: int,
+                  notes: list[str]) -> int:
+    """The walk-forward over ``--walk-forward``'s grid for the config's one strategy; ``notes``
+    printed before its figures."""
     from backtest import walkforward
     from backtest.walk_runner import ConfigRunner
+
+    args = argparse.Namespace(**{**vars(args), **{k: v for k, v in WALK_DEFAULTS.items() if getattr(args, k) is None}})
 
     if len(config.strategies) != 1:
         raise ConfigError([f"--walk-forward needs one strategy; the config has {len(config.strategies)}: "
@@ -382,6 +457,13 @@ def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: i
     result = walkforward.walk_forward(runner, walkforward.param_grid(grid), wins, objective=args.objective,
                                       workers=args.workers, scheduler_address=args.dask_scheduler)
     doc = result.to_json()
+    if args.json is not None:  # before the table: a reader that stops early (| head) must not cost it
+        from backtest import report
+        from scheduler.config import write_output
+
+        write_output(args.json, report.dumps({"walk_forward": doc}), "--json")
+    for note in notes:
+        print(note)
     print(f"walk-forward of {s.id}: {len(wins)} windows, {doc['grid_size']} parameter sets, objective "
           f"{doc['objective']}; out-of-sample only:")
     for w in doc["windows"]:
@@ -392,11 +474,6 @@ def _walk_forward(args: argparse.Namespace, config: Any, base: Path, start_ms: i
     ret = "n/a" if c.total_return_pct is None else f"{c.total_return_pct:+.2f} %"
     dd = "n/a" if c.max_drawdown_pct is None else f"{c.max_drawdown_pct:.2f} %"
     print(f"  stitched out-of-sample: return {ret}, max drawdown {dd}, {len(result.oos.trades)} trades")
-    if args.json is not None:
-        from backtest import report
-        from scheduler.config import write_output
-
-        write_output(args.json, report.dumps({"walk_forward": doc}), "--json")
     return 0
 
 

@@ -200,7 +200,7 @@ def curve_metrics(points: Sequence[tuple[int, float]], bar_ms: int) -> CurveMetr
             else:
                 sortino = mean / downside * math.sqrt(ppy)
     dd = drawdown_series(values)
-    max_dd = float(-dd.min()) * 100.0 if len(dd) else 0.0
+    max_dd = float(-dd.min()) * 100.0 + 0.0 if len(dd) else 0.0  # + 0.0: a flat curve's -0.0 is 0.0
     dd_bars, dd_ms = _longest_under_water(values, times)
     if cagr is None:
         reasons["calmar"] = reasons["cagr_pct"]

@@ -2,8 +2,9 @@
 events. Pure and seeded (a ``numpy.random.Generator`` from ``seed``): the same inputs and seed
 give the same figures on any machine.
 
-- Trade-order permutation: the closed trades' returns in a random order, compounded from the
-  initial capital (one equity point per trade). A product does not depend on the order, so the
+- Trade-order permutation: the closed trades' returns (and a position still open at the end,
+  at its marked P&L, as a last trade) in a random order, compounded from the initial capital
+  (one equity point per trade). A product does not depend on the order, so the
   final equity is the same on every path; the drawdowns are what changes.
 - Block bootstrap of the per-bar returns: circular block bootstrap (Politis & Romano 1992):
   blocks of ``block_bars`` consecutive returns (wrapping at the end) starting at uniformly
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from backtest.metrics import bar_returns
+from backtest.metrics import bar_returns, drawdown_series
 from backtest.result import BacktestResult
 
 PERCENTILES = (5, 50, 95)
@@ -52,7 +53,7 @@ class MonteCarloSummary:
 def _max_drawdown_pct(paths: np.ndarray) -> np.ndarray:
     """Per row of equity paths (the first column the starting capital): max drawdown in %."""
     peak = np.maximum.accumulate(paths, axis=1)
-    return -np.min(paths / peak - 1.0, axis=1) * 100.0
+    return -np.min(paths / peak - 1.0, axis=1) * 100.0 + 0.0  # + 0.0: a flat path's -0.0 is 0.0
 
 
 def _percentiles(x: np.ndarray) -> dict[str, float]:
@@ -129,27 +130,60 @@ def bootstrap_returns(returns: Sequence[float], initial_usd: float, paths: int =
 
 
 def trade_returns(result: BacktestResult) -> np.ndarray:
-    """Each closed trade's P&L as a fraction of the equity before it opened (the last equity
-    point at or before ``entry_ms``), so that compounding them in their own order gives back
-    the run's final equity when the trades did not overlap and only they moved the equity."""
-    times, values = result.equity.times, result.equity.values
-    out = []
-    for trade in result.trades:
-        i = max(int(np.searchsorted(times, trade.entry_ms, side="right")) - 1, 0)
-        base = float(values[i]) if len(values) else result.initial_capital_usd
-        if base <= 0:
-            raise ValueError(f"equity {base!r} USD before the trade opened at {trade.entry_ms}; returns need positive equity")
-        out.append(trade.pnl_usd / base)
+    """Each closed trade's P&L as a fraction of the equity just before it opened (the last
+    equity point before ``entry_ms``: the point at ``entry_ms`` already holds the entry's fee
+    and slippage), and, when a position is still open at the end, its marked P&L as a last
+    (open) trade: the run's P&L the closed trades do not hold, over the equity just before the
+    position opened. Compounding them in their own order gives back the run's final equity
+    when the trades did not overlap and only they moved the equity."""
+    out = [trade.pnl_usd / _equity_before(result, trade.entry_ms) for trade in result.trades]
+    opened = _open_trade(result)
+    if opened is not None:
+        entry_ms, pnl_usd = opened
+        out.append(pnl_usd / _equity_before(result, entry_ms))
     return np.asarray(out, dtype=np.float64)
 
 
+def _equity_before(result: BacktestResult, at_ms: int) -> float:
+    """The equity at the last point before ``at_ms`` (the initial capital before the first)."""
+    times, values = result.equity.times, result.equity.values
+    i = int(np.searchsorted(times, at_ms, side="left")) - 1
+    base = float(values[i]) if i >= 0 else result.initial_capital_usd
+    if base <= 0:
+        raise ValueError(f"equity {base!r} USD before the trade opened at {at_ms}; returns need positive equity")
+    return base
+
+
+def _open_trade(result: BacktestResult) -> tuple[int, float] | None:
+    """(opened at, marked P&L) of what is still held at the end of the run, or None when it
+    ends flat. It opened where the last stretch of non-zero exposure began; its P&L is the
+    final equity less the initial capital and the closed trades' P&L (the entry's costs and
+    the mark at the end included)."""
+    exposure = np.asarray(result.exposure, dtype=np.float64)
+    if not len(exposure) or exposure[-1] == 0:
+        return None
+    flat = np.flatnonzero(exposure == 0)
+    first = int(flat[-1]) + 1 if len(flat) else 0
+    pnl = result.final_equity_usd - result.initial_capital_usd - sum(t.pnl_usd for t in result.trades)
+    return int(result.equity.times[first]), float(pnl)
+
+
+def _actual(summary: MonteCarloSummary, result: BacktestResult) -> MonteCarloSummary:
+    """``summary`` with the run's own final equity and max drawdown as the actual figures."""
+    dd = drawdown_series(result.equity.values)
+    worst = float(-dd.min()) * 100.0 + 0.0 if len(dd) else 0.0  # + 0.0: a flat curve's -0.0 is 0.0
+    return replace(summary, actual_final_equity_usd=float(result.final_equity_usd), actual_max_drawdown_pct=worst)
+
+
 def trade_permutation(result: BacktestResult, paths: int = 1000, seed: int = 0) -> MonteCarloSummary:
-    """``permute_trades`` on ``trade_returns(result)`` from the run's initial capital."""
-    return permute_trades(trade_returns(result), result.initial_capital_usd, paths, seed)
+    """``permute_trades`` on ``trade_returns(result)`` (an open position counted as a last
+    trade) from the run's initial capital; the actual figures are the run's."""
+    return _actual(permute_trades(trade_returns(result), result.initial_capital_usd, paths, seed), result)
 
 
 def block_bootstrap(result: BacktestResult, paths: int = 1000, block_bars: int | None = None,
                     seed: int = 0) -> MonteCarloSummary:
-    """``bootstrap_returns`` on the run's per-bar returns from its initial capital."""
+    """``bootstrap_returns`` on the run's per-bar returns from its initial capital; the actual
+    figures are the run's."""
     r = bar_returns(result.equity.values)
-    return bootstrap_returns(r, result.initial_capital_usd, paths, block_bars, seed)
+    return _actual(bootstrap_returns(r, result.initial_capital_usd, paths, block_bars, seed), result)

@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from backtest import notes
 from backtest.result import BacktestResult, ClosedTrade
 from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
@@ -79,9 +80,10 @@ class _CheckerMarket:
         return self.options.fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
 
 
-def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sleeve: Any, now_ms: int) -> Any:
-    """The checker's document at ``now_ms``, validated as the daemon validates it; None when
-    the check would fail."""
+def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sleeve: Any, now_ms: int
+                 ) -> tuple[Any, str | None]:
+    """The checker's document at ``now_ms``, validated as the daemon validates it, and None; or
+    None and why, when the check would fail."""
     from checkers import common
     from checkers.check_options import decide, read_positions
     from options.params import validate_params
@@ -93,9 +95,9 @@ def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sle
                            "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}
     try:
         doc.update(decide(s.strategy_name, underlying, params, positions, spot_held, market, now_ms))
-    except (GoTraderError, ValueError):
-        return None  # the check fails: this cycle has no intent for the strategy
-    return OptionsSignal.model_validate(json.loads(json.dumps(common._clean(doc), allow_nan=False)))
+    except (GoTraderError, ValueError) as e:
+        return None, str(e) or type(e).__name__  # the check fails: this cycle has no intent for the strategy
+    return OptionsSignal.model_validate(json.loads(json.dumps(common._clean(doc), allow_nan=False))), None
 
 
 def _marks(chain: Any, instruments: set[str]) -> dict[str, OptionMark]:
@@ -128,6 +130,7 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         raise ConfigError([f"{s.id} is an options strategy: the run needs an options source"])
     underlying = options_cycle.underlying_of(s)
     symbol = options_cycle.spot_symbol(underlying)
+    start_ms, data_notes = _clamp_to_data(s, options, underlying, start_ms, end_ms)
     t0 = -(-(start_ms - offset_ms) // step_ms) * step_ms + offset_ms
     ticks = list(range(t0 + step_ms, end_ms + 1, step_ms))
     if not ticks:
@@ -142,9 +145,13 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
     equity: list[tuple[int, float]] = [(t0, float(s.capital))]
     exposure = [0.0]
     chained, no_chain = 0, ""  # the ticks that had a chain, and why the last one without had none
+    tally = notes.Tally()
     for k, T in enumerate(ticks):
         now = utc_from_ms(T)
-        signal = _checker_doc(s, underlying, market, sleeve, T)
+        signal, failure = _checker_doc(s, underlying, market, sleeve, T)
+        tally.checked()
+        if failure is not None:
+            tally.check_failed(T, failure)
         intent = options_cycle.intent(s.id, underlying, signal) if signal is not None else None
         intents = [intent] if intent is not None else []
         quotes: dict[str, OptionMark] = {}
@@ -169,6 +176,8 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         for e in events:
             if e.kind == "fill":
                 fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"], "at_ms": T, **e.data})
+            elif e.kind == "rejected":
+                tally.refusal(T, str(e.data.get("code")), str(e.data.get("detail")))
         value = sleeve_equity(sleeve)
         equity.append((T, value if value is not None else equity[-1][1]))
         legs = sum(abs((p.mark_usd or 0.0) * p.quantity) for p in sleeve.option_positions)
@@ -179,11 +188,12 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         raise DataError(f"{s.id}: no {underlying} option chain at any of the {len(ticks)} daily steps from "
                         f"{utc_iso(utc_from_ms(ticks[0]))} to {utc_iso(utc_from_ms(ticks[-1]))} ({no_chain}); give a "
                         "--start and --end inside the chains the source holds")
+    tally.raise_if_nothing_decided(s.id, ticks[0], ticks[-1])
     from backtest.runner import slippage_usd
 
     o = config.options
     unsettled = sorted({p.instrument for p in sleeve.option_positions if p.expiry.timestamp() * 1000 <= ticks[-1]})
-    notes = () if not unsettled else (
+    settle = () if not unsettled else (
         f"{len(unsettled)} option leg(s) expired with no delivery price in the data and are still open, carried at "
         f"their last mark ({', '.join(unsettled)}): settlement needs the exchange's delivery price or the 1m, 5m or "
         "15m spot candles of the 30 minutes before 08:00 UTC (go-trader download-data --timeframes 1m); the final "
@@ -195,8 +205,28 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
         fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
         params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
                                         "delivery_fee_pct": o.fees.delivery_pct},
-        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}", notes=notes,
+        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}",
+        notes=notes.alone(config, s) + data_notes + settle + tally.notes(),
     )
+
+
+def _clamp_to_data(s: StrategyConfig, options: Any, underlying: str, start_ms: int, end_ms: int
+                   ) -> tuple[int, tuple[str, ...]]:
+    """The run's start: ``start_ms``, or the first chain snapshot of the underlying when that is
+    later (the days before it could decide nothing: a flat stretch there would skew every
+    annualised figure), with a note saying so. (The spot candles of BTC and ETH start years
+    before any chain; a day without them is a failed check, counted in the notes.)"""
+    from backtest.data_span import chain_span_ms
+
+    chains = chain_span_ms(options, underlying)
+    if chains is None or chains[0] <= start_ms:
+        return start_ms, ()
+    if chains[0] >= end_ms:
+        raise DataError(f"{s.id}: the {underlying} option chains run from {notes.when(chains[0])} to "
+                        f"{notes.when(chains[1])}, after the end {notes.when(end_ms)} of the run; give a --start and "
+                        "--end inside them")
+    return chains[0], (f"the {underlying} option chains start at {notes.when(chains[0])}, after the requested start "
+                       f"{notes.when(start_ms)}: the run starts there",)
 
 
 def option_round_trips(fills: list[dict[str, Any]]) -> tuple[ClosedTrade, ...]:

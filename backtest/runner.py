@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from backtest import skip
+from backtest import notes, skip
 from backtest.result import BacktestResult, ClosedTrade, Curve
 from backtest.signals import Decisions, decisions
 from market.base import Candles, MarketSource
@@ -87,9 +87,14 @@ def with_costs(config: Config, *, fee_pct: float | None = None, slippage_pct: fl
         execution = execution.model_copy(update={"slippage_pct": slippage_pct})
     strategies = config.strategies
     if capital is not None:
-        capital = _as_field(StrategyConfig, "capital", capital, "--capital", "each strategy's starting cash in USD")
+        capital = check_capital(capital)
         strategies = [s.model_copy(update={"capital": capital}) for s in strategies]
     return config.model_copy(update={"execution": execution, "strategies": strategies})
+
+
+def check_capital(capital: float) -> float:
+    """``--capital`` checked as a strategy's ``capital`` in a config file (ConfigError names it)."""
+    return _as_field(StrategyConfig, "capital", capital, "--capital", "each strategy's starting cash in USD")
 
 
 def _as_field(model: type[BaseModel], name: str, value: float, option: str, what: str) -> float:
@@ -192,7 +197,10 @@ def replay_spot(config: Config, s: StrategyConfig, market: SpotMarket, start_ms:
 
     ``reference``: call ``step`` on every tick (the plain run the fast one must equal);
     ``per_bar``: decide with the checker's code on every bar (no fast indicator path);
-    ``on_event`` sees every engine event (blocks, rejections, holds too)."""
+    ``on_event`` sees every engine event (blocks, rejections, holds too). A start before the
+    data of the strategy's symbols moves to where it begins; that, the checks that failed and
+    the orders refused are the result's notes (backtest/notes.py), and a run where every
+    check failed is refused (DataError)."""
     return replay_spot_state(config, s, market, start_ms, end_ms, reference=reference, per_bar=per_bar,
                              progress=progress, decided=decided, on_event=on_event)[0]
 
@@ -228,6 +236,7 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
     tf = s.timeframe or "1h"
     bar_ms = timeframe_ms(tf)
     candles, symbol = market.candles, s.symbols[0]
+    start_ms, data_notes = _clamp_to_data(s, market, start_ms)
     ticks, t0 = _ticks(start_ms, end_ms, tf)
     if not len(ticks):
         raise ConfigError([f"the run from {utc_from_ms(start_ms)} to {utc_from_ms(end_ms)} holds no whole {tf} bar; "
@@ -255,6 +264,8 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
     sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
     # a bar is passed for the stops at the tick it closes at
     new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
+    tally = _check_tally(candles, decided, ticks, due, fresh, last_closed)
+    tally.raise_if_nothing_decided(s.id, int(ticks[0]), int(ticks[-1]))
 
     rules = {s.id: engine_rules.sleeve_rules(config, s)}
     account = engine_rules.account_rules(config)
@@ -302,6 +313,9 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         if due[k]:
             sleeve.last_run_at = now
         _collect(run, events)
+        for e in events:
+            if e.kind == "rejected":
+                tally.refusal(T, str(e.data.get("code")), str(e.data.get("detail")))
         if on_event is not None:
             for e in events:
                 on_event(e)
@@ -336,8 +350,49 @@ def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int
         exposure=(0.0, *exposure.tolist()), trades=closed_trades(run.fills), fills=tuple(run.fills),
         fees_usd=float(sum(f["fee_usd"] for f in run.fills)), slippage_usd=slippage_usd(run.fills),
         benchmark=bench, params=dict(s.params), costs=costs, source=market.source,
+        notes=notes.alone(config, s) + data_notes + tally.notes(),
     )
     return result, run.state
+
+
+def _clamp_to_data(s: StrategyConfig, market: SpotMarket, start_ms: int) -> tuple[int, tuple[str, ...]]:
+    """The run's start: ``start_ms``, or where the data of all the strategy's symbols starts
+    when that is later (the bars before it hold no price: a flat stretch there would skew
+    every annualised figure), with a note saying so."""
+    firsts = [(int(c.ts_ms[0]), sym) for c, sym in ((market.candles, s.symbols[0]),
+                                                    (market.candles_b, s.symbols[-1])) if c is not None and len(c)]
+    if not firsts or max(firsts)[0] <= start_ms:
+        return start_ms, ()
+    first_ms, symbol = max(firsts)
+    return first_ms, (f"the {symbol} {s.timeframe or '1h'} data starts at {notes.when(first_ms)}, after the "
+                      f"requested start {notes.when(start_ms)}: the run starts there",)
+
+
+def _check_tally(candles: Candles, decided: Decisions, ticks: np.ndarray, due: np.ndarray, fresh: np.ndarray,
+                 last_closed: np.ndarray) -> notes.Tally:
+    """The checks of the due ticks and those that failed: stale candles (the daemon's
+    ``check_fresh``) or the checker's own DataError on that bar."""
+    from market.base import check_fresh
+
+    tally = notes.Tally()
+    tally.checked(int(due.sum()))
+    stale = np.flatnonzero(due & ~fresh)
+    if len(stale):
+        k = int(stale[0])
+        reason = "the candles are more than 2 bars behind the clock"
+        try:
+            check_fresh(candles.head(max(int(last_closed[k]) + 1, 0)), int(ticks[k]))
+        except DataError as e:
+            reason = str(e)
+        tally.check_failed(int(ticks[k]), reason, len(stale))
+    if decided.failed:
+        bad = np.zeros(len(candles), dtype=bool)
+        bad[list(decided.failed)] = True
+        errored = np.flatnonzero(due & fresh & bad[np.maximum(last_closed, 0)])
+        if len(errored):
+            k = int(errored[0])
+            tally.check_failed(int(ticks[k]), decided.failed[int(last_closed[k])], len(errored))
+    return tally
 
 
 def _fill_quiet(quiet: list[tuple[int, int, float, float, float]], mark_px: np.ndarray, equity: np.ndarray,

@@ -19,7 +19,7 @@ Pure: candles in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,11 +34,14 @@ WINDOW_FREE = frozenset({"sma_crossover", "bollinger_bands", "mean_reversion", "
 @dataclass(frozen=True)
 class Decisions:
     """``signal[i]``: the checker's signal when bar i has just closed (int8); ``stop[i]``: the
-    protective stop it gave with a buy (NaN: none); ``path``: "series" or "per_bar"."""
+    protective stop it gave with a buy (NaN: none); ``path``: "series" or "per_bar";
+    ``failed``: the bars where the checker's check failed (DataError), with its message (their
+    signal is 0: no decision)."""
 
     signal: np.ndarray
     stop: np.ndarray
     path: str
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 def decisions(name: str, candles: Candles, params: Mapping[str, Any], candles_b: Candles | None = None,
@@ -71,6 +74,7 @@ def _per_bar(name: str, candles: Candles, params: Mapping[str, Any], candles_b: 
     n = len(candles)
     signal = np.zeros(n, dtype=np.int8)
     stop = np.full(n, np.nan)
+    failed: dict[int, str] = {}
     close_b = candles_b.ts_ms + candles_b.tf_ms if candles_b is not None else None
     for i in range(first, n):
         now_ms = candles.close_time_ms(i)
@@ -81,9 +85,10 @@ def _per_bar(name: str, candles: Candles, params: Mapping[str, Any], candles_b: 
             window_b = candles_b.head(j).tail(limit)
         try:
             doc = decide(name, window, params, window_b, now_ms)
-        except DataError:
-            continue  # the checker would fail this check: no decision
+        except DataError as e:
+            failed[i] = str(e)  # the checker would fail this check: no decision
+            continue
         signal[i] = doc["signal"]
         if "stop_price" in doc:
             stop[i] = doc["stop_price"]
-    return Decisions(signal, stop, "per_bar")
+    return Decisions(signal, stop, "per_bar", failed)

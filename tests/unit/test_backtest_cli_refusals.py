@@ -39,6 +39,18 @@ WALK = [*FLAGS, "--days", "400", "--walk-forward", '{"fast": [10, 15]}']
     ([*WALK, "--workers", "100000"], "argument --workers: 100000: give a number of processes, 1 to 256"),
     ([*WALK, "--workers", "two"], "argument --workers: 'two' is not a whole number"),
     ([*WALK, "--objective", "nope"], "argument --objective: invalid choice: 'nope'"),
+    ([*FLAGS, "--days", "5", "--capital", "0"], "--capital 0.0: input should be greater than 0; it is each "
+                                                "strategy's starting cash in USD"),
+    (["backtest", "--source", "synthetic", "--mode", "compare", "--symbols", "BTC/USDT", "--days", "5", "--capital",
+      "0"], "--capital 0.0: input should be greater than 0; it is each strategy's starting cash in USD"),
+    ([*WALK, "--html", "r.html"], "--html does not apply to --walk-forward; the walk-forward writes its "
+                                  "out-of-sample result with --json OUT"),
+    ([*WALK, "--monte-carlo", "10"], "--monte-carlo does not apply to --walk-forward"),
+    ([*WALK, "--lookahead-check"], "--lookahead-check does not apply to --walk-forward"),
+    ([*WALK, "--mode", "compare"], "--mode compare does not apply to --walk-forward"),
+    ([*FLAGS, "--days", "5", "--workers", "2", "--train-days", "9"],
+     "--train-days, --workers only apply to a walk-forward; add --walk-forward GRID, or drop them"),
+    ([*FLAGS, "--days", "5", "--dask-scheduler", "tcp://x:1"], "--dask-scheduler only applies to a walk-forward"),
 ])
 def test_a_bad_option_is_refused_with_exit_2_and_no_traceback(args, message, capsys):
     try:
@@ -59,6 +71,17 @@ def test_a_config_run_checks_the_capital_override(tmp_path, capsys):
                       ("2e12", "--capital 2000000000000.0: input should be less than or equal to 1000000000000")):
         assert main(["backtest", "--config", str(config), "--days", "3", "--capital", bad]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_a_config_run_refuses_the_flags_that_only_build_a_config(tmp_path, capsys):
+    config = write_config(tmp_path, [{"id": "a", "type": "spot", "script": "check_strategy.py",
+                                      "args": ["rsi", "BTC/USDT", "1h"], "capital": 800}],
+                          checkers_dir=str(REPO / "checkers"))
+    for flag, value, said in (("--symbols", "ETH/USDT", "each strategy's symbols come from the config"),
+                              ("--timeframe", "4h", "each strategy's timeframe comes from the config"),
+                              ("--params", '{"period": 3}', "each strategy's parameters come from the config")):
+        assert main(["backtest", "--config", str(config), "--source", "synthetic", "--days", "3", flag, value]) == 2
+        assert f"{flag} is for a run without --config; with --config {said}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("where", "message"), [
@@ -83,11 +106,16 @@ def test_report_folders_are_created_and_a_failed_write_says_where(tmp_path, caps
     assert "the HTML report: could not write /proc/no-such-report.html" in err and "Traceback" not in err, err
 
 
-def test_an_options_run_with_no_chain_in_its_range_says_so(shared_data, capsys):
-    # the real chains end on 2026-08-22: a month of November has none
+def test_an_options_run_outside_the_chains_says_so(shared_data, capsys):
+    # the real chains run from 2025-12-30 to 2026-08-22: November 2026 is past their end (refused as
+    # a spot run past its candles is), June 2025 before their start
     args = ["backtest", "--source", "files", "--data-root", str(shared_data), "--strategy", "covered_calls",
-            "--symbols", "BTC", "--start", "2026-11-01", "--end", "2026-11-30"]
-    assert main(args) == 1
+            "--symbols", "BTC"]
+    assert main([*args, "--start", "2026-11-01", "--end", "2026-11-30"]) == 2
     err = capsys.readouterr().err
-    assert "covered_calls-btc: no BTC option chain at any of the 28 daily steps from 2026-11-02T10:00:00Z" in err, err
-    assert "give a --start and --end inside the chains the source holds" in err
+    assert ("--end 2026-11-30T00:00:00+00:00 is after the end of the data (2026-08-22T10:35:36.141000+00:00), where "
+            "the BTC option chains of covered_calls-btc (the last taken at 2026-08-22T09:35:36.141000Z) end") in err, err
+    assert main([*args, "--start", "2025-06-01", "--end", "2025-07-01"]) == 1
+    err = capsys.readouterr().err
+    assert ("covered_calls-btc: the BTC option chains run from 2025-12-30T17:31:15.944000Z to 2026-08-22T09:35:36.141000Z, "
+            "after the end 2025-07-01T00:00:00Z of the run") in err, err

@@ -108,3 +108,33 @@ def test_permutation_keeps_the_product_and_percentiles_are_ordered(returns: list
     assert s.final_equity_usd["p95"] == pytest.approx(final, rel=1e-9, abs=1e-12)
     dd = s.max_drawdown_pct
     assert 0 <= dd["p5"] <= dd["p50"] <= dd["p95"] <= 100
+
+
+def test_a_trade_return_is_taken_on_the_equity_before_its_entry_costs() -> None:
+    """The point at entry_ms already holds the entry's fee (999 after a 1 USD fee): the base is
+    the 1000 just before it."""
+    run = result([1000.0, 999.0, 1099.0], trades=[trade(99.0, T0_MS + DAY_MS, T0_MS + 2 * DAY_MS)],
+                 exposure=[0.0, 1.0, 0.0])
+    assert list(mc.trade_returns(run)) == pytest.approx([0.099])
+
+
+def test_a_position_open_at_the_end_is_a_last_trade_and_the_actual_figures_are_the_runs() -> None:
+    """One round trip (+100), then a position opened at day 4 (after a 2 USD fee) and marked at
+    1200 at the end: its marked P&L (+100 on the 1100 before it) is the last trade, so every
+    permutation ends at the run's 1200, and the actual drawdown is the run's own (1100 -> 1098)."""
+    equity = [1000.0, 999.0, 1100.0, 1100.0, 1098.0, 1200.0]
+    run = result(equity, trades=[trade(100.0, T0_MS + DAY_MS, T0_MS + 2 * DAY_MS)],
+                 exposure=[0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    assert list(mc.trade_returns(run)) == pytest.approx([0.1, 100.0 / 1100.0])
+    s = mc.trade_permutation(run, paths=50, seed=0)
+    assert s.actual_final_equity_usd == 1200.0
+    assert s.final_equity_usd["p5"] == pytest.approx(1200.0) == s.final_equity_usd["p95"]
+    assert s.actual_max_drawdown_pct == pytest.approx(2.0 / 1100.0 * 100.0)
+    b = mc.block_bootstrap(run, paths=50, seed=0)
+    assert b.actual_final_equity_usd == 1200.0 and b.actual_max_drawdown_pct == s.actual_max_drawdown_pct
+
+
+def test_a_flat_run_has_a_drawdown_of_plus_zero() -> None:
+    s = mc.trade_permutation(result([1000.0, 1000.0, 1000.0]), paths=5)
+    for v in (s.actual_max_drawdown_pct, *s.max_drawdown_pct.values()):
+        assert v == 0.0 and math.copysign(1.0, v) == 1.0
