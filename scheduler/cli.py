@@ -437,6 +437,8 @@ def _unknown_command(name: str) -> int:
 
 
 COMMANDS["help"] = cmd_help
+#: the commands whose answer is one JSON document on stdout, whatever happens
+JSON_COMMANDS = (cmd_status, cmd_trade, cmd_reset_breaker, cmd_reset_kill_switch, cmd_reconcile)
 assert set(COMMANDS) == set(SUMMARIES), "every command needs a line in SUMMARIES"
 
 
@@ -452,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.memory import keep_openssl_out
 
         keep_openssl_out()
+    answers_json = command in JSON_COMMANDS
     try:
         return command(argv[1:]) if command else cmd_run(argv)
     except ConfigError as e:
@@ -459,9 +462,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         for problem in e.problems:
             print(f"  - {problem}", file=sys.stderr)
+        if answers_json:
+            print(json.dumps({"ok": False, "error": "configuration error", "problems": e.problems}, indent=2))
         return EXIT_CONFIG
     except GoTraderError as e:
         print(f"go-trader: {e}", file=sys.stderr)
+        if answers_json:  # its one JSON document on stdout, a failure's too (README: Commands)
+            print(json.dumps({"ok": False, "error": str(e)}, indent=2))
         return EXIT_FAILURE
 
 

@@ -258,7 +258,8 @@ def load_state(path: Path) -> State | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise StateError(f"cannot read state file {path}: {e.strerror}; fix its permissions") from e
+        fix = "give --state-file the state file, not a folder" if e.errno == errno.EISDIR else "fix its permissions"
+        raise StateError(f"cannot read state file {path}: {e.strerror}; {fix}") from e
     try:
         return _parse_state(raw, f"state file {path}")
     except StateError as e:

@@ -182,8 +182,16 @@ def test_a_missing_state_file_is_an_error_and_nothing_is_created(tmp_path: Path,
     result = run(command[0], "--config", str(config), *extra, *command[1:])
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert f"state file {state} does not exist" in result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    answer = json.loads(result.stdout)  # the command's one JSON document, a failure's too
+    assert answer["ok"] is False and f"state file {state} does not exist" in answer["error"]
     assert listing(tmp_path) == before
+
+
+def test_a_folder_given_as_the_state_file_says_so(tmp_path: Path) -> None:
+    result = run("status", "--config", str(_config(tmp_path)), "--state-file", str(tmp_path))
+    assert result.returncode == 1 and "give --state-file the state file, not a folder" in result.stderr
+    assert json.loads(result.stdout)["ok"] is False
 
 
 def test_status_after_a_cycle_still_works(tmp_path: Path) -> None:
