@@ -350,7 +350,10 @@ class Daemon(ControlMixin):
             reason = f"the fetch step failed ({e})"
             if stop is None or not stop.is_set():
                 write_fetch_failed(Path(env["GO_TRADER_CACHE_DIR"]), reason)  # checkers fail at once, not refetch
-            self.logs.scheduler.error(f"Fetch step failed ({e}); this cycle's checks fail without fetching again")
+            if stop is not None and stop.is_set():  # killed on purpose: the cycle is abandoned, no fault
+                self.logs.scheduler.info("Fetch step stopped: a stop was requested")
+            else:
+                self.logs.scheduler.error(f"Fetch step failed ({e}); this cycle's checks fail without fetching again")
             self.logs.event("fetch_failed", cycle, None, reason=str(e))
             return {"source_failed": {"what": "fetch step", "error": reason, "error_class": "transient"}}
         failed = doc.get("source_failed")
@@ -635,7 +638,7 @@ class Daemon(ControlMixin):
                            controls_enabled=self.server is not None and bool(os.environ.get(STATUS_TOKEN_ENV)),
                            notifications=self.notify.status(self))
         self.snapshot.status_body = json.dumps(doc, separators=(",", ":")).encode()
-        self.snapshot.metrics_body = metrics.render(doc, self.counters, healthy=self._health()[0] == 200)
+        self.snapshot.metrics_body = metrics.render(doc, self.counters)  # go_trader_up: per scrape
         self.snapshot.health = self._health
         self.snapshot.control = self.submit
         self.snapshot.history = self._history_answer

@@ -330,7 +330,10 @@ def main() -> None:
         import pkgutil  # noqa: F401 - runpy.run_path imports it when first called: once here, not per child
 
         _preload(preload)
-    control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    try:
+        control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    except OSError:  # the daemon went (kill -9) while this started: nobody to serve, nothing to say
+        return
     serve(control, exec_python)
 
 
