@@ -46,8 +46,9 @@ from strategies.catalog import CATALOG, validate_params
 
 DEFAULT_CHECKERS_DIR = Path(checkers.__file__).resolve().parent
 DEFAULT_DRAWDOWN_PCT = {"spot": 60.0, "options": 40.0}
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,10}$")
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Used with fullmatch: with match, "$" also matches before a final "\n" ("mom\n" would pass).
+SYMBOL_RE = re.compile(r"[A-Z0-9]{2,15}/[A-Z0-9]{2,10}")
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 STATUS_TOKEN_ENV = "GO_TRADER_STATUS_TOKEN"
 
@@ -108,8 +109,8 @@ def _check_spot_args(a: list[str]) -> None:
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(CATALOG)}"
         raise ValueError(f"args[0]: unknown spot strategy {name!r}{hint}")
     for sym in a[1:2] + a[3:]:
-        if not SYMBOL_RE.match(sym):
-            raise ValueError(f"symbol {sym!r} must look like 'BTC/USDT' (upper case BASE/QUOTE)")
+        if not SYMBOL_RE.fullmatch(sym):
+            raise ValueError(f"symbol {_clip(repr(sym), 40)} must look like 'BTC/USDT' (upper case BASE/QUOTE)")
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"args[2]: timeframe {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
     needs_b = CATALOG[name].needs_second_symbol
@@ -232,9 +233,9 @@ class StrategyConfig(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not ID_RE.match(v):
+        if not ID_RE.fullmatch(v):
             raise ValueError(
-                f"id {v!r} must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a "
+                f"id {_clip(repr(v), 80)} must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a "
                 "letter or digit (it names the strategy's log file)"
             )
         if v.lower() == "scheduler":
@@ -417,20 +418,56 @@ class HistoryConfig(_Model):
     max_bytes: int = Field(4 * 1_048_576, ge=65_536, le=1 << 30)
 
 
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch
+#: what a Telegram bot token looks like (<bot id>:<secret>), and an http(s) URL
+_BOT_TOKEN_RE = re.compile(r"(?<![0-9])[0-9]{3,}:[A-Za-z0-9_-]{6,}")
+#: the incoming-webhook URLs of Discord and Slack (the URL is the credential)
+_WEBHOOK_URL_RE = re.compile(r"https?://\S*(?:discord(?:app)?\.com/api/webhooks|hooks\.slack\.com)\S*",
+                             re.IGNORECASE)
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://", re.ASCII)
 
 
-def _env_name(v: str) -> str:
-    if not _ENV_NAME_RE.match(v):
-        raise ValueError(f"{_clip(repr(v), 60)} is not an environment variable name (letters, digits and '_', "
-                         "not starting with a digit); name the variable that holds the secret, never the secret")
+def _looks_like(value: str) -> str:
+    """What a value that should not be there resembles, for a message that never shows it."""
+    if _BOT_TOKEN_RE.search(value):
+        return "a Telegram bot token"
+    if _URL_RE.match(value.strip()):
+        return "a URL"
+    return ""
+
+
+def _env_name(v: str, holds: str, default: str) -> str:
+    """``v`` when it is an environment variable name; else a ValueError that describes it without
+    showing it (it is often the secret itself, pasted into the wrong field)."""
+    if not _ENV_NAME_RE.fullmatch(v):
+        like = _looks_like(v)
+        what = f"looks like {like}, and is not" if like else "is not"
+        raise ValueError(f"the value ({len(v)} characters, not shown: it may be the secret) {what} an environment "
+                         f"variable name; put {holds} in an environment variable (e.g. "
+                         f"export {default}=...) and write that variable's name here: letters, digits and '_', "
+                         "not starting with a digit, at most 128 characters")
     return v
 
 
+_BOT_USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")  # fullmatch; Telegram's rule for usernames
+_HTTP_BASE_RE = re.compile(r"(https?)://([^\s/?#@]+)(/[^\s?#]*)?")  # fullmatch
+
+
 def _http_base(v: str) -> str:
-    if not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
-        raise ValueError(f"{_clip(repr(v), 80)} must be an http:// or https:// base URL such as "
-                         "https://api.telegram.org")
+    """``v`` without a trailing '/' when it is a plain http(s) base URL; else a ValueError that
+    never shows the value (a token is often pasted into it: .../bot<token>)."""
+    m = _HTTP_BASE_RE.fullmatch(v)
+    shown = f"the value ({len(v)} characters, not shown: it may hold the bot token)"
+    # in a valid URL only the path can hold a token (host:port looks like one: 127.0.0.1:18301)
+    if _BOT_TOKEN_RE.search(v if m is None else m.group(3) or "") or re.search(r"/bot[^/]*:", v):
+        raise ValueError(f"{shown} looks like it holds a Telegram bot token; give only the Bot API's base URL, "
+                         "such as https://api.telegram.org (go-trader adds /bot<token>/...), and put the token "
+                         "in the environment variable that token_env names")
+    if m is None:
+        authority = re.split(r"[/?#]", v.partition("://")[2], maxsplit=1)[0]
+        problem = ("it holds a user name or password (user:secret@host); remove them" if "@" in authority
+                   else "it must be an http:// or https:// URL with a host and no query, fragment or white space")
+        raise ValueError(f"{shown} is not a usable base URL: {problem}; for example https://api.telegram.org")
     return v.rstrip("/")
 
 
@@ -457,8 +494,25 @@ class TelegramConfig(_Model):
     chat_interval_s: float = Field(1.0, ge=0, le=60)
     group_interval_s: float = Field(3.0, ge=0, le=600)
 
-    _token_env = field_validator("token_env")(classmethod(lambda cls, v: _env_name(v)))
+    #: this bot's username (without '@'): a command addressed /cmd@name runs only when name is this;
+    #: unset, such commands are limited (scheduler.notify.commands.addressed)
+    bot_username: str | None = None
+
+    _token_env = field_validator("token_env")(classmethod(
+        lambda cls, v: _env_name(v, "the bot token from @BotFather", "GO_TRADER_TELEGRAM_TOKEN")))
     _api_base = field_validator("api_base")(classmethod(lambda cls, v: _http_base(v)))
+
+    @field_validator("bot_username")
+    @classmethod
+    def _bot_username(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        name = v.removeprefix("@")
+        if not _BOT_USERNAME_RE.fullmatch(name):
+            raise ValueError(f"the value ({len(v)} characters, not shown) is not a Telegram username: 5 to 32 "
+                             "letters, digits and '_', starting with a letter, e.g. my_trader_bot (what @BotFather "
+                             "gave you, with or without the '@')")
+        return name
 
 
 class WebhookConfig(_Model):
@@ -469,7 +523,8 @@ class WebhookConfig(_Model):
     max_chars: int = Field(2000, ge=200, le=40_000)
     interval_s: float = Field(1.0, ge=0, le=600)
 
-    _url_env = field_validator("url_env")(classmethod(lambda cls, v: _env_name(v)))
+    _url_env = field_validator("url_env")(classmethod(
+        lambda cls, v: _env_name(v, "the webhook's URL", "GO_TRADER_WEBHOOK_URL")))
 
 
 class NotificationsConfig(_Model):
@@ -600,6 +655,12 @@ def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str
     if not loc and err["type"] == "value_error":
         return msg  # a cross-check: the message starts with its own path
     got = err.get("input")
+    if loc[:1] == ("notifications",) and isinstance(got, str):
+        # a string there may be the token or URL itself, pasted into the wrong field: never shown
+        what = f"got a string of {len(got)} characters (not shown: it may be a secret)"
+        if err["type"] in _NUMBER_ERRORS:
+            return f"{path}: expected {_NUMBER_ERRORS[err['type']]}, {what}; write a number without quotes"
+        return f"{path}: {msg}" + ("" if err["type"] == "value_error" else f" ({what})")
     if len(err["loc"]) > len(loc) and err["loc"][-1] in ("int", "float") and "params" in loc:
         msg = "a parameter value must be a number"
         if isinstance(got, bool):
@@ -676,6 +737,14 @@ def _secret_paths(node: Any, path: str = "") -> dict[str, str]:
     return found
 
 
+def redact_secrets(text: str) -> str:
+    """``text`` with anything shaped like a Telegram bot token or a Discord/Slack webhook URL
+    replaced: the last guard of the promise that a secret in the config is never echoed,
+    whatever field it was pasted into."""
+    text = _WEBHOOK_URL_RE.sub("<a webhook URL, not shown>", text)
+    return _BOT_TOKEN_RE.sub("<a bot token, not shown>", text)
+
+
 def _under(path: str, prefixes: dict[str, str]) -> bool:
     return any(path == p or path.startswith((p + ".", p + "[")) for p in prefixes)
 
@@ -716,7 +785,7 @@ def parse_config(raw: Any, *, base_dir: Path, checkers_dir: Path | None = None) 
                         if not _under(_path(_error_loc(err)), secrets))
         config = None
     if problems:
-        raise ConfigError(sorted(dict.fromkeys(problems)))
+        raise ConfigError(sorted(dict.fromkeys(redact_secrets(p) for p in problems)))
     assert config is not None
     return config
 
@@ -912,14 +981,14 @@ def checkers_dir(config: Config, config_path: Path) -> Path:
 # Start-up checks that need the file system (read only) and the environment
 
 
-_PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+_PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")  # fullmatch
 
 
 def status_problems(config: Config, env: Mapping[str, str]) -> list[str]:
     """The status server's bind and token, checked before anything starts. Never shows the token."""
     token = env.get(STATUS_TOKEN_ENV) or ""
     problems = []
-    if token and not _PRINTABLE_TOKEN.match(token):
+    if token and not _PRINTABLE_TOKEN.fullmatch(token):
         problems.append(f"{STATUS_TOKEN_ENV}: the token must be printable ASCII with no space at either end, "
                         "or no HTTP client can send it (its value is not shown)")
     if not is_loopback_host(config.status.host) and not token:

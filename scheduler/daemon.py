@@ -53,6 +53,7 @@ from scheduler.history import history_path
 from scheduler.http_status import Snapshot, StatusServer
 from scheduler.logs import Logs
 from scheduler.memory import release_free_memory
+from scheduler.notify.messages import price, quantity
 from scheduler.notify.service import NotifyService
 from scheduler.runner import ForkLauncher, Job, JobResult, Launcher, SubprocessLauncher, run_jobs
 from scheduler.sdnotify import Notifier
@@ -524,7 +525,7 @@ class Daemon(ControlMixin):
                                           verdict.stop_price))
             else:
                 assert isinstance(verdict, OptionsSignal)
-                legs = "; ".join(f"{a.action} {a.quantity:g} {a.instrument} @ {a.premium:.4f} ({a.pricing})"
+                legs = "; ".join(f"{a.action} {quantity(a.quantity)} {a.instrument} @ {a.premium:.4f} ({a.pricing})"
                                  for a in verdict.actions)
                 outcome = verdict.skip_reason or (f"proposed {legs}; score {verdict.actions[0].score}"
                                                   if verdict.actions else "hold")
@@ -550,7 +551,7 @@ class Daemon(ControlMixin):
             if check is None or e.kind not in ("fill", "rejected", "hold"):
                 continue
             if e.kind == "fill":
-                text = f"{e.data['side']} {e.data['quantity']:g} {e.data['symbol']} @ {e.data['fill_price']:.2f}"
+                text = f"{e.data['side']} {quantity(e.data['quantity'])} {e.data['symbol']} @ {price(e.data['fill_price'])}"
                 if e.data.get("reason") not in (None, "signal"):
                     text += f" ({e.data['reason']})"
             elif e.kind == "rejected":
@@ -674,12 +675,12 @@ class Daemon(ControlMixin):
             if o:  # premium in coin as Deribit quotes it, USD per contract at the index
                 where = (f" at the delivery price ${d['delivery_price']:.2f} ({d.get('delivery_method', 'unknown')})"
                          if d.get("delivery_price") is not None else f" from the {o['price_source']}")
-                log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} ({o['effect']} {o['position_side']}) @ "
+                log.info(f"{d['side'].upper()} {quantity(d['quantity'])} {d['symbol']} ({o['effect']} {o['position_side']}) @ "
                          f"{o['premium_coin']:.4f} {o['underlying']} = ${d['fill_price']:.2f}/contract{where} (fee "
                          f"${d['fee_usd']:.2f}, {d['reason']}){pnl} | cash ${sleeve.cash_usd:.2f}")
             else:
-                log.info(f"{d['side'].upper()} {d['quantity']:g} {d['symbol']} @ ${d['fill_price']:.2f} "
-                         f"(quote ${d['quote_price']:.2f}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl}{capped} | "
+                log.info(f"{d['side'].upper()} {quantity(d['quantity'])} {d['symbol']} @ {price(d['fill_price'])} "
+                         f"(quote {price(d['quote_price'])}, fee ${d['fee_usd']:.2f}, {d['reason']}){pnl}{capped} | "
                          f"cash ${sleeve.cash_usd:.2f}")
         elif e.kind == "rejected":
             log.warning(f"Order rejected [{d.get('code')}]: {d.get('detail')}")

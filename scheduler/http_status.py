@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
+from scheduler import metrics
 from scheduler.config import is_loopback_host as is_loopback
 from scheduler.control import BY_HTTP_MAX_CHARS, request_problem, text_problem
 from scheduler.engine.errors import ConfigError
@@ -266,7 +267,7 @@ def parse_history_query(query: str) -> tuple[int | None, str | None]:
     since_ms = None
     if since is not None:
         try:
-            if since.isdigit() and len(since) <= 16:
+            if since.isascii() and since.isdigit() and len(since) <= 16:  # isdigit alone takes '١٢'
                 since_ms = int(since)
             else:
                 t = datetime.fromisoformat(since.replace("Z", "+00:00"))
@@ -279,18 +280,49 @@ def parse_history_query(query: str) -> tuple[int | None, str | None]:
     return since_ms, params.get("strategy", [None])[-1]
 
 
+def unknown_strategy_problem(strategy: str | None, known: tuple[str, ...] | None) -> str | None:
+    """Why /history cannot answer for ``strategy``, or None (no strategy asked, or a known one;
+    before the first publish the ids are not known yet and nothing is refused)."""
+    if strategy is None or known is None or strategy in known:
+        return None
+    return (f"unknown strategy {strategy[:100]!r}; known: {', '.join(known) or 'none'} "
+            "(leave out strategy for all of them)")
+
+
 class Snapshot:
     """The committed /status body and the health verdict, swapped atomically."""
 
     def __init__(self) -> None:
         self.status_body = b'{"status":"starting"}'
-        #: Prometheus text for /metrics, rendered with each snapshot
+        #: Prometheus text for /metrics, rendered with each snapshot (``metrics`` adds what the
+        #: health verdict says at the time of the scrape)
         self.metrics_body = b""
         #: the /history answer for (since_ms, strategy): reads the history file
         self.history: Callable[[int | None, str | None], bytes] = lambda since_ms, strategy: b'{"points":[]}'
         self.health: Callable[[], tuple[int, dict]] = lambda: (503, {"status": "starting"})
         #: runs a control command on the main loop: (kind, args, by) -> result
         self.control: Callable[[str, dict, str], dict] | None = None
+        self._ids: tuple[bytes, tuple[str, ...] | None] = (b"", None)
+
+    def metrics(self) -> bytes:
+        """The /metrics body: the published samples, and those derived from ``health()`` now
+        (one rule for /health and go_trader_up, evaluated at the scrape, not at the last publish)."""
+        code, _ = self.health()
+        return self.metrics_body + metrics.health_text(code)
+
+    def strategy_ids(self) -> tuple[str, ...] | None:
+        """The configured strategy ids, as the published /status lists them; None before the
+        first publish (parsed once per published body)."""
+        body = self.status_body
+        seen, ids = self._ids  # one tuple: a concurrent request sees a pair that belongs together
+        if body is not seen:
+            try:
+                strategies = json.loads(body).get("strategies")
+                ids = tuple(s["id"] for s in strategies) if isinstance(strategies, list) else None
+            except (ValueError, TypeError, KeyError, AttributeError):
+                ids = None
+            self._ids = (body, ids)
+        return ids
 
 
 @dataclass(frozen=True)
@@ -379,12 +411,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/status":
             return self._send(200, snap.status_body)
         if path == "/metrics":
-            return self._send(200, snap.metrics_body, content_type=METRICS_CONTENT_TYPE)
+            return self._send(200, snap.metrics(), content_type=METRICS_CONTENT_TYPE)
         if path == "/history":
             try:
                 since_ms, strategy = parse_history_query(query)
             except ValueError as e:
                 return self._error(400, str(e))
+            problem = unknown_strategy_problem(strategy, snap.strategy_ids())
+            if problem:
+                return self._error(404, problem)
             return self._send(200, snap.history(since_ms, strategy))
         code, doc = snap.health()
         return self._send(code, json.dumps(doc).encode())

@@ -56,8 +56,9 @@ class _Writer:
             self.lines.append(f"{name}{_labels(labels)} {float(v)!r}")
 
 
-def render(status: Mapping[str, Any], counters: Counters, *, healthy: bool) -> bytes:
-    """The exposition text for one /status document and the daemon's counters."""
+def render(status: Mapping[str, Any], counters: Counters) -> bytes:
+    """The exposition text for one /status document and the daemon's counters. What depends on
+    the time of the scrape (``go_trader_up``) is not in it: ``health_text`` adds it per scrape."""
     w = _Writer()
     strategies = status.get("strategies", [])
 
@@ -111,8 +112,16 @@ def render(status: Mapping[str, Any], counters: Counters, *, healthy: bool) -> b
              [({}, counters.fetch_failures)])
     _options(w, strategies, account)
     _notifications(w, status.get("notifications") or {})
-    w.family("go_trader_up", "gauge", "1 while trading runs normally; 0 when halted or degraded.",
-             [({}, 1 if healthy else 0)])
+    return ("\n".join(w.lines) + "\n").encode()
+
+
+def health_text(health_code: int) -> bytes:
+    """The health-derived samples for a scrape, from the verdict /health gives at that moment
+    (the same function: the daemon's ``_health``), so a daemon that stopped cycling (/health 503
+    "stale") reads 0 here too, though nothing was published since."""
+    w = _Writer()
+    w.family("go_trader_up", "gauge", "1 while /health is 200; 0 when it is 503 (halted, degraded, stale or starting).",
+             [({}, 1 if health_code == 200 else 0)])
     return ("\n".join(w.lines) + "\n").encode()
 
 

@@ -28,8 +28,9 @@ class Fault:
 
 
 class FakeTelegram:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, username: str | None = None) -> None:
         self.token = token
+        self.username = username  # what getMe answers (None: getMe is a 404, as an API without it)
         self.sent: dict[int, list[str]] = defaultdict(list)
         self.sent_at: dict[int, list[float]] = defaultdict(list)
         self.attempts: list[tuple[float, int, int]] = []  # (monotonic time, chat id, status answered)
@@ -112,6 +113,8 @@ class FakeTelegram:
             return self._send(h, body)
         if method == "getUpdates":
             return self._get_updates(h, body)
+        if method == "getMe" and self.username:
+            return self._answer(h, 200, {"ok": True, "result": {"id": 1, "is_bot": True, "username": self.username}})
         return self._answer(h, 404, {"ok": False, "error_code": 404, "description": "Not Found"})
 
     def _take_fault(self) -> Fault | None:

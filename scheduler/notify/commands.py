@@ -1,9 +1,10 @@
 """Telegram commands: who may give them, what they say, and the read-only answers (pure).
 
 A command is honoured only from an allow-listed chat, and in a group (any chat that is
-not private) only from an allow-listed user. Trades (/long, /close) go to the daemon's
-control path with a request id made from the update id, so a poll that is answered
-again (after a crash, before the offset was saved) never trades twice.
+not private) only from an allow-listed user; one addressed to a bot by name
+(``/close@some_bot``) only when the name is this bot's (``addressed``). Trades (/long,
+/close) go to the daemon's control path with a request id made from the update id, so a
+poll that is answered again (after a crash, before the offset was saved) never trades twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from scheduler.config import StrategyConfig, TelegramCommandsConfig
 from scheduler.engine.models import State
 from scheduler.engine.step import account_equity, sleeve_equity
-from scheduler.notify.messages import signed_usd, usd
+from scheduler.notify.messages import price, quantity, signed_usd, usd
 
 HELP = ("go-trader commands:\n"
         "/status - the daemon and the account\n"
@@ -26,6 +27,8 @@ HELP = ("go-trader commands:\n"
         "/close SYMBOL [strategy] - close the position now\n"
         "/help - this list")
 COMMANDS = ("status", "positions", "pnl", "blocks", "long", "close", "help", "start")
+#: commands that only read: harmless to answer even when meant for another bot of the chat
+READ_ONLY = ("status", "positions", "pnl", "blocks", "help", "start")
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,43 @@ def allowed(u: Update, rules: TelegramCommandsConfig) -> bool:
     return u.user_id is not None and u.user_id in rules.user_ids
 
 
-def parse(text: str | None) -> tuple[str, list[str]] | None:
-    """("long", ["BTC/USDT"]) for "/long@my_bot BTC/USDT"; None for what is not a command."""
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: list[str]
+    #: the bot it is addressed to (``/long@my_bot``), as written; None for a bare ``/long``
+    to: str | None = None
+
+
+def parse(text: str | None) -> Command | None:
+    """Command("long", ["BTC/USDT"], "my_bot") for "/long@my_bot BTC/USDT"; None for what is not
+    a command."""
     if not text or not text.startswith("/"):
         return None
     words = text.split()
-    name = words[0][1:].split("@", 1)[0].lower()
-    return name, words[1:]
+    name, at, to = words[0][1:].partition("@")
+    return Command(name.lower(), words[1:], to if at else None)
+
+
+def addressed(cmd: Command, bot_username: str | None) -> str | None:
+    """Whether this bot runs ``cmd``: None when it does, else the answer refusing it, or "" to
+    ignore it without an answer (it is another bot's).
+
+    Telegram usernames are case-insensitive. A bare command is everyone's, as Telegram has
+    it. When this bot's own username is not known, a command addressed by name may be
+    another bot's: read-only ones are answered (a chat with one bot can write /pnl@its_bot),
+    a trade is refused with the way out, and an unknown command is ignored."""
+    if cmd.to is None:
+        return None
+    if bot_username:
+        return None if cmd.to.lower() == bot_username.lstrip("@").lower() else ""
+    if cmd.name in READ_ONLY:
+        return None
+    if cmd.name in COMMANDS:
+        return (f"not traded: /{cmd.name}@{cmd.to[:40]} is addressed to a bot by name, and this bot does not know "
+                f"its own username, so it cannot tell whether it is meant; send /{cmd.name} without @name, or set "
+                "notifications.telegram.bot_username in the config")
+    return ""
 
 
 def resolve(strategies: Sequence[StrategyConfig], state: State, action: str,
@@ -112,7 +145,7 @@ def trade_answer(action: str, sid: str, symbol: str, result: dict[str, Any]) -> 
     if result.get("ok") and fills:
         f = fills[-1]
         pnl = f", P&L {signed_usd(f['realized_pnl_usd'])}" if f.get("realized_pnl_usd") is not None else ""
-        return (f"{sid}: {f['side'].upper()} {f['quantity']:g} {f['symbol']} @ {usd(f['fill_price'])} "
+        return (f"{sid}: {f['side'].upper()} {quantity(f['quantity'])} {f['symbol']} @ {price(f['fill_price'])} "
                 f"(fee {usd(f.get('fee_usd'))}){pnl}{again}")
     rejected = [e for e in result.get("events", []) if e.get("kind") == "rejected"]
     code = f"[{rejected[-1].get('code')}] " if rejected else ""
@@ -139,9 +172,9 @@ def positions_answer(state: State, ids: Sequence[str]) -> str:
             continue
         for p in sl.positions.values():
             value = p.quantity * p.mark_price if p.mark_price is not None else None
-            lines.append(f"{sid}: {p.quantity:g} {p.symbol} @ {usd(p.entry_price)}, now {usd(value)}")
+            lines.append(f"{sid}: {quantity(p.quantity)} {p.symbol} @ {price(p.entry_price)}, now {usd(value)}")
         for o in sl.option_positions:
-            lines.append(f"{sid}: {o.side} {o.quantity:g} {o.instrument}")
+            lines.append(f"{sid}: {o.side} {quantity(o.quantity)} {o.instrument}")
     return "\n".join(lines) if lines else "no open positions"
 
 

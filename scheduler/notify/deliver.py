@@ -230,17 +230,30 @@ def poll_once(t: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return {"updates": updates, "error": None, "retry_after_s": None}
 
 
+def bot_username(t: dict[str, Any], timeout_s: float) -> str | None:
+    """This bot's username (getMe), so that a command addressed /cmd@name is run only when it is
+    this bot's; None when the Bot API does not say (then the daemon goes by its config)."""
+    try:
+        body = post_json(f"{t['api_base']}/bot{t['token']}/getMe", {}, timeout_s, [t["token"]])
+    except SendError:
+        return None
+    result = body.get("result") if body.get("ok") is True else None
+    name = result.get("username") if isinstance(result, dict) else None
+    return name if isinstance(name, str) and 0 < len(name) <= 64 else None
+
+
 def poll(request: dict[str, Any]) -> dict[str, Any]:
     """Long polls from the daemon's offset, one after another for up to ``session_s``, until one
     brings updates or fails: one process start per session, not per poll (the start is most of
     a poll's CPU), and a command is still seen as soon as Telegram hands it out."""
     t = request["telegram"]
     session_end = time.monotonic() + float(request.get("session_s", 0.0))
+    username = bot_username(t, float(request.get("timeout_s", 10.0)))
     while True:
         started = time.monotonic()
         answer = poll_once(t, float(request.get("timeout_s", 10.0)))
         if answer["updates"] or answer["error"] or time.monotonic() + int(t.get("poll_timeout_s", 0)) >= session_end:
-            return answer
+            return {**answer, "bot_username": username}
         time.sleep(max(0.0, started + 1.0 - time.monotonic()))  # a poll_timeout_s of 0 must not spin
 
 

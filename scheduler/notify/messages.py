@@ -9,13 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from scheduler.engine.models import State
 from scheduler.engine.step import Event, account_equity, sleeve_equity
 
+#: decimals the engine keeps in a quantity (scheduler/engine: amount steps, ``round(q, 12)``)
+QUANTITY_DECIMALS = 12
+
+
+def quantity(v: float) -> str:
+    """A quantity exactly as held: its shortest round-trip digits (float noise below the 12th
+    decimal dropped), no trailing zeros, never in scientific notation. 61.99947 -> "61.99947",
+    1e-07 -> "0.0000001", 2e6 -> "2000000"."""
+    text = format(Decimal(repr(round(float(v), QUANTITY_DECIMALS))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def price(v: float | None) -> str:
+    """A price in USD with all its digits (a price of 0.00001234 stays so), at least two decimals,
+    thousands grouped: 66916.8612 -> "$66,916.8612", 61.5 -> "$61.50"."""
+    if v is None:
+        return "unknown"
+    whole, _, frac = quantity(abs(v)).partition(".")
+    return f"{'-' if v < 0 else ''}${int(whole):,}.{frac.ljust(2, '0')}"
+
 
 def usd(v: float | None) -> str:
+    """An amount of money (value, P&L, fee), to the cent."""
     return "unknown" if v is None else f"${v:,.2f}"
 
 
@@ -24,7 +48,7 @@ def signed_usd(v: float) -> str:
 
 
 def _fill_line(sid: str, d: dict[str, Any]) -> str:
-    text = f"{sid}: {d['side'].upper()} {d['quantity']:g} {d['symbol']} @ {usd(d['fill_price'])}"
+    text = f"{sid}: {d['side'].upper()} {quantity(d['quantity'])} {d['symbol']} @ {price(d['fill_price'])}"
     if d.get("realized_pnl_usd") is not None:
         text += f", P&L {signed_usd(d['realized_pnl_usd'])}"
     text += f" (fee {usd(d.get('fee_usd', 0.0))}"

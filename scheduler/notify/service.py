@@ -142,6 +142,8 @@ class NotifyService:
         self.poll_runtime = DestinationRuntime()
         self._deliver: _Worker | None = None
         self._poll: _Worker | None = None
+        #: this bot's username as the Bot API's getMe said it (ahead of the config's bot_username)
+        self.bot_username: str | None = None
         self._stopping = False
         #: one guardian per kind of job, kept between jobs (a fresh one per job costs a python start)
         self._launchers: dict[str, Launcher] = {}
@@ -424,6 +426,7 @@ class NotifyService:
                 log.warning(f"Telegram commands: getUpdates failed: {error}"[:600])
             else:
                 self.poll_runtime.errors = 0
+            self.bot_username = result.get("bot_username") or self.bot_username
             updates = [commands.Update.from_json(u) for u in result.get("updates", [])]
             if updates:
                 self._commands(daemon, updates)
@@ -443,7 +446,7 @@ class NotifyService:
             offset = state.notify.telegram_offset
             if offset is not None and u.update_id < offset:
                 continue  # asked again after a restart: already handled
-            answer = handle(self, daemon, u)
+            answer = handle(self, daemon, u, bot_username=self.bot_username)
             state = self._target(daemon)  # a trade commits a new state
             if answer is not None:
                 self.enqueue(state, "answer", answer, daemon.clock.now(), to=f"telegram:{u.chat_id}")

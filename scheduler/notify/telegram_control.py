@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scheduler.control import error_text
 from scheduler.engine.errors import StateSaveError
 from scheduler.engine.models import AuditRecord
 from scheduler.notify import commands, outbox
@@ -18,8 +19,11 @@ if TYPE_CHECKING:
 IGNORED_KEPT = 100
 
 
-def handle(service: NotifyService, daemon: Daemon, u: commands.Update) -> str | None:
-    """The answer to one update, or None when it gets none (not a command, not allowed)."""
+def handle(service: NotifyService, daemon: Daemon, u: commands.Update, *,
+           bot_username: str | None = None) -> str | None:
+    """The answer to one update, or None when it gets none (not a command, not allowed, another
+    bot's). ``bot_username``: this bot's username as the Bot API said it (getMe), when known;
+    else ``notifications.telegram.bot_username``."""
     assert daemon.logs is not None and service.config.telegram is not None
     rules = service.config.telegram.commands
     assert rules is not None
@@ -31,10 +35,16 @@ def handle(service: NotifyService, daemon: Daemon, u: commands.Update) -> str | 
                 "notifications.telegram.commands (chat_ids, and in a group user_ids); logged once per chat")
             state.notify.ignored_chats = [*state.notify.ignored_chats, u.chat_id][-IGNORED_KEPT:]
         return None
-    parsed = commands.parse(u.text)
-    if parsed is None:
+    cmd = commands.parse(u.text)
+    if cmd is None:
         return None
-    name, args = parsed
+    name, args = cmd.name, cmd.args
+    refusal = commands.addressed(cmd, bot_username or service.config.telegram.bot_username)
+    if refusal == "":
+        return None  # another bot's command: not ours to run, answer or audit
+    if refusal is not None:
+        _audit(daemon, u, f"{name}@{cmd.to}", args, refusal)
+        return refusal
     ids = [s.id for s in daemon.config.strategies]
     if name in ("help", "start") or name not in commands.COMMANDS:
         answer = commands.HELP if name in ("help", "start") else f"unknown command /{name}\n\n{commands.HELP}"
@@ -63,7 +73,7 @@ def _trade(daemon: Daemon, u: commands.Update, name: str, args: list[str]) -> st
     try:
         result: dict[str, Any] = daemon.execute("trade", request, u.who)
     except (KeyError, ValueError) as e:  # as process_commands answers the CLI and HTTP
-        result = {"ok": False, "error": str(e).strip("'\"")}
+        result = {"ok": False, "error": error_text(e)}
     except StateSaveError as e:
         result = {"ok": False, "error": str(e)}
     return commands.trade_answer(name, sid, symbol, result)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from scheduler.engine import risk
+from scheduler.notify import messages
 from scheduler.state_store import audit_log_path, load_state
 from tests.fake_telegram import FakeTelegram
 from tests.integration.harness import spot
@@ -36,7 +37,7 @@ def test_commands_from_allow_listed_chats_go_through_the_control_path(tmp_path: 
                                       ("go-trader: running", "alpha: BUY", "beta: not traded", "2 strategies"))
         assert "account equity" in status
         [trade] = d.state.sleeves["alpha"].trades
-        assert trade.reason == "manual" and trade.side == "buy" and f"{trade.quantity:g} BTC/USDT" in alpha
+        assert trade.reason == "manual" and trade.side == "buy" and f"{messages.quantity(trade.quantity)} BTC/USDT" in alpha
         assert "MAX_DRAWDOWN" in beta and not d.state.sleeves["beta"].trades  # the block answers, nothing trades
         assert "/long BTC alpha" in which
         assert fake.texts(GROUP) == [next(t for t in fake.texts(GROUP))] and "alpha:" in fake.texts(GROUP)[0]

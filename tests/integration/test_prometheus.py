@@ -41,10 +41,10 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def test_the_dashboard_names_only_metrics_the_daemon_exports() -> None:
-    from scheduler.metrics import Counters, render
+    from scheduler.metrics import Counters, health_text, render
 
-    exported = {line.split()[2] for line in render({"strategies": [], "account": {}}, Counters(),
-                                                   healthy=True).decode().splitlines()
+    text = render({"strategies": [], "account": {}}, Counters()) + health_text(200)
+    exported = {line.split()[2] for line in text.decode().splitlines()
                 if line.startswith("# TYPE")}
     import re
 

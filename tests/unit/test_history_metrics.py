@@ -82,7 +82,7 @@ def test_metrics_parse_with_prometheus_own_parser_and_carry_the_numbers() -> Non
     counters = metrics.Counters(trades=Counter({("a", "buy", "signal"): 3, ("a", "sell", "stop"): 1}),
                                 check_failures=Counter({("a", "transient"): 2}), cycles=7, fetch_steps=7,
                                 last_cycle_seconds=1.25)
-    fam = _families(metrics.render(_status(), counters, healthy=True))
+    fam = _families(metrics.render(_status(), counters) + metrics.health_text(200))
     assert fam["go_trader_strategy_equity_usd"][0].value == 1010.0
     assert fam["go_trader_strategy_position_value_usd"][0].value == 1000.0
     trades = {(s.labels["side"], s.labels["reason"]): s.value for s in fam["go_trader_trades"]}
@@ -96,7 +96,7 @@ def test_metrics_parse_with_prometheus_own_parser_and_carry_the_numbers() -> Non
 
 
 def test_unknown_values_are_left_out_not_invented() -> None:
-    fam = _families(metrics.render(_status(equity=None), metrics.Counters(), healthy=False))
+    fam = _families(metrics.render(_status(equity=None), metrics.Counters()) + metrics.health_text(503))
     assert fam["go_trader_strategy_equity_usd"] == []
     assert fam["go_trader_strategy_position_value_usd"] == []
     assert fam["go_trader_account_drawdown_pct"] == []
@@ -106,6 +106,6 @@ def test_unknown_values_are_left_out_not_invented() -> None:
 def test_label_values_are_escaped() -> None:
     status = _status()
     status["strategies"][0]["id"] = 'we"ird\\id'
-    fam = _families(metrics.render(status, metrics.Counters(), healthy=True))
+    fam = _families(metrics.render(status, metrics.Counters()))
     assert fam["go_trader_strategy_cash_usd"][0].labels["strategy"] == 'we"ird\\id'
     json.dumps(status)

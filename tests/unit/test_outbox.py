@@ -15,7 +15,7 @@ from scheduler.engine.errors import StateError
 from scheduler.engine.models import SCHEMA_VERSION, LastCheck, State, new_sleeve
 from scheduler.engine.step import Event
 from scheduler.notify import messages, outbox
-from scheduler.notify.commands import Update, allowed, parse, resolve
+from scheduler.notify.commands import Command, Update, allowed, parse, resolve
 from scheduler.notify.text import split_text, utf16_units
 from scheduler.state_store import load_state, save_state
 
@@ -110,7 +110,8 @@ def test_commands_are_allowed_only_from_listed_chats_and_in_groups_from_listed_u
     assert allowed(Update(1, -100, "supergroup", 5, "a", "/status"), rules)
     assert not allowed(Update(1, -100, "supergroup", 6, "a", "/status"), rules)
     assert not allowed(Update(1, 7, "group", 6, "a", "/status"), rules)  # a group chat: the user must be listed
-    assert parse("/long@my_bot btc/usdt fast") == ("long", ["btc/usdt", "fast"]) and parse("hello") is None
+    assert parse("/long@my_bot btc/usdt fast") == Command("long", ["btc/usdt", "fast"], "my_bot")
+    assert parse("/pnl") == Command("pnl", []) and parse("hello") is None
 
 
 def test_resolve_names_the_strategy_or_says_which_to_choose(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def _families(text: bytes) -> dict[str, list]:
 
 
 def test_outbox_depth_and_delivery_counters_per_destination() -> None:
-    fam = _families(metrics.render(_status(), metrics.Counters(), healthy=True))
+    fam = _families(metrics.render(_status(), metrics.Counters()))
     depth = {(s.labels["channel"], s.labels["destination"]): s.value for s in fam["go_trader_outbox_messages"]}
     assert depth == {("telegram", "telegram:42"): 3.0, ("webhook", "webhook"): 0.0}
     delivered = {s.labels["destination"]: s.value for s in fam["go_trader_notifications_delivered"]}
@@ -38,7 +38,7 @@ def test_outbox_depth_and_delivery_counters_per_destination() -> None:
 
 
 def test_option_greeks_per_strategy_and_for_the_account() -> None:
-    fam = _families(metrics.render(_status(), metrics.Counters(), healthy=True))
+    fam = _families(metrics.render(_status(), metrics.Counters()))
     assert [(s.labels, s.value) for s in fam["go_trader_option_delta_usd"]] == [({"strategy": "wheel"}, 120.5)]
     assert {s.labels["strategy"] for s in fam["go_trader_option_theta_usd_per_day"]} == {"wheel", "new"}
     assert fam["go_trader_option_vega_usd_per_vol_pt"][0].value == -40.0
@@ -49,5 +49,5 @@ def test_option_greeks_per_strategy_and_for_the_account() -> None:
 def test_no_notifications_section_renders_no_outbox_samples() -> None:
     status = _status()
     del status["notifications"]
-    fam = _families(metrics.render(status, metrics.Counters(), healthy=True))
+    fam = _families(metrics.render(status, metrics.Counters()))
     assert fam["go_trader_outbox_messages"] == [] and fam["go_trader_outbox_dropped"] == []
