@@ -89,7 +89,7 @@ def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sle
     from options.params import validate_params
     from scheduler.signals import OptionsSignal
 
-    params = validate_params(s.strategy_name, dict(s.params))
+    params = validate_params(s.strategy_name, dict(s.params), underlying=underlying)
     positions, spot_held = read_positions(json.dumps(options_cycle.checker_stdin(s, sleeve)))
     doc: dict[str, Any] = {"strategy": s.strategy_name, "underlying": underlying, "signal": 0, "spot_price": None,
                            "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}

@@ -34,8 +34,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
-from typing import Any  # noqa: E402
+import math  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 from checkers import common  # noqa: E402
 from options import OPTIONS_STRATEGIES, UNDERLYINGS  # noqa: E402
@@ -45,33 +47,61 @@ from scheduler.engine.timeframes import DAY_MS  # noqa: E402
 DAILY_BARS = 400
 RANKED = ("vol_mean_reversion", "butterfly")  # the strategies that read the IV rank
 RANK_WINDOW_DAYS = 366
+DROPPED_SHOWN = 5  # implausible quotes named in the output (all are counted)
 
 
-def read_positions(raw: str) -> tuple[list[dict[str, Any]], float]:
-    """(positions, spot_held) from the stdin/argv document; ValueError says what is wrong."""
-    doc = json.loads(raw)
+def read_positions(raw: str, where: str = "the positions document") -> tuple[list[dict[str, Any]], float]:
+    """(positions, spot_held) from the stdin/argv document; ValueError says what is wrong and where."""
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"{where} is not JSON ({e}); expected a JSON list of positions or "
+                         '{"positions": [...], "spot_held": coin}, e.g. \'[]\'') from e
     spot_held: Any = 0.0
     if isinstance(doc, dict):
         unknown = sorted(set(doc) - {"positions", "spot_held"})
         if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in the positions document; "
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; "
                              "expected 'positions' and 'spot_held'")
         positions, spot_held = doc.get("positions", []), doc.get("spot_held", 0.0)
     else:
         positions = doc
     if not isinstance(positions, list) or not all(isinstance(p, dict) for p in positions):
-        raise ValueError("positions must be a JSON list of objects")
-    if isinstance(spot_held, bool) or not isinstance(spot_held, (int, float)) or not spot_held >= 0:
-        raise ValueError(f"spot_held {spot_held!r}; expected a coin amount >= 0")
-    return positions, float(spot_held)
+        raise ValueError(f"{where}: positions must be a JSON list of objects, got {str(positions)[:80]}")
+    return positions, check_spot_held(spot_held, f"{where}: spot_held")
 
 
-def held_options(positions: list[dict[str, Any]], chain: Any) -> tuple[Any, ...]:
-    """The positions as options.scoring.HeldOption; a missing delta comes from the chain."""
-    from options.chain import parse_instrument_name
+def check_spot_held(value: Any, where: str) -> float:
+    """``value`` as a coin amount: a finite number >= 0, else ValueError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where} {value!r}; expected a finite coin amount >= 0 (the coin the sleeve holds)")
+    return float(value)
+
+
+def read_params(raw: str) -> dict[str, Any]:
+    """The ``--params`` overrides: a JSON object, else ValueError saying so."""
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"--params is not JSON ({e}); expected an object such as '{{\"quantity\": 0.2}}'") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"--params must be a JSON object of name: value, got {type(doc).__name__} {raw[:80]!r}; "
+                         "e.g. '{\"quantity\": 0.2}'")
+    return doc
+
+
+def held_options(positions: list[dict[str, Any]], chain: Any, now_ms: int | None = None,
+                 spot_usd: float | None = None) -> tuple[Any, ...]:
+    """The positions as options.scoring.HeldOption. A missing delta comes from the chain's
+    quote; where the quote carries none, from Black-76 (options.chain_greeks.model_delta: at
+    its mark IV, else at the vol its mark implies); an expired position awaiting settlement
+    (no longer listed) takes its intrinsic delta at the spot."""
+    from options.chain import OptionQuote, parse_instrument_name
+    from options.chain_greeks import model_delta
     from options.scoring import HeldOption
 
     allowed = {"id", "instrument", "side", "quantity", "entry_premium_coin", "delta"}
+    now = chain.now_ms if now_ms is None else now_ms
     out = []
     for i, p in enumerate(positions):
         where = f"position {i} ({p.get('instrument', '?')})"
@@ -84,13 +114,29 @@ def held_options(positions: list[dict[str, Any]], chain: Any) -> tuple[Any, ...]
         if not isinstance(p["instrument"], str):
             raise ValueError(f"{where}: instrument must be a Deribit name such as 'BTC-27MAR26-70000-C'")
         spec = parse_instrument_name(p["instrument"])
+        if spec.underlying != chain.underlying:
+            raise ValueError(f"{where}: an option on {spec.underlying}, but this checker runs {chain.underlying}: "
+                             f"wrong underlying; pass only the sleeve's {chain.underlying} positions")
         delta = p.get("delta")
         if delta is None:
             quote = chain.find(p["instrument"])
-            delta = quote.delta if quote is not None else None
-        if delta is None:
-            raise ValueError(f"{where}: no delta given and none in the chain (the instrument is not listed); "
-                             "give 'delta'")
+            if quote is not None:
+                delta = quote.delta
+                if delta is None:
+                    model = model_delta(quote, now, chain.index_price)
+                    if model is None:
+                        raise ValueError(
+                            f"{where}: listed, but its quote has no delta and no mark IV, and its mark "
+                            f"{quote.mark!r} coin implies no volatility (forward {quote.underlying_price!r}, index "
+                            f"{chain.index_price!r}): no delta to score it with; give 'delta'")
+                    delta = model[0]
+            elif spec.expiry_ms <= now and spot_usd is not None:  # expired, awaiting its delivery price
+                expired = OptionQuote(p["instrument"], spec.underlying, spec.expiry_ms, spec.strike, spec.option_type)
+                delta = model_delta(expired, now, spot_usd)[0]  # type: ignore[index]
+            else:
+                raise ValueError(f"{where}: no delta given and the instrument is not in the {chain.underlying} chain "
+                                 f"({len(chain.quotes)} quotes, none expired at {common.iso_ms(now)}): it is not "
+                                 "listed; give 'delta'")
         out.append(HeldOption(id=str(p.get("id", p["instrument"])), instrument=p["instrument"],
                               option_type=spec.option_type, strike=spec.strike, expiry_ms=spec.expiry_ms,
                               side=p["side"], quantity=p["quantity"],
@@ -98,27 +144,49 @@ def held_options(positions: list[dict[str, Any]], chain: Any) -> tuple[Any, ...]
     return tuple(out)
 
 
+class UsageError(ValueError):
+    """A bad command line: reported as the checker's one JSON document, not argparse's exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        raise UsageError(f"{message}; usage: {usage}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("strategy", choices=OPTIONS_STRATEGIES)
-    parser.add_argument("underlying", choices=UNDERLYINGS)
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("strategy", help=f"one of {', '.join(OPTIONS_STRATEGIES)}")
+    parser.add_argument("underlying", help=f"one of {', '.join(UNDERLYINGS)}")
     parser.add_argument("positions_json", nargs="?", help="JSON list of open option positions (manual runs)")
     parser.add_argument("--params", default="{}", help="JSON object of parameter overrides")
     parser.add_argument("--spot-held", type=float, help="coin the sleeve holds (manual runs; default 0)")
     common.add_context_args(parser)
-    args = parser.parse_args(argv)
-    now_ms = common.now_ms(args)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:  # still exactly one JSON document, naming what was wrong
+        common.fail({"strategy": None, "underlying": None, "signal": 0, "spot_price": None, "actions": [],
+                     "iv_rank": None}, e)
     doc: dict[str, Any] = {"strategy": args.strategy, "underlying": args.underlying, "signal": 0,
-                           "spot_price": None, "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}
+                           "spot_price": None, "actions": [], "iv_rank": None}
     with common.reporting(doc) as keep:
+        now_ms = common.now_ms(args)
+        doc["timestamp"] = common.iso_ms(now_ms)
+        if args.strategy not in OPTIONS_STRATEGIES:
+            raise ValueError(f"unknown options strategy {args.strategy!r}; expected one of "
+                             f"{', '.join(OPTIONS_STRATEGIES)}")
+        if args.underlying not in UNDERLYINGS:
+            raise ValueError(f"underlying {args.underlying!r} has no options here; expected one of "
+                             f"{', '.join(UNDERLYINGS)}")
         from options.params import validate_params
 
-        params = validate_params(args.strategy, json.loads(args.params))
-        raw = args.positions_json if args.positions_json is not None else (
+        params = validate_params(args.strategy, read_params(args.params), underlying=args.underlying)
+        from_argv = args.positions_json is not None
+        raw = args.positions_json if from_argv else (
             "[]" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read() or "[]")
-        positions, spot_held = read_positions(raw)
+        positions, spot_held = read_positions(raw, "the positions argument" if from_argv else "the positions on stdin")
         if args.spot_held is not None:
-            spot_held = args.spot_held
+            spot_held = check_spot_held(args.spot_held, "--spot-held")
         source = keep(common.open_market(args, options=True))
         doc.update(decide(args.strategy, args.underlying, params, positions, spot_held, source, now_ms))
     return 0
@@ -141,7 +209,7 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
 
         raise DataError(f"no index price for {underlying} and no {underlying}/USDT price: "
                                    "nothing to size strikes on")
-    held = held_options(positions, chain)
+    held = held_options(positions, chain, now_ms, float(spot))
     daily = None
 
     def closes_1d() -> Any:
@@ -178,6 +246,12 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
     result = propose(strategy, inputs, params)
     indicators = {**result.indicators, "spot_source": spot_source, "chain_quotes": len(chain.quotes),
                   "chain_asof": common.iso_ms(chain.asof_ms) if chain.asof_ms else None}
+    dropped = getattr(chain, "dropped", ())
+    if dropped:  # implausible quotes the source refused (options.chain.screen_quotes): say so, never hide it
+        indicators["chain_dropped"] = len(dropped)
+        indicators["chain_dropped_reasons"] = list(dropped[:DROPPED_SHOWN])
+        print(f"{underlying}: {len(dropped)} implausible quote(s) dropped from the chain: "
+              + "; ".join(dropped[:DROPPED_SHOWN]), file=sys.stderr)
     out = {"signal": 1 if result.actions() else 0, "spot_price": float(spot), "actions": result.actions(),
            **rank_doc, "indicators": indicators, "source": getattr(source, "name", None),
            "timestamp": common.iso_ms(now_ms)}
@@ -187,27 +261,35 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
 
 
 def _iv_rank(source: Any, underlying: str, now_ms: int, closes_1d: Any) -> Any:
-    """DVOL rank, else the realized-vol percentile (labelled) when the source has no DVOL for
-    the underlying. A transient failure is not papered over with the other measure: it fails
-    the check, and the next cycle tries again."""
-    from options.ivrank import iv_rank
-    from scheduler.engine.errors import ExchangeError, TransientExchangeError
+    """The DVOL rank; the realized-vol percentile (labelled) only where the source has no
+    DVOL at all for the underlying: an empty history, the documented absence (ETH on the
+    files source). A DVOL that exists but cannot be read (a corrupt file, a recorded fetch
+    error, a transient failure) fails the check: ranking on another measure instead would
+    trade on a number the strategy was never tuned to (a DVOL rank of 44 read as a
+    realized-vol percentile of 99 sells a strangle). A DVOL too short or too stale to rank
+    is no rank (the strategy skips NO_IV_RANK), for the same reason."""
+    from options.ivrank import iv_rank, iv_rank_from_dvol
+    from scheduler.engine.errors import DataError, ExchangeError, TransientExchangeError
 
-    dvol = None
     try:
         # the trailing year and a day: within what the fetch step cached (market.prefetch.DVOL_DAYS)
         dvol = source.fetch_dvol(underlying, start_ms=now_ms - RANK_WINDOW_DAYS * DAY_MS, end_ms=now_ms)
     except TransientExchangeError:
-        raise
-    except ExchangeError:
-        dvol = None  # no DVOL from this source (ETH offline): the fallback says so
+        raise  # the next cycle tries again
+    except ExchangeError as e:
+        raise DataError(f"the DVOL of {underlying} is unusable, so no IV rank and no trade: {e}") from e
     if dvol:
-        rank = iv_rank(now_ms, dvol=dvol, closes=None, bar_ms=DAY_MS)
-        if hasattr(rank, "value_pct"):
-            return rank
+        try:
+            return iv_rank_from_dvol(dvol, now_ms, bar_ms=DAY_MS)
+        except ValueError as e:  # malformed history (duplicate days, non-finite times)
+            raise DataError(f"the DVOL of {underlying} is malformed, so no IV rank and no trade: {e}") from e
     candles = closes_1d()
     closes = list(zip(candles.ts_ms.tolist(), candles.close.tolist(), strict=True))
-    return iv_rank(now_ms, dvol=dvol or None, closes=closes, bar_ms=DAY_MS)
+    rank = iv_rank(now_ms, dvol=None, closes=closes, bar_ms=DAY_MS)
+    if hasattr(rank, "value_pct"):
+        name = getattr(source, "name", None) or "the market source"
+        return dataclasses.replace(rank, fallback_reason=f"{name} has no DVOL history for {underlying}")
+    return rank
 
 
 def _realized_vol(candles: Any, window: int = 30) -> float | None:

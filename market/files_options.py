@@ -11,7 +11,11 @@ instrument), with the columns ``timestamp_ms`` (the snapshot time, UTC ms),
 ``instrument_name``, ``currency``, ``bid_price``, ``ask_price``, ``mark_price`` (coin),
 ``implied_volatility`` (Deribit's mark IV / 100), ``underlying`` (the forward),
 ``index_price``, ``delta``, ``vega`` and ``open_interest``; other columns are ignored.
-DVOL files have ``timestamp`` (the day's open, UTC ms) and ``close``.
+DVOL files have ``timestamp`` (the day's open, UTC ms) and ``close``. A cell of a number
+column that holds text, a row without its time, or a DVOL row whose close is not a finite
+number > 0 is a DataError naming the file and the line; implausible quotes (a crossed
+book, a coin price beyond an inverse option's bounds: options.chain.screen_quotes) are
+dropped, and the chain's ``dropped`` says which and why.
 
 No look-ahead: for a decision time ``now_ms`` the chain is the newest snapshot taken at
 or before ``now_ms``, without the options that had expired by ``now_ms``; a later
@@ -41,6 +45,7 @@ from options.chain import (
     finite_or_none,
     parse_instrument_name,
     positive_or_none,
+    screen_quotes,
 )
 from scheduler.engine.errors import DataError
 from scheduler.engine.timeframes import DAY_MS
@@ -50,7 +55,10 @@ CHAIN_COLUMNS = (
     "timestamp_ms", "instrument_name", "currency", "bid_price", "ask_price", "mark_price",
     "implied_volatility", "underlying", "index_price", "delta", "vega", "open_interest",
 )
+CHAIN_NUMBERS = tuple(c for c in CHAIN_COLUMNS if c not in ("instrument_name", "currency"))
 DVOL_COLUMNS = ("timestamp", "close")
+DVOL_FIX = ("fix or replace the file (Deribit's public/get_volatility_index_data, 1D), or remove it to rank on "
+            "realized vol instead; a broken DVOL is never replaced by another measure silently")
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,13 @@ class FilesOptions:
                             f"unexpired at {now_ms} ms")
         quotes.sort(key=lambda q: (q.expiry_ms, q.strike, q.option_type))
         self._last_now_ms = now_ms
-        return OptionChain(underlying, now_ms, _median_index(rows), tuple(quotes), asof_ms=asof_ms,
-                           contract=default_contract(underlying))
+        index = _median_index(rows)
+        kept, dropped = screen_quotes(quotes, index)  # implausible quotes never reach a strategy
+        if not kept:
+            raise DataError(f"{self.name}: every {underlying} quote of the snapshot at {asof_ms} ms is implausible "
+                            f"(first: {dropped[0]}); check the chain file")
+        return OptionChain(underlying, now_ms, index, kept, asof_ms=asof_ms,
+                           contract=default_contract(underlying), dropped=dropped)
 
     def fetch_index_price(self, underlying: str, *, now_ms: int | None = None) -> float | None:
         """The median index of the snapshot used at ``now_ms`` (without it, at the time of
@@ -179,19 +192,32 @@ class FilesOptions:
         if hit is not None and hit[0] == stamp:
             return hit[1]
         try:
-            df = pd.read_csv(path)
-            missing = [c for c in DVOL_COLUMNS if c not in df.columns]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {missing}; expected at least "
-                                f"{','.join(DVOL_COLUMNS)}")
-            arr = df[list(DVOL_COLUMNS)].to_numpy(dtype=np.float64)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (OSError, ValueError, pd.errors.ParserError) as e:
-            raise DataError(f"{path}: unreadable DVOL file: {e}") from e
-        arr = arr[np.isfinite(arr).all(axis=1)]
+            raise DataError(f"{path}: unreadable DVOL file: {e}; {DVOL_FIX}") from e
+        missing = [c for c in DVOL_COLUMNS if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing} (it has {list(df.columns)}); expected at least "
+                            f"{','.join(DVOL_COLUMNS)}; {DVOL_FIX}")
+        if df.empty:
+            raise DataError(f"{path}: the DVOL file has a header and no rows; {DVOL_FIX}")
+        arr = np.column_stack([_dvol_column(path, df, c) for c in DVOL_COLUMNS])
         arr = arr[np.argsort(arr[:, 0], kind="stable")]
         with self._lock:
             self._dvol[path] = (stamp, arr)
         return arr
+
+
+def _dvol_column(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
+    """One DVOL column as floats; a cell that is not a finite number > 0 is a DataError naming
+    the file, the line and the value (a corrupt DVOL must fail, never be skipped into a rank)."""
+    values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}, line {row + 2}: {column} {df[column].iloc[row]!r} is not a finite number > 0 "
+                        f"({int(bad.sum())} such row(s)); {DVOL_FIX}")
+    return values
 
 
 def _read_chain_file(path: Path) -> pd.DataFrame:
@@ -203,7 +229,28 @@ def _read_chain_file(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, usecols=list(CHAIN_COLUMNS))
     except (OSError, ValueError, EOFError, pd.errors.ParserError) as e:
         raise DataError(f"{path}: unreadable option chain file: {e}") from e
+    for column in CHAIN_NUMBERS:
+        df[column] = _numbers(path, df, column, required=column == "timestamp_ms")
     return df
+
+
+def _numbers(path: Path, df: pd.DataFrame, column: str, *, required: bool) -> pd.Series:
+    """``column`` as floats. An empty cell is "not given" (NaN) unless ``required``; text that is
+    not a number is a DataError naming the file, the line and the value: a corrupt column is
+    refused, never read as missing values (a text mark would be priced on the model)."""
+    values = df[column]
+    if not pd.api.types.is_numeric_dtype(values):
+        values = pd.to_numeric(values.astype(str).str.strip().replace({"": None, "nan": None, "NaN": None}),
+                               errors="coerce")
+        bad = values.isna() & df[column].notna() & (df[column].astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}, line {row + 2}: {column} {df[column].iloc[row]!r} is not a number "
+                            f"({int(bad.sum())} such row(s)); fix or remove the row(s), or re-download the file")
+    if required and values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(f"{path}, line {row + 2}: {column} is empty; every row needs its {column}")
+    return values.astype(np.float64)
 
 
 def _index_snapshots(df: pd.DataFrame) -> dict[str, _Snapshots]:

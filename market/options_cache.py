@@ -47,6 +47,7 @@ def chain_to_json(chain: OptionChain) -> dict[str, Any]:
         "underlying": chain.underlying, "now_ms": chain.now_ms, "asof_ms": chain.asof_ms,
         "index_price": chain.index_price,
         "contract": asdict(chain.contract) if chain.contract is not None else None,
+        "dropped": list(chain.dropped),
         "quotes": [asdict(q) for q in chain.quotes],
     }
 
@@ -63,6 +64,7 @@ def chain_from_json(doc: dict[str, Any]) -> OptionChain:
         quotes=tuple(quote_from_json(q) for q in doc["quotes"]),
         asof_ms=doc.get("asof_ms"),
         contract=OptionContract(**{k: contract[k] for k in _CONTRACT_FIELDS}) if contract else None,
+        dropped=tuple(str(d) for d in doc.get("dropped") or ()),
     )
 
 
@@ -75,8 +77,8 @@ def write_options(cache_dir: Path, chain: OptionChain, source: str, dvol: dict[s
     doc = {**chain_to_json(chain), "source": source, "dvol": dvol}
     quotes = doc.pop("quotes")
     dump = functools.partial(json.dumps, separators=(",", ":"), allow_nan=False)
-    head = {k: v for k, v in doc.items() if k not in ("source", "dvol")}
-    tail = {"source": source, "dvol": dvol}
+    head = {k: v for k, v in doc.items() if k not in ("source", "dvol", "dropped")}
+    tail = {"source": source, "dvol": dvol, "dropped": doc["dropped"]}
     lines = [dump(head)[:-1] + ',"quotes":[', ",\n".join(dump(q) for q in quotes), "]," + dump(tail)[1:]]
     fsio.write_atomic(options_file(cache_dir, chain.underlying), "\n".join(lines).encode(), durable=False)
 

@@ -16,6 +16,7 @@ from options.chain import (
     finite_or_none,
     parse_instrument_name,
     positive_or_none,
+    screen_quotes,
 )
 
 
@@ -124,7 +125,8 @@ def chain_from_book_summary(
     if index_price is None:
         idx = sorted(q.index_price for q in quotes if q.index_price is not None)
         index_price = idx[len(idx) // 2] if idx else None
-    return OptionChain(underlying, now_ms, index_price, tuple(quotes))
+    kept, dropped = screen_quotes(quotes, index_price)  # implausible quotes never reach a strategy
+    return OptionChain(underlying, now_ms, index_price, kept, dropped=dropped)
 
 
 def dvol_closes(

@@ -156,7 +156,8 @@ class OptionChain:
 
     ``asof_ms`` is when the quotes were taken (the exchange's newest quote time, or a
     file snapshot's time), at or before ``now_ms``; None when the source does not say.
-    ``contract`` is how the options trade (None when unknown).
+    ``contract`` is how the options trade (None when unknown). ``dropped`` says which
+    quotes the source refused as implausible, and why.
     """
 
     underlying: str
@@ -165,6 +166,8 @@ class OptionChain:
     quotes: tuple[OptionQuote, ...]
     asof_ms: int | None = None
     contract: OptionContract | None = None
+    #: quotes the source dropped as implausible (``screen_quotes``): one "instrument: why" each
+    dropped: tuple[str, ...] = ()
 
     def expiries_ms(self) -> tuple[int, ...]:
         """Distinct expiries, soonest first."""
@@ -198,3 +201,45 @@ def finite_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+#: slack on the no-arbitrage bounds of ``screen_quotes`` (the forward vs the index, rounding)
+PLAUSIBLE_SLACK = 0.05
+
+
+def quote_problem(q: OptionQuote, index_price: float | None) -> str | None:
+    """Why quote ``q`` cannot be a real quote of an inverse (coin-settled) option; None when it can.
+
+    An inverse option pays ``max(S - K, 0) / S`` coin (call) or ``max(K - S, 0) / S`` (put) at
+    expiry, so a call is worth less than 1 coin and a put at most ``K / S``; its price now is
+    bounded by the same at the forward (``underlying_price``, else the index), with
+    ``PLAUSIBLE_SLACK`` for the basis. A bid above the ask is a crossed book, never a quote.
+    """
+    bid, ask = positive_or_none(q.bid), positive_or_none(q.ask)
+    if bid is not None and ask is not None and bid > ask:
+        return f"crossed quote: bid {bid:g} > ask {ask:g}"
+    forward = positive_or_none(q.underlying_price) or positive_or_none(q.index_price) or positive_or_none(index_price)
+    if q.option_type == "call":
+        bound, what = 1.0, "1 coin (an inverse call pays less than the coin)"
+    elif forward is not None:
+        bound, what = q.strike / forward * (1 + PLAUSIBLE_SLACK), f"strike / forward {q.strike / forward:.4g} coin"
+    else:
+        return None
+    for name, value in (("mark", q.mark), ("bid", bid), ("ask", ask)):
+        v = positive_or_none(value)
+        if v is not None and v >= bound:
+            return f"{name} {v:g} coin is not below {what}"
+    return None
+
+
+def screen_quotes(quotes: tuple[OptionQuote, ...] | list[OptionQuote], index_price: float | None
+                  ) -> tuple[tuple[OptionQuote, ...], tuple[str, ...]]:
+    """(the plausible quotes, "instrument: why" for each implausible one dropped); see ``quote_problem``."""
+    kept, dropped = [], []
+    for q in quotes:
+        problem = quote_problem(q, index_price)
+        if problem is None:
+            kept.append(q)
+        else:
+            dropped.append(f"{q.instrument}: {problem}")
+    return tuple(kept), tuple(dropped)

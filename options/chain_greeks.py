@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from options.chain import OptionChain, positive_or_none
+from options.chain import OptionChain, OptionQuote, positive_or_none
 from options.pricing import black76_greeks, year_fraction
 
 GREEKS = ("delta", "gamma", "theta", "vega")
@@ -47,3 +47,38 @@ def fill_model_greeks(chain: OptionChain, rate: float = 0.0) -> tuple[OptionChai
                   if getattr(q, g) is None and np.isfinite(model[g][j])}
         out[i] = replace(q, **filled)
     return replace(chain, quotes=tuple(out)), len(todo)
+
+
+def model_delta(quote: OptionQuote, now_ms: int, index_usd: float | None = None, rate: float = 0.0
+                ) -> tuple[float, str] | None:
+    """(Black-76 delta per coin, how it was had) for a quote that carries no delta: at its mark
+    IV (``"model: mark_iv"``), else at the volatility its mark implies (``"model: implied from
+    mark"``: the coin mark x the forward is the USD price Black-76 inverts, as the strategies
+    price). None when neither gives one (no forward, no mark, or a mark outside the
+    no-arbitrage bounds). An expired option's delta is its intrinsic one: 1 (call) or -1 (put)
+    in the money at the forward, else 0."""
+    from options.iv import implied_vol
+
+    forward = positive_or_none(quote.underlying_price) or positive_or_none(quote.index_price) \
+        or positive_or_none(index_usd)
+    if forward is None:
+        return None
+    call = quote.option_type == "call"
+    if quote.expiry_ms <= now_ms:
+        itm = forward > quote.strike if call else forward < quote.strike
+        return (1.0 if call else -1.0) if itm else 0.0, "intrinsic (expired)"
+    t_years = float(year_fraction(now_ms, quote.expiry_ms))
+    iv = positive_or_none(quote.mark_iv_pct)
+    if iv is not None:
+        vol, how = iv / 100.0, "model: mark_iv"
+    else:
+        mark = positive_or_none(quote.mark)
+        if mark is None:
+            return None
+        vol = positive_or_none(float(implied_vol(mark * forward, forward, quote.strike, t_years, quote.option_type,
+                                                 rate)))
+        if vol is None:
+            return None
+        how = "model: implied from mark"
+    delta = float(black76_greeks(forward, quote.strike, t_years, vol, call, rate)["delta"])
+    return (delta, how) if np.isfinite(delta) and abs(delta) <= 1.0 else None

@@ -1,9 +1,14 @@
 """The options strategies' parameters (REFERENCE section 7 defaults). Standard library only:
 the config validator imports this in the daemon, which never imports numpy.
 
-``validate_params(strategy, overrides)`` is the one check of a config's ``params`` for an
-options strategy: unknown names, wrong types and out-of-range values are a ValueError
-that names the parameter, the value and what is expected.
+``validate_params(strategy, overrides, underlying=...)`` is the one check of a config's
+``params`` for an options strategy: unknown names, wrong types and out-of-range values
+are a ValueError that names the parameter, the value and what is expected (``RANGES``
+holds every number's allowed range). ``quantity`` must be an amount Deribit accepts for
+the underlying's options (``check_quantity``): at least the contract minimum and a whole
+number of amount steps (0.1, 0.2, ... BTC; 1, 2, ... ETH), from the one contract table
+``options.chain.DERIBIT_DEFAULT_CONTRACTS``; without an underlying, an amount no
+underlying accepts is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +19,86 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CONTRACT_MINIMUM = {"BTC": 0.1, "ETH": 1.0}  # coin; Deribit's minimum order size
+from options.chain import DERIBIT_DEFAULT_CONTRACTS
+
+#: coin; Deribit's minimum order size per underlying (from the one contract table)
+CONTRACT_MINIMUM = {u: v[1] for u, v in DERIBIT_DEFAULT_CONTRACTS.items()}
+#: coin; the amount step per underlying
+CONTRACT_STEP = {u: v[2] for u, v in DERIBIT_DEFAULT_CONTRACTS.items()}
 TICK_COIN = 0.0001  # Deribit's price tick for BTC and ETH options
+
+#: Allowed ranges ``(low, high, low_open)`` by parameter name, or by name suffix: a value
+#: outside is refused. Moneyness beyond [0.5, 2] x spot has no listed strike to match (it
+#: would take the chain's edge strike, far from what was meant); a target DTE beyond 400
+#: days has no listed expiry; a score lies within [-2, 2] (options.scoring).
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "moneyness": (0.5, 2.0, False),
+    "dte_days": (0.0, 400.0, True),
+    "dte_tolerance_days": (0.0, 90.0, True),
+    "max_positions": (1, 50, False),
+    "min_score": (-2.0, 2.0, False),
+    "min_premium": (0.0, 1.0, True),
+    "rate": (-0.1, 0.5, False),
+    "rank": (0.0, 100.0, False),
+    "threshold_pct": (0.0, 100.0, False),
+    "roc_period": (1, 500, False),
+    "quantity": (0.0, 10_000.0, True),
+}
+
+
+def _range_of(name: str) -> tuple[float, float, bool] | None:
+    if name in RANGES:
+        return RANGES[name]
+    return next((r for suffix, r in RANGES.items() if name.endswith("_" + suffix)), None)
+
+
+def _check_range(name: str, value: float) -> None:
+    r = _range_of(name)
+    if r is None:
+        return
+    low, high, low_open = r
+    if (value <= low if low_open else value < low) or value > high:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} {value!r} is out of range; allowed {bracket}{low:g}, {high:g}]")
+
+
+def allowed_amounts(underlying: str) -> str:
+    """Deribit's accepted option amounts for ``underlying``, for a message: "0.1, 0.2, 0.3, ... BTC"."""
+    minimum, step = CONTRACT_MINIMUM[underlying], CONTRACT_STEP[underlying]
+    return ", ".join(f"{minimum + i * step:.10g}" for i in range(3)) + f", ... {underlying}"
+
+
+def quantity_problem(quantity: float, underlying: str) -> str | None:
+    """Why ``quantity`` (coin) is not an amount Deribit accepts for ``underlying``'s options; None when it is."""
+    if underlying not in CONTRACT_MINIMUM:
+        return (f"no contract table for {underlying!r} options (known: {', '.join(sorted(CONTRACT_MINIMUM))}); "
+                "quantity cannot be checked")
+    minimum, step = CONTRACT_MINIMUM[underlying], CONTRACT_STEP[underlying]
+    steps = quantity / step
+    if quantity < minimum - 1e-9 * minimum:
+        return (f"quantity {quantity:g} {underlying} is below Deribit's minimum of {minimum:g} {underlying} per "
+                f"option order; use {allowed_amounts(underlying)}")
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        return (f"quantity {quantity:g} {underlying} is not a multiple of Deribit's amount step {step:g} "
+                f"{underlying} (the engine would round it down to {math.floor(steps + 1e-9) * step:.10g}); use "
+                f"{allowed_amounts(underlying)}")
+    return None
+
+
+def check_quantity(quantity: float | None, underlying: str | None) -> None:
+    """ValueError unless ``quantity`` is None (the contract minimum) or an amount Deribit
+    accepts: for ``underlying``, or, without one, for at least one supported underlying."""
+    if quantity is None:
+        return
+    if underlying is not None:
+        problem = quantity_problem(quantity, underlying)
+        if problem:
+            raise ValueError(problem)
+        return
+    problems = [quantity_problem(quantity, u) for u in CONTRACT_MINIMUM]
+    if all(problems):
+        raise ValueError(f"quantity {quantity:g} is an amount no Deribit option accepts; use "
+                         + " or ".join(allowed_amounts(u) for u in CONTRACT_MINIMUM))
 
 
 @dataclass(frozen=True)
@@ -41,6 +124,7 @@ class Params:
             if f.name == "max_positions":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"max_positions {value!r}; expected an int >= 1")
+                _check_range(f.name, value)
                 continue
             if f.type == "str":
                 if not isinstance(value, str):
@@ -58,6 +142,7 @@ class Params:
                 raise ValueError(f"{f.name} {value!r}; expected a number > 0")
             if f.name.endswith("rank") and not 0 <= value <= 100:
                 raise ValueError(f"{f.name} {value!r}; expected an IV rank in [0, 100]")
+            _check_range(f.name, value)
 
 
 @dataclass(frozen=True)
@@ -80,6 +165,7 @@ class MomentumParams(Params):
         if self.roc_period < 1 or self.threshold_pct < 0:
             raise ValueError(f"roc_period {self.roc_period!r} must be >= 1 and threshold_pct "
                              f"{self.threshold_pct!r} >= 0")
+        _check_range("roc_period", self.roc_period)
 
 
 @dataclass(frozen=True)
@@ -146,11 +232,15 @@ PARAMS: dict[str, type[Params]] = {
 }
 
 
-def validate_params(strategy: str, overrides: Mapping[str, Any] | None) -> Params:
-    """The strategy's Params with ``overrides`` applied; ValueError says what is wrong."""
+def validate_params(strategy: str, overrides: Mapping[str, Any] | None, underlying: str | None = None) -> Params:
+    """The strategy's Params with ``overrides`` applied; ValueError says what is wrong. With
+    ``underlying``, ``quantity`` must be an amount its options accept (``check_quantity``)."""
     cls = PARAMS.get(strategy)
     if cls is None:
         raise ValueError(f"unknown options strategy {strategy!r}; expected one of {sorted(PARAMS)}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ValueError(f"{strategy} params must be a JSON object of name: value, got {type(overrides).__name__} "
+                         f"{str(overrides)[:80]}")
     overrides = dict(overrides or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
@@ -161,4 +251,6 @@ def validate_params(strategy: str, overrides: Mapping[str, Any] | None) -> Param
     for name, value in overrides.items():
         if isinstance(value, int) and not isinstance(value, bool) and types[name].startswith("float"):
             overrides[name] = float(value)  # JSON's 5 is 5.0 here; an int field keeps its int
-    return cls(**overrides)
+    params = cls(**overrides)
+    check_quantity(params.quantity, underlying)
+    return params

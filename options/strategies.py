@@ -68,6 +68,7 @@ from options.params import (
     ProtectivePutsParams,
     VolMeanReversionParams,
     WheelParams,
+    quantity_problem,
 )
 from options.pricing import black76_greeks, black76_price, year_fraction
 from options.scoring import (
@@ -378,6 +379,9 @@ def _check_inputs(inputs: StrategyInputs) -> None:
 
 def _quantity(underlying: str, params: Params) -> float:
     if params.quantity is not None:
+        problem = quantity_problem(float(params.quantity), underlying) if underlying in CONTRACT_MINIMUM else None
+        if problem:  # the config was checked without its underlying: never trade an amount Deribit refuses
+            raise _NoTrade("BAD_INPUT", f"{problem}; fix the strategy's params.quantity")
         return float(params.quantity)
     base = underlying.split("_", 1)[0]
     if underlying != base or base not in CONTRACT_MINIMUM:

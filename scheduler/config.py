@@ -286,7 +286,7 @@ class StrategyConfig(_Model):
         if kind == "spot" and args:
             validate_params(args[0], checked)
         if kind == "options" and args and args[0] in OPTIONS_STRATEGIES:
-            validate_options_params(args[0], {**checked, **checked_words})
+            validate_options_params(args[0], {**checked, **checked_words}, underlying=args[1] if len(args) > 1 else None)
         return params
 
     # Derived values -------------------------------------------------------------------------

@@ -90,11 +90,15 @@ class OptionDesk:
     def __init__(self, book: _Book, rules: Mapping[str, OptionRules], quotes: Mapping[str, OptionMark],
                  index_prices: Mapping[str, float], delivery_prices: Mapping[str, Mapping[int, float]],
                  account_limits: OptionLimits, sleeve_equity: Callable[[Sleeve], float | None],
-                 account_equity: Callable[[], float | None]) -> None:
+                 account_equity: Callable[[], float | None], spot_marks: Mapping[str, Any] | None = None) -> None:
+        """``spot_marks``: the step's spot marks by symbol (step.Mark: ``price``, ``at``), the
+        prices an assignment's coin is marked at (``_assign_put``); the step sets them once
+        it has merged its marks (``desk.spot_marks = by_symbol``)."""
         self.book, self.rules, self.quotes = book, rules, quotes
         self.index_prices, self.delivery_prices = index_prices, delivery_prices
         self.account_limits = account_limits
         self.sleeve_equity, self.account_equity = sleeve_equity, account_equity
+        self.spot_marks: Mapping[str, Any] = spot_marks if spot_marks is not None else {}
 
     def rules_for(self, sid: str) -> OptionRules:
         return self.rules.get(sid, DEFAULT_OPTION_RULES)
@@ -182,9 +186,10 @@ class OptionDesk:
         sleeve.cash_usd -= notional
         held = sleeve.positions.get(symbol)
         if held is None:
+            mark_price, mark_at = self._coin_mark(symbol, pos, delivery)
             sleeve.positions[symbol] = Position(symbol=symbol, quantity=q, entry_price=delivery,
                                                 cost_basis_usd=notional, entry_fee_usd=0.0, opened_at=self.book.now,
-                                                mark_price=delivery, mark_at=self.book.now)
+                                                mark_price=mark_price, mark_at=mark_at)
         else:  # adds to the coin already held, at the average price
             held.quantity += q
             held.cost_basis_usd += notional
@@ -192,6 +197,17 @@ class OptionDesk:
         self.book.record(sleeve, trade).data["note"] = (
             f"assigned: {pos.id} expired in the money; bought {q} {symbol} at the delivery price {delivery:.2f}"
             + (f" (cash paid for {q} of {pos.quantity})" if q < pos.quantity else ""))
+
+    def _coin_mark(self, symbol: str, pos: OptionPosition, delivery: float) -> tuple[float, Any]:
+        """(price, as of) to mark an assignment's new coin at: the step's own mark of ``symbol``
+        when it has one taken at or after the expiry (fresher than the delivery price, which is
+        the index's average of the 30 minutes before it), so the sleeve's equity this cycle
+        values the coin as every other holding of it is valued; else the delivery price. The cost basis stays the delivery price either way (that is what was paid)."""
+        m = self.spot_marks.get(symbol)
+        if m is not None and valid_price(getattr(m, "price", None)) and getattr(m, "at", None) is not None \
+                and m.at >= pos.expiry:
+            return float(m.price), m.at
+        return delivery, self.book.now
 
     def _cover_of_others(self, sleeve: Sleeve, pos: OptionPosition) -> float:
         """Spot of ``pos``'s underlying allocated (margin.allocate_cover) to the other open

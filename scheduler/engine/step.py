@@ -412,6 +412,7 @@ def _phases(book: _Book, desk: OptionDesk, state: State, intents: Sequence[SpotI
             current = by_symbol.get(intent.symbol)
             if current is None or not fills.valid_price(current.price) or current.at < intent.price_at:
                 by_symbol[intent.symbol] = Mark(intent.price, intent.price_at)
+    desk.spot_marks = by_symbol  # an assigned coin is marked at the step's price, not the older delivery
     for b in risk.lift_expired(state.account.blocks, now):
         book.emit("unblock", ACCOUNT, code=b.code)
     changed = False  # whether a fill after a sleeve's breaker pass needs the passes run again

@@ -286,3 +286,16 @@ def test_the_delivery_price_is_on_the_expiry_fill_even_when_the_loss_trips_a_blo
     assert [e.data["code"] for e in kinds(events, "block")] == ["CONSECUTIVE_LOSSES"]
     assert all("delivery_price" not in e.data for e in kinds(events, "block"))
     assert [("delivery_price" in a.data, "note" in a.data) for a in assigned] == ([(False, True)] if assign else [])
+
+
+def test_an_assigned_put_marks_its_coin_at_the_steps_spot_price_not_the_older_delivery() -> None:
+    """The daemon settles at its first cycle after expiry (10:00, say): the delivery price is
+    from 08:00, the step's spot mark is newer; the coin is bought at the delivery price (its cost)
+    and marked at the step's price, as every other position of that step is."""
+    state = holding(0.0, 0.0)
+    sleeve = state.sleeves["o1"]
+    go(state, T0, legs=[leg("sell", 57_000, "put", assign=True)], coin=0.02, index=60_000.0)
+    go(state, EXPIRY + timedelta(hours=2), delivery={EXP_MS: 55_000.0}, index=54_000.0)
+    pos = sleeve.positions[SPOT]
+    assert pos.cost_basis_usd == pytest.approx(5_500) and pos.mark_price == 54_000.0
+    assert sleeve_equity(sleeve) == pytest.approx(sleeve.cash_usd + 0.1 * 54_000.0, abs=1e-9)
