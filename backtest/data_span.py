@@ -53,55 +53,52 @@ def chain_span_ms(options: Any, underlying: str) -> tuple[int, int] | None:
     return (int(times[0]), int(times[-1])) if len(times) else None
 
 
-def data_end_ms(source: Any, options: Any, config: Any) -> tuple[int, str] | None:
-    """Where the data the config's strategies need ends, and what ends there (for a message);
-    None when no recorded data bounds the run (a synthetic source)."""
+def _spans(source: Any, options: Any, config: Any) -> list[tuple[int, int, str, str]]:
+    """(first ms, last usable ms, what starts there, what ends there) of every recorded series
+    the config's strategies need: each spot strategy's candles; for options the chains (usable
+    for ``options.max_quote_age_s`` after the last) and the underlying's spot candles."""
     from scheduler import options_cycle
 
-    ends: list[tuple[int, str]] = []
+    out: list[tuple[int, int, str, str]] = []
     for s in config.strategies:
         if s.type == "spot":
             tf = s.timeframe or "1h"
             for symbol in s.symbols:
                 span = spot_span_ms(source, symbol, tf)
                 if span is not None:
-                    ends.append((span[1], f"the {symbol} {tf} candles of {s.id}"))
+                    what = f"the {symbol} {tf} candles of {s.id}"
+                    out.append((span[0], span[1], what, what))
             continue
         underlying = options_cycle.underlying_of(s)
         chains = chain_span_ms(options, underlying)
         if chains is not None:
-            ends.append((chains[1] + int(config.options.max_quote_age_s * 1000),
-                         f"the {underlying} option chains of {s.id} (the last taken at {_iso(chains[1])})"))
+            out.append((chains[0], chains[1] + int(config.options.max_quote_age_s * 1000),
+                        f"the {underlying} option chains of {s.id}",
+                        f"the {underlying} option chains of {s.id} (the last taken at {_iso(chains[1])})"))
         spot = options_cycle.spot_symbol(underlying)
         span = spot_span_ms(source, spot, None)
         if span is not None:
-            ends.append((span[1], f"the {spot} spot candles of {s.id}"))
+            what = f"the {spot} spot candles of {s.id}"
+            out.append((span[0], span[1], what, what))
+    return out
+
+
+def data_end_ms(source: Any, options: Any, config: Any) -> tuple[int, str] | None:
+    """Where the data the config's strategies need ends, and what ends there (for a message);
+    None when no recorded data bounds the run (a synthetic source)."""
+    ends = [(last, what) for _, last, _, what in _spans(source, options, config)]
     return min(ends) if ends else None
-
-
-def _iso(ms: int) -> str:
-    from scheduler.engine.models import utc_from_ms, utc_iso
-
-    return utc_iso(utc_from_ms(ms))
 
 
 def data_start_ms(source: Any, options: Any, config: Any) -> tuple[int, str] | None:
     """Where the data of every one of the config's strategies has begun (the latest first
     candle or first chain among them), and what starts there; None when no recorded data
     bounds the run."""
-    from scheduler import options_cycle
-
-    starts: list[tuple[int, str]] = []
-    for s in config.strategies:
-        if s.type == "spot":
-            tf = s.timeframe or "1h"
-            for symbol in s.symbols:
-                span = spot_span_ms(source, symbol, tf)
-                if span is not None:
-                    starts.append((span[0], f"the {symbol} {tf} candles of {s.id}"))
-            continue
-        underlying = options_cycle.underlying_of(s)
-        chains = chain_span_ms(options, underlying)
-        if chains is not None:
-            starts.append((chains[0], f"the {underlying} option chains of {s.id}"))
+    starts = [(first, what) for first, _, what, _ in _spans(source, options, config)]
     return max(starts) if starts else None
+
+
+def _iso(ms: int) -> str:
+    from scheduler.engine.models import utc_from_ms, utc_iso
+
+    return utc_iso(utc_from_ms(ms))
