@@ -119,6 +119,8 @@ class JobResult:
     output_overflow: bool = False
     cancelled: bool = False  # not started because the scheduler is stopping
     launch_error: str | None = None
+    #: the job ran but its exit can never be reported: its guardian exited or is stopped
+    lost: str | None = None
 
 
 @dataclass
@@ -324,6 +326,8 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
     stop_deadline: float | None = None
     exited_at: float | None = None
     killed_at: float | None = None
+    lost: str | None = None
+    looked_at = started
     try:
         # One loop until the job has exited and its pipes are drained, checking the deadline and
         # the stop events every stop_check_s whatever the job does (also once it has closed its pipes).
@@ -336,6 +340,14 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
                 exited_at = now
             if exited_at is not None and (not sel.get_map() or now >= exited_at + EXIT_DRAIN_S):
                 break  # exited; a pipe still open after the drain time is held by an escaped descendant
+            if exited_at is None and (killed_at is not None or not sel.get_map()) \
+                    and now >= looked_at + STOPPED_CHECK_S:
+                # done with its pipes (or killed) but not reported reaped: a guardian that is stopped
+                # or gone never will report it, so do not wait out the job's time limit for it
+                looked_at = now
+                if not launcher.alive():
+                    lost = "its guardian (fork server) exited or was stopped before reporting the job's exit"
+                    break
             if killed_at is not None:
                 if now >= killed_at + KILL_REAP_S:
                     break  # killed but never reported reaped
@@ -383,7 +395,7 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
             returncode = running.returncode.result()
         else:  # never reaped in time, or the guardian is gone: make sure it is dead and report it
             _kill_group(running.pid)
-            timed_out = True
+            timed_out = lost is None
     finally:
         # Each descriptor closed exactly once: a second close could hit a number another thread
         # has just been given (another job's pipe, a socket of the daemon).
@@ -394,7 +406,7 @@ def _run_one(launcher: Launcher, job: Job, stop: threading.Event, grace_s: float
         for fd in still_open:
             os.close(fd)
     return JobResult(job.key, returncode, bytes(out), bytes(err[-STDERR_KEEP_BYTES:]),
-                     time.monotonic() - started, timed_out=timed_out, output_overflow=overflow)
+                     time.monotonic() - started, timed_out=timed_out, output_overflow=overflow, lost=lost)
 
 
 def run_jobs(launcher: Launcher, jobs: Sequence[Job], *, max_concurrency: int | None = None,

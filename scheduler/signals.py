@@ -212,6 +212,8 @@ def judge(result: JobResult, model: type[_Doc], expect: dict[str, str], timeout_
         return CheckFailure("not run: the scheduler is shutting down", "transient")
     if result.launch_error:
         return CheckFailure(f"could not start the checker: {result.launch_error}", "transient")
+    if result.lost:
+        return CheckFailure(f"the checker ran but {result.lost}; its output is not used", "transient")
     if result.output_overflow:
         return CheckFailure(f"printed more than {max_output_bytes} bytes on stdout; killed", "permanent")
     if result.timed_out:

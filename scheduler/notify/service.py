@@ -354,11 +354,11 @@ class NotifyService:
                                                       f"(the last one broke: {self._broken.pop(kind)})")
                     launcher = self._launchers[kind] = self._new_launcher(daemon)
                 result = run_jobs(launcher, [job], max_concurrency=1, grace_s=0.0)[0]
-                if result.launch_error or result.returncode is None:  # the guardian is gone: a new one next time
+                if result.launch_error or result.lost or result.returncode is None:  # a new guardian next time
                     self._launchers.pop(kind, None)
                     launcher.close()
                     raise RuntimeError(f"the {kind} job's guardian (fork server) is gone or refused the job: "
-                                       f"{result.launch_error or 'the job was never reported to exit'}; "
+                                       f"{result.launch_error or result.lost or 'the job was never reported to exit'}; "
                                        "messages stay queued and a new guardian is started for the next job")
                 if result.returncode != 0 or result.timed_out:
                     raise ValueError(f"the delivery process failed (exit status {result.returncode}, timed out: "
