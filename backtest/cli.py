@@ -360,10 +360,15 @@ def _main(argv: list[str]) -> int:
                          f"{_iso(start_ms)}: the walk-forward starts there")
             start_ms = starts[0]
         return _walk_forward(args, config, base, start_ms, end_ms, notes)
-    rows: list[tuple[BacktestResult, BacktestResult]] = []
-    for s in config.strategies:
-        net, gross = run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
-        rows.append((net, gross))
+    rows: list[tuple[BacktestResult, BacktestResult]]
+    if args.mode == "run" and len(config.strategies) > 1:  # as the daemon runs them: one account, one clock
+        from backtest.joint import run_together
+
+        rows = run_together(config, source, start_ms, end_ms, options_source=options_source,
+                            progress=_Progress("all strategies"))
+    else:  # one strategy, or compare mode: each strategy judged alone
+        rows = [run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
+                for s in config.strategies]
     extras, lines = _extras(args, config, source, rows, start_ms, end_ms)
     # the files first: a reader of the table that stops early (| head) must not cost them
     if args.json is not None:

@@ -34,6 +34,17 @@ def alone(config: Config, s: StrategyConfig) -> tuple[str, ...]:
             f"({total:,.2f} USD), where the caps bind less (replay a config of this strategy alone to match it)",)
 
 
+def together(config: Config, strategy_id: str) -> tuple[str, ...]:
+    """The note on a strategy replayed with the others of its config (backtest/joint.py)."""
+    others = [s for s in config.strategies if s.id != strategy_id]
+    if not others:
+        return ()
+    total = sum(s.capital for s in config.strategies)
+    return (f"{strategy_id} is replayed together with the config's {len(others)} other strateg"
+            f"{'y' if len(others) == 1 else 'ies'} in one {total:,.2f} USD account on one clock, as the daemon runs "
+            "them: the account-wide rules judge the sum of the sleeves",)
+
+
 def when(ms: int) -> str:
     """``ms`` as the result's UTC ISO time."""
     return utc_iso(utc_from_ms(ms))

@@ -29,13 +29,14 @@ from typing import Any
 
 from backtest import notes
 from backtest.result import BacktestResult, ClosedTrade
+from backtest.runner import StepInputs, slippage_usd
 from market.base import MarketSource
 from scheduler import engine_rules, options_cycle
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError, ExchangeError, GoTraderError
 from scheduler.engine.models import State, new_sleeve, utc_from_ms, utc_iso
 from scheduler.engine.option_fills import OptionMark
-from scheduler.engine.step import Mark, sleeve_equity, step
+from scheduler.engine.step import Event, Mark, sleeve_equity, step
 from scheduler.engine.timeframes import DAY_MS, HOUR_MS
 
 
@@ -126,88 +127,151 @@ def replay_options(config: Config, s: StrategyConfig, spot: MarketSource, option
                    progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Replay options strategy ``s`` over [start_ms, end_ms] (ticks at ``offset_ms`` past each
     ``step_ms`` boundary)."""
-    if options is None:
-        raise ConfigError([f"{s.id} is an options strategy: the run needs an options source"])
-    underlying = options_cycle.underlying_of(s)
-    symbol = options_cycle.spot_symbol(underlying)
-    start_ms, data_notes = _clamp_to_data(s, options, underlying, start_ms, end_ms)
-    t0 = -(-(start_ms - offset_ms) // step_ms) * step_ms + offset_ms
-    ticks = list(range(t0 + step_ms, end_ms + 1, step_ms))
-    if not ticks:
-        raise ConfigError([f"the run holds no whole options step of {step_ms // HOUR_MS} h; give a later --end"])
-    market = _CheckerMarket(spot, options)
+    leg = OptionsLeg(config, s, spot, options, start_ms, end_ms, step_ms=step_ms, offset_ms=offset_ms)
     state = State()
     state.sleeves[s.id] = new_sleeve(s.id, "options", s.capital)
-    sleeve = state.sleeves[s.id]
-    rules = {s.id: engine_rules.sleeve_rules(config, s)}
-    option_rules = {s.id: engine_rules.option_rules(config, s)}
-    fills: list[dict[str, Any]] = []
-    equity: list[tuple[int, float]] = [(t0, float(s.capital))]
-    exposure = [0.0]
-    chained, no_chain = 0, ""  # the ticks that had a chain, and why the last one without had none
-    tally = notes.Tally()
-    for k, T in enumerate(ticks):
+    rules, option_rules = {s.id: leg.rules}, {s.id: leg.option_rules}
+    account, limits = engine_rules.account_rules(config), engine_rules.account_option_limits(config)
+    for k in range(leg.n):
+        got = leg.inputs(k, state)
+        now = leg.now(k)
+        events = step(state, [], got.marks, rules, {}, now, k + 1, account_rules=account,
+                      option_intents=got.option_intents, option_quotes=got.option_quotes,
+                      index_prices=got.index_prices, delivery_prices=got.delivery_prices,
+                      option_rules=option_rules, account_option_limits=limits)
+        leg.take(events, now)
+        leg.after(k, state)
+        if progress is not None:
+            progress(k + 1, leg.n)
+    return leg.result(state, notes.alone(config, s))
+
+
+class OptionsLeg:
+    """One options strategy's part of a replay: its daily clock, what each of its ticks gives
+    ``engine.step`` (``inputs``: the checker's intent on the chain of then, its quotes, the
+    index, delivery prices, the mark of an assigned coin), and what its result is built from
+    (``take``: its sleeve's fills and refusals; ``after``: its equity and exposure).
+    ``replay_options`` drives one alone, backtest/joint.py several on one clock."""
+
+    def __init__(self, config: Config, s: StrategyConfig, spot: MarketSource, options: Any, start_ms: int,
+                 end_ms: int, *, step_ms: int = DAY_MS, offset_ms: int = 10 * HOUR_MS) -> None:
+        if options is None:
+            raise ConfigError([f"{s.id} is an options strategy: the run needs an options source"])
+        self.config, self.s, self.spot, self.options, self.step_ms = config, s, spot, options, step_ms
+        self.underlying = underlying = options_cycle.underlying_of(s)
+        self.symbol = options_cycle.spot_symbol(underlying)
+        start_ms, self.data_notes = _clamp_to_data(s, options, underlying, start_ms, end_ms)
+        self.t0 = -(-(start_ms - offset_ms) // step_ms) * step_ms + offset_ms
+        self.ticks = list(range(self.t0 + step_ms, end_ms + 1, step_ms))
+        self.n = len(self.ticks)
+        if not self.ticks:
+            raise ConfigError([f"the run holds no whole options step of {step_ms // HOUR_MS} h; give a later --end"])
+        self.market = _CheckerMarket(spot, options)
+        self.rules = engine_rules.sleeve_rules(config, s)
+        self.option_rules = engine_rules.option_rules(config, s)
+        self.fills: list[dict[str, Any]] = []
+        self.equity: list[tuple[int, float]] = [(self.t0, float(s.capital))]
+        self.exposure = [0.0]
+        self.chained, self.no_chain = 0, ""  # the ticks that had a chain, and why the last one without had none
+        self.tally = notes.Tally()
+
+    def now(self, k: int) -> Any:
+        return utc_from_ms(self.ticks[k])
+
+    def inputs(self, k: int, state: State) -> StepInputs:
+        """Tick ``k`` as one daemon cycle of this strategy: the checker's intent on the chain
+        of then (none when the check fails), the quotes of the held and proposed legs, the
+        index, the delivery prices of expired legs, and the mark of a held coin."""
+        T, s, underlying, market = self.ticks[k], self.s, self.underlying, self.market
+        sleeve = state.sleeves[s.id]
         now = utc_from_ms(T)
         signal, failure = _checker_doc(s, underlying, market, sleeve, T)
-        tally.checked()
+        self.tally.checked()
         if failure is not None:
-            tally.check_failed(T, failure)
+            self.tally.check_failed(T, failure)
         intent = options_cycle.intent(s.id, underlying, signal) if signal is not None else None
-        intents = [intent] if intent is not None else []
-        quotes: dict[str, OptionMark] = {}
-        index: dict[str, float] = {}
+        got = StepInputs(option_intents=[intent] if intent is not None else [])
+        self.chained += self._chain_part(T, state, got)
+        price = self.spot.fetch_prices([self.symbol], now_ms=T).get(self.symbol) if sleeve.positions else None
+        if price:
+            got.marks[self.symbol] = Mark(price, now)
+        return got
+
+    def between(self, T: int, state: State) -> StepInputs:
+        """A joint replay's tick that is not this leg's: what a daemon cycle then fetches for a
+        strategy that is not due but holds option legs (their quotes, the index, delivery
+        prices); its coin, if held, is marked with every held symbol (backtest/joint.py)."""
+        got = StepInputs()
+        if state.sleeves[self.s.id].option_positions:
+            self._chain_part(T, state, got)
+        return got
+
+    def _chain_part(self, T: int, state: State, got: StepInputs) -> bool:
+        """Into ``got``: the quotes of the legs held (any sleeve's) and of ``got``'s intents from
+        the chain at ``T``, its index, and the delivery prices of this sleeve's expired legs;
+        whether there was a chain."""
+        underlying, sleeve = self.underlying, state.sleeves[self.s.id]
+        chained = False
         try:
-            chain = market.cycle_chain(underlying, T)
-            quotes = _marks(chain, options_cycle.wanted_instruments(state, intents))
+            chain = self.market.cycle_chain(underlying, T)
+            got.option_quotes = _marks(chain, options_cycle.wanted_instruments(state, got.option_intents))
             if chain.index_price:
-                index[underlying] = float(chain.index_price)
-            chained += 1
+                got.index_prices[underlying] = float(chain.index_price)
+            chained = True
         except (GoTraderError, ExchangeError) as e:
-            no_chain = str(e)  # no chain now: the legs keep their last marks
+            self.no_chain = str(e)  # no chain now: the legs keep their last marks
         expiries = sorted({int(p.expiry.timestamp() * 1000) for p in sleeve.option_positions
                            if p.expiry.timestamp() * 1000 <= T})
-        deliveries = _deliveries(spot, options, underlying, expiries, T) if expiries else {}
-        price = spot.fetch_prices([symbol], now_ms=T).get(symbol) if sleeve.positions else None
-        marks = {symbol: Mark(price, now)} if price else {}
-        events = step(state, [], marks, rules, {}, now, k + 1, account_rules=engine_rules.account_rules(config),
-                      option_intents=intents, option_quotes=quotes, index_prices=index, delivery_prices=deliveries,
-                      option_rules=option_rules, account_option_limits=engine_rules.account_option_limits(config))
-        sleeve.last_run_at = now
-        for e in events:
-            if e.kind == "fill":
-                fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"], "at_ms": T, **e.data})
-            elif e.kind == "rejected":
-                tally.refusal(T, str(e.data.get("code")), str(e.data.get("detail")))
-        value = sleeve_equity(sleeve)
-        equity.append((T, value if value is not None else equity[-1][1]))
-        legs = sum(abs((p.mark_usd or 0.0) * p.quantity) for p in sleeve.option_positions)
-        exposure.append(legs / equity[-1][1] if equity[-1][1] > 0 else 0.0)
-        if progress is not None:
-            progress(k + 1, len(ticks))
-    if not chained:  # nothing could ever have been decided or traded: say so rather than report a flat run
-        raise DataError(f"{s.id}: no {underlying} option chain at any of the {len(ticks)} daily steps from "
-                        f"{utc_iso(utc_from_ms(ticks[0]))} to {utc_iso(utc_from_ms(ticks[-1]))} ({no_chain}); give a "
-                        "--start and --end inside the chains the source holds")
-    tally.raise_if_nothing_decided(s.id, ticks[0], ticks[-1])
-    from backtest.runner import slippage_usd
+        got.delivery_prices = _deliveries(self.spot, self.options, underlying, expiries, T) if expiries else {}
+        return chained
 
-    o = config.options
-    unsettled = sorted({p.instrument for p in sleeve.option_positions if p.expiry.timestamp() * 1000 <= ticks[-1]})
-    settle = () if not unsettled else (
-        f"{len(unsettled)} option leg(s) expired with no delivery price in the data and are still open, carried at "
-        f"their last mark ({', '.join(unsettled)}): settlement needs the exchange's delivery price or the 1m, 5m or "
-        "15m spot candles of the 30 minutes before 08:00 UTC (go-trader download-data --timeframes 1m); the final "
-        "equity is not settled",)
-    return BacktestResult(
-        strategy_id=s.id, kind="options", strategy=s.strategy_name, symbols=(underlying,), timeframe=None,
-        bar_ms=step_ms, start_ms=t0, end_ms=ticks[-1], initial_capital_usd=float(s.capital),
-        equity=tuple(equity), exposure=tuple(exposure), trades=option_round_trips(fills), fills=tuple(fills),
-        fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
-        params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
-                                        "delivery_fee_pct": o.fees.delivery_pct},
-        source=f"{spot.name}+{getattr(options, 'name', type(options).__name__)}",
-        notes=notes.alone(config, s) + data_notes + settle + tally.notes(),
-    )
+    def take(self, events: list[Event], now: Any) -> None:
+        """A step's events for this leg's sleeve: its fills, and the orders refused."""
+        T = int(now.timestamp() * 1000)
+        for e in events:
+            if e.strategy_id != self.s.id:
+                continue
+            if e.kind == "fill":
+                self.fills.append({"strategy_id": e.strategy_id, "at": e.as_json()["at"], "at_ms": T, **e.data})
+            elif e.kind == "rejected":
+                self.tally.refusal(T, str(e.data.get("code")), str(e.data.get("detail")))
+
+    def after(self, k: int, state: State) -> None:
+        """The sleeve after tick ``k``'s step: its run time, equity and exposure (the legs' marks)."""
+        sleeve = state.sleeves[self.s.id]
+        sleeve.last_run_at = self.now(k)
+        value = sleeve_equity(sleeve)
+        self.equity.append((self.ticks[k], value if value is not None else self.equity[-1][1]))
+        legs = sum(abs((p.mark_usd or 0.0) * p.quantity) for p in sleeve.option_positions)
+        self.exposure.append(legs / self.equity[-1][1] if self.equity[-1][1] > 0 else 0.0)
+
+    def result(self, state: State, run_notes: tuple[str, ...]) -> BacktestResult:
+        """The leg's result (DataError when no tick had a chain, or every check failed);
+        ``run_notes`` say how it was replayed (alone, or with others)."""
+        s, underlying, ticks, fills = self.s, self.underlying, self.ticks, self.fills
+        if not self.chained:  # nothing could ever have been decided or traded: say so rather than report a flat run
+            raise DataError(f"{s.id}: no {underlying} option chain at any of the {len(ticks)} daily steps from "
+                            f"{utc_iso(utc_from_ms(ticks[0]))} to {utc_iso(utc_from_ms(ticks[-1]))} ({self.no_chain}); "
+                            "give a --start and --end inside the chains the source holds")
+        self.tally.raise_if_nothing_decided(s.id, ticks[0], ticks[-1])
+        o = self.config.options
+        sleeve = state.sleeves[s.id]
+        unsettled = sorted({p.instrument for p in sleeve.option_positions if p.expiry.timestamp() * 1000 <= ticks[-1]})
+        settle = () if not unsettled else (
+            f"{len(unsettled)} option leg(s) expired with no delivery price in the data and are still open, carried "
+            f"at their last mark ({', '.join(unsettled)}): settlement needs the exchange's delivery price or the 1m, "
+            "5m or 15m spot candles of the 30 minutes before 08:00 UTC (go-trader download-data --timeframes 1m); "
+            "the final equity is not settled",)
+        return BacktestResult(
+            strategy_id=s.id, kind="options", strategy=s.strategy_name, symbols=(underlying,), timeframe=None,
+            bar_ms=self.step_ms, start_ms=self.t0, end_ms=ticks[-1], initial_capital_usd=float(s.capital),
+            equity=tuple(self.equity), exposure=tuple(self.exposure), trades=option_round_trips(fills),
+            fills=tuple(fills), fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
+            params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
+                                            "delivery_fee_pct": o.fees.delivery_pct},
+            source=f"{self.spot.name}+{getattr(self.options, 'name', type(self.options).__name__)}",
+            notes=run_notes + self.data_notes + settle + self.tally.notes(),
+        )
 
 
 def _clamp_to_data(s: StrategyConfig, options: Any, underlying: str, start_ms: int, end_ms: int

@@ -62,12 +62,32 @@ class SpotMarket:
 
 
 @dataclass
-class _Run:
-    """The replay's working state: the engine state and what the result is built from."""
+class StepInputs:
+    """What one tick gives ``engine.step``: the intents, marks and candles of the strategies
+    ticking then (one strategy's, or several merged by ``add`` in a joint replay)."""
 
-    state: State
-    fills: list[dict[str, Any]] = field(default_factory=list)
-    cycle: int = 0
+    intents: list[SpotIntent] = field(default_factory=list)
+    marks: dict[str, Mark] = field(default_factory=dict)
+    bars: dict[tuple[str, str], list[Bar]] = field(default_factory=dict)
+    option_intents: list[Any] = field(default_factory=list)
+    option_quotes: dict[str, Any] = field(default_factory=dict)
+    index_prices: dict[str, float] = field(default_factory=dict)
+    delivery_prices: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def add(self, other: StepInputs) -> None:
+        """Merge ``other`` in: a symbol marked by both keeps the newer mark (a 1h strategy's
+        ticker, not a 1d one's last close), as the daemon marks every held symbol at its ticker."""
+        self.intents += other.intents
+        for symbol, mark in other.marks.items():
+            mine = self.marks.get(symbol)
+            if mine is None or mark.at > mine.at:
+                self.marks[symbol] = mark
+        self.bars.update(other.bars)
+        self.option_intents += other.option_intents
+        self.option_quotes.update(other.option_quotes)
+        self.index_prices.update(other.index_prices)
+        for underlying, prices in other.delivery_prices.items():
+            self.delivery_prices.setdefault(underlying, {}).update(prices)
 
 
 def with_costs(config: Config, *, fee_pct: float | None = None, slippage_pct: float | None = None,
@@ -233,126 +253,177 @@ def replay_spot_state(config: Config, s: StrategyConfig, market: SpotMarket, sta
 def _replay(config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, reference: bool,
             per_bar: bool, progress: Progress | None, decided: Decisions | None,
             on_event: Callable[[Event], None] | None) -> tuple[BacktestResult, State]:
-    tf = s.timeframe or "1h"
-    bar_ms = timeframe_ms(tf)
-    candles, symbol = market.candles, s.symbols[0]
-    start_ms, data_notes = _clamp_to_data(s, market, start_ms)
-    ticks, t0 = _ticks(start_ms, end_ms, tf)
-    if not len(ticks):
-        raise ConfigError([f"the run from {utc_from_ms(start_ms)} to {utc_from_ms(end_ms)} holds no whole {tf} bar; "
-                           "give a later --end or an earlier --start"])
-    close_ms = candles.ts_ms + bar_ms
-    last_closed = np.searchsorted(close_ms, ticks, side="right") - 1  # per tick: the newest closed bar
-    at = np.searchsorted(candles.ts_ms, ticks)  # per tick: the candle starting at the tick, if any
-    starts = (at < len(candles)) & (candles.ts_ms[np.minimum(at, len(candles) - 1)] == ticks)
-    first_bar = int(np.searchsorted(close_ms, ticks[0], side="left"))
-    limit = config.runner.candles_limit
-    if decided is None:
-        decided = decisions(s.strategy_name, candles, s.params, market.candles_b, limit=limit,
-                            first=max(0, first_bar - 1), per_bar=per_bar)
-    # the price at each tick: the ticker (the open of the candle starting then), else the last close
-    safe_at = np.minimum(at, len(candles) - 1)
-    ticker = np.where(starts, candles.open[safe_at], np.nan)
-    newest = np.maximum(last_closed, 0)
-    mark_px = np.where(starts, candles.open[safe_at], candles.close[newest])
-    mark_at = np.where(starts, ticks, close_ms[newest])
-    # a check of candles more than 2 bars behind the clock fails (market.base.check_fresh)
-    fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= 2)
-    every = _due_every(config.interval_for(s), bar_ms)
-    due = np.zeros(len(ticks), dtype=bool)
-    due[::every] = True
-    sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
-    # a bar is passed for the stops at the tick it closes at
-    new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
-    tally = _check_tally(candles, decided, ticks, due, fresh, last_closed)
-    tally.raise_if_nothing_decided(s.id, int(ticks[0]), int(ticks[-1]))
-
-    rules = {s.id: engine_rules.sleeve_rules(config, s)}
+    leg = SpotLeg(config, s, market, start_ms, end_ms, per_bar=per_bar, decided=decided)
+    state = State()
+    state.sleeves[s.id] = new_sleeve(s.id, "spot", s.capital)
+    rules = {s.id: leg.rules}
     account = engine_rules.account_rules(config)
-    run = _Run(State())
-    run.state.sleeves[s.id] = new_sleeve(s.id, "spot", s.capital)
-    sleeve = run.state.sleeves[s.id]
-    n = len(ticks)
-    equity = np.empty(n)
-    exposure = np.empty(n)
-    plan = None if reference else skip.Planner(skip.Ticks(
-        ticks, mark_px, mark_at, new_bar, candles.ts_ms[newest], np.where(new_bar, np.minimum(candles.open, candles.low)[newest], np.inf),
-        due & fresh & (sig == 1), due & fresh & (sig == -1)), rules[s.id], account, s)
+    n = leg.n
+    plan = None if reference else skip.Planner(leg.skip_ticks(), leg.rules, account, s)
+    k = 0
+    report_every = max(1, n // 100)
+    while k < n:
+        got = leg.inputs(k, state)
+        events = step(state, got.intents, got.marks, rules, market.rules, leg.now(k), k + 1, bars=got.bars,
+                      account_rules=account)
+        leg.take(events, leg.now(k))
+        leg.after(k, state)
+        if on_event is not None:
+            for e in events:
+                on_event(e)
+        nxt = k + 1 if plan is None else plan.advance(k, state, s.id)
+        if nxt > k + 1:  # quiet ticks: nothing changes but the marks (skip.py); the same numbers as a step
+            leg.quiet_span(k, nxt, state)
+        if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
+            progress(min(nxt, n), n)
+        k = nxt
+    return leg.result(state, notes.alone(config, s)), state
 
-    def _intent(sid: str, sym: str, k: int, i: int, now: datetime) -> SpotIntent:
+
+class SpotLeg:
+    """One spot strategy's part of a replay: its clock (the ticks of its timeframe), what each
+    of its ticks gives ``engine.step`` (``inputs``), and what the result is built from (the
+    fills and refusals of its sleeve, ``take``; its equity and exposure at its ticks,
+    ``after``). ``_replay`` drives one alone (skipping quiet ticks), backtest/joint.py several
+    on one clock."""
+
+    def __init__(self, config: Config, s: StrategyConfig, market: SpotMarket, start_ms: int, end_ms: int, *,
+                 per_bar: bool = False, decided: Decisions | None = None) -> None:
+        self.config, self.s, self.market = config, s, market
+        self.tf = tf = s.timeframe or "1h"
+        self.bar_ms = bar_ms = timeframe_ms(tf)
+        candles, self.symbol = market.candles, s.symbols[0]
+        start_ms, self.data_notes = _clamp_to_data(s, market, start_ms)
+        ticks, self.t0 = _ticks(start_ms, end_ms, tf)
+        if not len(ticks):
+            raise ConfigError([f"the run from {utc_from_ms(start_ms)} to {utc_from_ms(end_ms)} holds no whole {tf} "
+                               "bar; give a later --end or an earlier --start"])
+        self.ticks, self.n = ticks, len(ticks)
+        self.close_ms = close_ms = candles.ts_ms + bar_ms
+        last_closed = np.searchsorted(close_ms, ticks, side="right") - 1  # per tick: the newest closed bar
+        at = np.searchsorted(candles.ts_ms, ticks)  # per tick: the candle starting at the tick, if any
+        self.starts = starts = (at < len(candles)) & (candles.ts_ms[np.minimum(at, len(candles) - 1)] == ticks)
+        first_bar = int(np.searchsorted(close_ms, ticks[0], side="left"))
+        if decided is None:
+            decided = decisions(s.strategy_name, candles, s.params, market.candles_b,
+                                limit=config.runner.candles_limit, first=max(0, first_bar - 1), per_bar=per_bar)
+        self.decided = decided
+        # the price at each tick: the ticker (the open of the candle starting then), else the last close
+        safe_at = np.minimum(at, len(candles) - 1)
+        self.ticker = np.where(starts, candles.open[safe_at], np.nan)
+        self.newest = newest = np.maximum(last_closed, 0)
+        self.mark_px = np.where(starts, candles.open[safe_at], candles.close[newest])
+        self.mark_at = np.where(starts, ticks, close_ms[newest])
+        # a check of candles more than 2 bars behind the clock fails (market.base.check_fresh)
+        self.fresh = fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= 2)
+        self.every = every = _due_every(config.interval_for(s), bar_ms)
+        self.due = due = np.zeros(len(ticks), dtype=bool)
+        due[::every] = True
+        self.sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
+        # a bar is passed for the stops at the tick it closes at
+        self.new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
+        self.tally = _check_tally(candles, decided, ticks, due, fresh, last_closed)
+        self.tally.raise_if_nothing_decided(s.id, int(ticks[0]), int(ticks[-1]))
+        self.rules = engine_rules.sleeve_rules(config, s)
+        self.fills: list[dict[str, Any]] = []
+        self.equity = np.empty(self.n)
+        self.exposure = np.empty(self.n)
+        self._quiet: list[tuple[int, int, float, float, float]] = []  # (from, to, cash, quantity, equity)
+
+    def skip_ticks(self) -> skip.Ticks:
+        """What backtest/skip.py's planner reads of this leg."""
+        c, newest = self.market.candles, self.newest
+        bar_min = np.where(self.new_bar, np.minimum(c.open, c.low)[newest], np.inf)
+        on = self.due & self.fresh
+        return skip.Ticks(self.ticks, self.mark_px, self.mark_at, self.new_bar, c.ts_ms[newest], bar_min,
+                          on & (self.sig == 1), on & (self.sig == -1))
+
+    def now(self, k: int) -> datetime:
+        return utc_from_ms(int(self.ticks[k]))
+
+    def _intent(self, k: int, i: int, now: datetime) -> SpotIntent:
         """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
         hold keeps the checker's price (the last close, at its close time); a buy or sell goes
         at the ticker (the open of the candle starting at the tick, as of the tick), none when
         no candle starts then, and a strategy's stop keeps its distance from the price. ``now``:
         the tick's time."""
+        sid, sym, candles, decided = self.s.id, self.symbol, self.market.candles, self.decided
         signal, close, stop = int(decided.signal[i]), float(candles.close[i]), float(decided.stop[i])
         stop = stop if math.isfinite(stop) else None
         if signal == 0:
-            return SpotIntent(sid, sym, 0, close, utc_from_ms(int(close_ms[i])), stop)
-        if not starts[k]:
-            return SpotIntent(sid, sym, signal, None, utc_from_ms(int(close_ms[i])), None)
-        price = float(ticker[k])
+            return SpotIntent(sid, sym, 0, close, utc_from_ms(int(self.close_ms[i])), stop)
+        if not self.starts[k]:
+            return SpotIntent(sid, sym, signal, None, utc_from_ms(int(self.close_ms[i])), None)
+        price = float(self.ticker[k])
         return SpotIntent(sid, sym, signal, price, now, stop * price / close if stop is not None else None)
 
-    def do_step(k: int) -> None:
-        T = int(ticks[k])
+    def inputs(self, k: int, state: State) -> StepInputs:
+        """Tick ``k``'s intent (when the strategy is due and its candles fresh), the mark of its
+        symbol, and the bar that just closed (for the stops)."""
+        T = int(self.ticks[k])
         now = utc_from_ms(T)
-        intents = []
-        if due[k] and fresh[k]:
-            intents.append(_intent(s.id, symbol, k, int(newest[k]), now))
-        marked_at = int(mark_at[k])
-        marks = {symbol: Mark(float(mark_px[k]), now if marked_at == T else utc_from_ms(marked_at))}
-        bars = {}
-        if new_bar[k]:
-            i = int(newest[k])
-            bars[(symbol, tf)] = [Bar(int(candles.ts_ms[i]), float(candles.open[i]), float(candles.high[i]),
-                                      float(candles.low[i]), float(candles.close[i]))]
-        run.cycle = k + 1
-        events = step(run.state, intents, marks, rules, market.rules, now, run.cycle, bars=bars,
-                      account_rules=account)
-        if due[k]:
-            sleeve.last_run_at = now
-        _collect(run, events)
-        for e in events:
-            if e.kind == "rejected":
-                tally.refusal(T, str(e.data.get("code")), str(e.data.get("detail")))
-        if on_event is not None:
-            for e in events:
-                on_event(e)
+        got = StepInputs()
+        if self.due[k] and self.fresh[k]:
+            got.intents.append(self._intent(k, int(self.newest[k]), now))
+        marked_at = int(self.mark_at[k])
+        got.marks[self.symbol] = Mark(float(self.mark_px[k]), now if marked_at == T else utc_from_ms(marked_at))
+        if self.new_bar[k]:
+            i, c = int(self.newest[k]), self.market.candles
+            got.bars[(self.symbol, self.tf)] = [Bar(int(c.ts_ms[i]), float(c.open[i]), float(c.high[i]),
+                                                    float(c.low[i]), float(c.close[i]))]
+        return got
 
-    k = 0
-    report_every = max(1, n // 100)
-    quiet: list[tuple[int, int, float, float, float]] = []  # (from, to, cash, quantity, equity) of quiet spans
-    while k < n:
-        do_step(k)
+    def between(self, T: int, state: State) -> StepInputs:
+        """A joint replay's tick that is not this leg's: no bar of its timeframe closes then,
+        and its held symbol is marked with every held symbol (backtest/joint.py)."""
+        return StepInputs()
+
+    def take(self, events: list[Event], now: datetime) -> None:
+        """A step's events for this leg's sleeve: its fills, and the orders refused."""
+        _collect(self.fills, events, self.s.id)
+        for e in events:
+            if e.kind == "rejected" and e.strategy_id == self.s.id:
+                self.tally.refusal(int(now.timestamp() * 1000), str(e.data.get("code")), str(e.data.get("detail")))
+
+    def after(self, k: int, state: State) -> None:
+        """The sleeve after tick ``k``'s step: its run time, equity and exposure."""
+        sleeve = state.sleeves[self.s.id]
+        if self.due[k]:
+            sleeve.last_run_at = self.now(k)
         value = sleeve_equity(sleeve)
-        equity[k] = value if value is not None else (equity[k - 1] if k else s.capital)
-        pos = sleeve.positions.get(symbol)
-        exposure[k] = (pos.quantity * pos.mark_price / equity[k]) if pos and pos.mark_price and equity[k] else 0.0
-        nxt = k + 1 if plan is None else plan.advance(k, run.state, s.id)
-        if nxt > k + 1:  # quiet ticks: nothing changes but the marks (skip.py); the same numbers as a step
-            quiet.append((k + 1, nxt, sleeve.cash_usd, pos.quantity if pos is not None else 0.0, float(equity[k])))
-            ran = (nxt - 1) // every * every  # the last run among the quiet ticks, if any
-            if ran > k:
-                sleeve.last_run_at = utc_from_ms(int(ticks[ran]))
-        if progress is not None and (nxt // report_every != k // report_every or nxt >= n):
-            progress(min(nxt, n), n)
-        k = nxt
-    _fill_quiet(quiet, mark_px, equity, exposure)
-    costs = {"fee_pct": config.fees_for(s).taker_pct, "slippage_pct": config.execution.slippage_pct}
-    times = np.concatenate(([t0], ticks))  # the run's equity points: the start, then every tick
-    bench = _buy_and_hold(ticker, mark_px, times, s.capital, rules[s.id].costs.fee_rate,
-                          rules[s.id].costs.slippage_rate)
-    result = BacktestResult(
-        strategy_id=s.id, kind="spot", strategy=s.strategy_name, symbols=tuple(s.symbols), timeframe=tf,
-        bar_ms=bar_ms, start_ms=int(t0), end_ms=int(ticks[-1]), initial_capital_usd=float(s.capital),
-        equity=Curve(times, np.concatenate(([s.capital], equity))),
-        exposure=(0.0, *exposure.tolist()), trades=closed_trades(run.fills), fills=tuple(run.fills),
-        fees_usd=float(sum(f["fee_usd"] for f in run.fills)), slippage_usd=slippage_usd(run.fills),
-        benchmark=bench, params=dict(s.params), costs=costs, source=market.source,
-        notes=notes.alone(config, s) + data_notes + tally.notes(),
-    )
-    return result, run.state
+        self.equity[k] = value if value is not None else (self.equity[k - 1] if k else self.s.capital)
+        pos = sleeve.positions.get(self.symbol)
+        self.exposure[k] = (pos.quantity * pos.mark_price / self.equity[k]) \
+            if pos and pos.mark_price and self.equity[k] else 0.0
+
+    def quiet_span(self, k: int, nxt: int, state: State) -> None:
+        """Ticks k+1 .. nxt-1 were quiet (skip.py applied them): their figures, and the last run."""
+        sleeve = state.sleeves[self.s.id]
+        pos = sleeve.positions.get(self.symbol)
+        self._quiet.append((k + 1, nxt, sleeve.cash_usd, pos.quantity if pos is not None else 0.0,
+                            float(self.equity[k])))
+        ran = (nxt - 1) // self.every * self.every  # the last run among the quiet ticks, if any
+        if ran > k:
+            sleeve.last_run_at = utc_from_ms(int(self.ticks[ran]))
+
+    def result(self, state: State, run_notes: tuple[str, ...]) -> BacktestResult:
+        """The leg's result; ``run_notes`` say how it was replayed (alone, or with others)."""
+        _fill_quiet(self._quiet, self.mark_px, self.equity, self.exposure)
+        self._quiet = []
+        s, config, fills = self.s, self.config, self.fills
+        costs = {"fee_pct": config.fees_for(s).taker_pct, "slippage_pct": config.execution.slippage_pct}
+        times = np.concatenate(([self.t0], self.ticks))  # the run's equity points: the start, then every tick
+        bench = _buy_and_hold(self.ticker, self.mark_px, times, s.capital, self.rules.costs.fee_rate,
+                              self.rules.costs.slippage_rate)
+        return BacktestResult(
+            strategy_id=s.id, kind="spot", strategy=s.strategy_name, symbols=tuple(s.symbols), timeframe=self.tf,
+            bar_ms=self.bar_ms, start_ms=int(self.t0), end_ms=int(self.ticks[-1]),
+            initial_capital_usd=float(s.capital), equity=Curve(times, np.concatenate(([s.capital], self.equity))),
+            exposure=(0.0, *self.exposure.tolist()), trades=closed_trades(fills), fills=tuple(fills),
+            fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
+            benchmark=bench, params=dict(s.params), costs=costs, source=self.market.source,
+            notes=run_notes + self.data_notes + self.tally.notes(),
+        )
 
 
 def _clamp_to_data(s: StrategyConfig, market: SpotMarket, start_ms: int) -> tuple[int, tuple[str, ...]]:
@@ -411,14 +482,14 @@ def _fill_quiet(quiet: list[tuple[int, int, float, float, float]], mark_px: np.n
     exposure[idx] = np.divide(q * px, value, out=np.zeros(len(idx)), where=held)
 
 
-def _collect(run: _Run, events: list[Event]) -> None:
-    """The fill events as the result's fill records (the time as text and in ms)."""
+def _collect(fills: list[dict[str, Any]], events: list[Event], strategy_id: str) -> None:
+    """The fill events of ``strategy_id`` as the result's fill records (the time as text and in ms)."""
     when: datetime | None = None  # a step's events share its time: each conversion is done once
     for e in events:
-        if e.kind == "fill":
+        if e.kind == "fill" and e.strategy_id == strategy_id:
             if e.at is not when:
                 when, text, ms = e.at, utc_iso(e.at), int(e.at.timestamp() * 1000)
-            run.fills.append({"strategy_id": e.strategy_id, "at": text, "at_ms": ms, **e.data})
+            fills.append({"strategy_id": e.strategy_id, "at": text, "at_ms": ms, **e.data})
 
 
 def _buy_and_hold(ticker: np.ndarray, mark_px: np.ndarray, times: np.ndarray, capital: float, fee: float,
