@@ -84,12 +84,37 @@ class SyntheticOptions:
         spot = self._index(underlying, now_ms)
         self._last_now_ms = now_ms
         level = self._level_today(underlying, now_ms)
-        quotes: list[OptionQuote] = []
+        grid: list[tuple[int, np.ndarray]] = []
         for expiry_ms, step_frac in _listed_expiries(now_ms):
             t = year_fraction(now_ms, expiry_ms)
             atm = _atm_vol(underlying, level, t)
-            strikes = _strike_grid(spot, atm * math.sqrt(t), step_frac)
-            quotes.extend(self._quotes(underlying, now_ms, expiry_ms, strikes, spot, level))
+            grid.append((expiry_ms, _strike_grid(spot, atm * math.sqrt(t), step_frac)))
+        quotes = self._quotes(underlying, now_ms, grid, spot, level)
+        return OptionChain(underlying, now_ms, spot, tuple(quotes), asof_ms=now_ms,
+                           contract=default_contract(underlying))
+
+    def fetch_option_chain_of(self, underlying: str, instruments: set[str], *, now_ms: int) -> OptionChain:
+        """``fetch_option_chain``'s chain with only the quotes of ``instruments`` (those it
+        lists): the same numbers, without pricing the hundreds of others (a replay marking the
+        legs it holds between its strategies' checks asks this every hour)."""
+        spot = self._index(underlying, now_ms)
+        level = self._level_today(underlying, now_ms)
+        wanted: dict[int, set[float]] = {}
+        for name in instruments:
+            try:
+                spec = parse_instrument_name(name)
+            except ValueError:
+                continue
+            if spec.underlying == underlying:
+                wanted.setdefault(spec.expiry_ms, set()).add(spec.strike)
+        grid: list[tuple[int, np.ndarray]] = []
+        for expiry_ms, step_frac in _listed_expiries(now_ms):
+            if expiry_ms not in wanted:
+                continue
+            t = year_fraction(now_ms, expiry_ms)
+            strikes = _strike_grid(spot, _atm_vol(underlying, level, t) * math.sqrt(t), step_frac)
+            grid.append((expiry_ms, strikes[np.isin(strikes, sorted(wanted[expiry_ms]))]))
+        quotes = [q for q in self._quotes(underlying, now_ms, grid, spot, level) if q.instrument in instruments]
         return OptionChain(underlying, now_ms, spot, tuple(quotes), asof_ms=now_ms,
                            contract=default_contract(underlying))
 
@@ -130,9 +155,7 @@ class SyntheticOptions:
             return None
         spot = self._index(spec.underlying, now_ms)
         level = self._level_today(spec.underlying, now_ms)
-        quotes = self._quotes(
-            spec.underlying, now_ms, spec.expiry_ms, np.array([spec.strike]), spot, level
-        )
+        quotes = self._quotes(spec.underlying, now_ms, [(spec.expiry_ms, np.array([spec.strike]))], spot, level)
         return next(q for q in quotes if q.option_type == spec.option_type)
 
     # --- model ---
@@ -178,17 +201,23 @@ class SyntheticOptions:
         convexity = 0.015 + 0.005 * abs(rng.standard_normal())
         return skew, convexity
 
-    def _quotes(
-        self, underlying: str, now_ms: int, expiry_ms: int, strikes: np.ndarray, spot: float,
-        level: float,
-    ) -> list[OptionQuote]:
-        t = year_fraction(now_ms, expiry_ms)
+    def _quotes(self, underlying: str, now_ms: int, grid: list[tuple[int, np.ndarray]], spot: float,
+                level: float) -> list[OptionQuote]:
+        """The quotes of every (expiry, strikes) of ``grid``, calls then puts per expiry, priced
+        in one batch (a chain is a few hundred options; one call per expiry cost more than the
+        arithmetic)."""
+        if not grid:
+            return []
         forward = spot  # rate 0
-        atm = _atm_vol(underlying, level, t)
         skew, convexity = self._smile(underlying, now_ms)
-        x = 2.5 * np.tanh(np.log(strikes / forward) / math.sqrt(t) / 2.5)  # smooth, flat wings
+        sizes = [len(strikes) for _, strikes in grid]
+        strikes = np.concatenate([k for _, k in grid])
+        t_of = [year_fraction(now_ms, e) for e, _ in grid]
+        t = np.repeat(t_of, sizes)
+        atm = np.repeat([_atm_vol(underlying, level, te) for te in t_of], sizes)
+        x = 2.5 * np.tanh(np.log(strikes / forward) / np.sqrt(t) / 2.5)  # smooth, flat wings
         vol = atm + skew * x + convexity * x * x
-        out = []
+        priced = {}
         for is_call, option_type in ((True, "call"), (False, "put")):
             usd = black76_price(forward, strikes, t, vol, is_call)
             g = black76_greeks(forward, strikes, t, vol, is_call)
@@ -196,18 +225,25 @@ class SyntheticOptions:
             half = np.maximum(_SPREAD_FRAC * mark, TICK)
             bid = np.floor((mark - half) / TICK + 1e-9) * TICK
             ask = np.ceil((mark + half) / TICK - 1e-9) * TICK
-            for j, strike in enumerate(strikes):
-                out.append(OptionQuote(
-                    instrument=format_instrument_name(underlying, expiry_ms, float(strike), option_type),
-                    underlying=underlying, expiry_ms=expiry_ms, strike=float(strike),
-                    option_type=option_type,  # type: ignore[arg-type]
-                    bid=round(float(bid[j]), 8) if bid[j] > 0 else None,
-                    ask=round(float(ask[j]), 8),
-                    mark=float(mark[j]), mark_iv_pct=float(vol[j] * 100.0),
-                    underlying_price=forward, index_price=spot,
-                    delta=float(g["delta"][j]), gamma=float(g["gamma"][j]),
-                    theta=float(g["theta"][j]), vega=float(g["vega"][j]),
-                ))
+            priced[option_type] = (bid.tolist(), ask.tolist(), mark.tolist(), (vol * 100.0).tolist(),
+                                   g["delta"].tolist(), g["gamma"].tolist(), g["theta"].tolist(), g["vega"].tolist())
+        out = []
+        strike_list = strikes.tolist()
+        start = 0
+        for (expiry_ms, _), n in zip(grid, sizes, strict=True):
+            for option_type in ("call", "put"):
+                bid, ask, mark, iv, delta, gamma, theta, vega = priced[option_type]
+                for j in range(start, start + n):
+                    strike = strike_list[j]
+                    out.append(OptionQuote(
+                        instrument=format_instrument_name(underlying, expiry_ms, strike, option_type),
+                        underlying=underlying, expiry_ms=expiry_ms, strike=strike,
+                        option_type=option_type,  # type: ignore[arg-type]
+                        bid=round(bid[j], 8) if bid[j] > 0 else None, ask=round(ask[j], 8),
+                        mark=mark[j], mark_iv_pct=iv[j], underlying_price=forward, index_price=spot,
+                        delta=delta[j], gamma=gamma[j], theta=theta[j], vega=vega[j],
+                    ))
+            start += n
         return out
 
 

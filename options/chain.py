@@ -13,6 +13,7 @@ Every Deribit option expires at 08:00 UTC on its expiry date
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ def expiry_ms_from_code(code: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
 def expiry_code(expiry_ms: int) -> str:
     """Inverse of ``expiry_ms_from_code``: ``27MAR26`` (day without a leading zero)."""
     dt = datetime.fromtimestamp(expiry_ms / 1000, tz=UTC)
