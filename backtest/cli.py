@@ -226,9 +226,13 @@ def _print_tables(rows: list[tuple[BacktestResult, BacktestResult]], *, compare_
         print(report.terminal_table(*rows[0]))
     else:
         print(compare.compare_table([net for net, _ in rows], [gross for _, gross in rows]))
+        shared = set.intersection(*(set(net.notes) for net, _ in rows)) if len(rows) > 1 else set()
+        for note in sorted(shared):  # a note every run has (how they were replayed): once
+            print(f"NOTE (every strategy): {note}")
         for net, _ in rows:
             for note in net.notes:
-                print(f"NOTE {net.strategy_id}: {note}")
+                if note not in shared:
+                    print(f"NOTE {net.strategy_id}: {note}")
 
 
 def _prices(source: Any, result: BacktestResult) -> list[tuple[int, float]] | None:

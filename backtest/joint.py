@@ -13,8 +13,11 @@ strategy alone cannot show that, so a config of several strategies is replayed t
   the intents, marks, bars, chains and delivery prices of the strategies ticking then, with
   every configured sleeve taking part (``rules`` names them all, as the daemon's do): a
   symbol marked by two strategies keeps the newer mark;
-- every step's events go to the strategy they name, whether it ticked then or not (a kill
-  switch closes every sleeve's positions at once); each strategy's equity is taken at its
+- as the daemon's fetch step does every cycle, every held symbol is marked at its ticker
+  (``source.fetch_prices``) and every held option leg at the chain of then
+  (``OptionsLeg.between``), also at ticks that are not its strategy's;
+- every step's events go to the strategy they name, whether it ticked then or not (the
+  account's blocks refuse every sleeve's entries); each strategy's equity is taken at its
   own ticks.
 
 There is no skipping of quiet ticks here (backtest/skip.py reasons about one sleeve): a
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from backtest import notes
-from backtest.options_runner import OptionsLeg
+from backtest.options_runner import CheckerMarket, OptionsLeg
 from backtest.result import BacktestResult
 from backtest.runner import SpotLeg, StepInputs, check_span, gross, load_spot
 from market.base import MarketSource
@@ -59,9 +62,10 @@ def replay_together(config: Config, source: MarketSource, options_source: Any, s
     check_span(config.strategies, start_ms, end_ms)
     legs: list[Leg] = []
     market_rules: dict[str, Any] = {}
+    chains = CheckerMarket(source, options_source) if options_source is not None else None
     for s in config.strategies:
         if s.type == "options":
-            legs.append(OptionsLeg(config, s, source, options_source, start_ms, end_ms))
+            legs.append(OptionsLeg(config, s, source, options_source, start_ms, end_ms, market=chains))
         else:
             market = load_spot(source, s, start_ms, end_ms, config.runner.candles_limit)
             market_rules.update(market.rules)
@@ -100,7 +104,7 @@ def replay_together(config: Config, source: MarketSource, options_source: Any, s
             at[j] += 1
         if progress is not None:
             progress(c + 1, len(clock))
-    return [leg.result(state, notes.together(config, s.id)) for s, leg in zip(config.strategies, legs, strict=True)]
+    return [leg.result(state, notes.together(config)) for s, leg in zip(config.strategies, legs, strict=True)]
 
 
 def run_together(config: Config, source: MarketSource, start_ms: int, end_ms: int, *,

@@ -34,15 +34,15 @@ def alone(config: Config, s: StrategyConfig) -> tuple[str, ...]:
             f"({total:,.2f} USD), where the caps bind less (replay a config of this strategy alone to match it)",)
 
 
-def together(config: Config, strategy_id: str) -> tuple[str, ...]:
-    """The note on a strategy replayed with the others of its config (backtest/joint.py)."""
-    others = [s for s in config.strategies if s.id != strategy_id]
-    if not others:
+def together(config: Config) -> tuple[str, ...]:
+    """The note on the strategies of a config replayed together (backtest/joint.py)."""
+    if len(config.strategies) < 2:
         return ()
     total = sum(s.capital for s in config.strategies)
-    return (f"{strategy_id} is replayed together with the config's {len(others)} other strateg"
-            f"{'y' if len(others) == 1 else 'ies'} in one {total:,.2f} USD account on one clock, as the daemon runs "
-            "them: the account-wide rules judge the sum of the sleeves",)
+    return (f"the config's {len(config.strategies)} strategies are replayed together, in one {total:,.2f} USD "
+            "account on one clock, as the daemon runs them: the account-wide rules (position and exposure caps, "
+            "daily loss, the kill switch) judge the sum of the sleeves, and each strategy's figures are its "
+            "sleeve's share of that run",)
 
 
 def when(ms: int) -> str:

@@ -40,9 +40,10 @@ from scheduler.engine.step import Event, Mark, sleeve_equity, step
 from scheduler.engine.timeframes import DAY_MS, HOUR_MS
 
 
-class _CheckerMarket:
+class CheckerMarket:
     """What check_options reads, as the cycle's cache serves it: candles and prices from the
-    spot source, chains, index and DVOL from the options source."""
+    spot source, chains, index and DVOL from the options source. One per replay: the options
+    strategies of a joint replay share it, so a tick's chain of an underlying is built once."""
 
     def __init__(self, spot: MarketSource, options: Any) -> None:
         self.spot, self.options = spot, options
@@ -59,7 +60,8 @@ class _CheckerMarket:
 
         key = (underlying, now_ms)
         if key not in self._chains:
-            self._chains.clear()
+            if any(t != now_ms for _, t in self._chains):  # a new tick: the last one's chains go
+                self._chains.clear()
             chain = self.options.fetch_option_chain(underlying, now_ms=now_ms)
             if chain.index_price is None:
                 index = self.options.fetch_index_price(underlying)
@@ -67,6 +69,24 @@ class _CheckerMarket:
                     chain = replace(chain, index_price=float(index))
             self._chains[key] = fill_model_greeks(chain)[0]
         return self._chains[key]
+
+    def chain_of(self, underlying: str, now_ms: int, instruments: set[str]) -> Any:
+        """``cycle_chain`` where only ``instruments``' quotes are read (marking held legs): the
+        source's partial chain when it can price a few options alone (the synthetic one can),
+        the same numbers for those; else, or when the tick's chain is built already, that."""
+        from dataclasses import replace
+
+        from options.chain_greeks import fill_model_greeks
+
+        partial = getattr(self.options, "fetch_option_chain_of", None)
+        if (underlying, now_ms) in self._chains or partial is None:
+            return self.cycle_chain(underlying, now_ms)
+        chain = partial(underlying, instruments, now_ms=now_ms)
+        if chain.index_price is None:
+            index = self.options.fetch_index_price(underlying)
+            if index is not None and index > 0:
+                chain = replace(chain, index_price=float(index))
+        return fill_model_greeks(chain)[0]
 
     def fetch_candles(self, symbol: str, timeframe: str, *, now_ms: int, limit: int) -> Any:
         return self.spot.fetch_candles(symbol, timeframe, now_ms=now_ms, limit=limit)
@@ -81,7 +101,7 @@ class _CheckerMarket:
         return self.options.fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
 
 
-def _checker_doc(s: StrategyConfig, underlying: str, market: _CheckerMarket, sleeve: Any, now_ms: int
+def _checker_doc(s: StrategyConfig, underlying: str, market: CheckerMarket, sleeve: Any, now_ms: int
                  ) -> tuple[Any, str | None]:
     """The checker's document at ``now_ms``, validated as the daemon validates it, and None; or
     None and why, when the check would fail."""
@@ -154,7 +174,8 @@ class OptionsLeg:
     ``replay_options`` drives one alone, backtest/joint.py several on one clock."""
 
     def __init__(self, config: Config, s: StrategyConfig, spot: MarketSource, options: Any, start_ms: int,
-                 end_ms: int, *, step_ms: int = DAY_MS, offset_ms: int = 10 * HOUR_MS) -> None:
+                 end_ms: int, *, step_ms: int = DAY_MS, offset_ms: int = 10 * HOUR_MS,
+                 market: CheckerMarket | None = None) -> None:
         if options is None:
             raise ConfigError([f"{s.id} is an options strategy: the run needs an options source"])
         self.config, self.s, self.spot, self.options, self.step_ms = config, s, spot, options, step_ms
@@ -166,7 +187,7 @@ class OptionsLeg:
         self.n = len(self.ticks)
         if not self.ticks:
             raise ConfigError([f"the run holds no whole options step of {step_ms // HOUR_MS} h; give a later --end"])
-        self.market = _CheckerMarket(spot, options)
+        self.market = market if market is not None else CheckerMarket(spot, options)
         self.rules = engine_rules.sleeve_rules(config, s)
         self.option_rules = engine_rules.option_rules(config, s)
         self.fills: list[dict[str, Any]] = []
@@ -203,18 +224,19 @@ class OptionsLeg:
         prices); its coin, if held, is marked with every held symbol (backtest/joint.py)."""
         got = StepInputs()
         if state.sleeves[self.s.id].option_positions:
-            self._chain_part(T, state, got)
+            self._chain_part(T, state, got, whole=False)
         return got
 
-    def _chain_part(self, T: int, state: State, got: StepInputs) -> bool:
+    def _chain_part(self, T: int, state: State, got: StepInputs, whole: bool = True) -> bool:
         """Into ``got``: the quotes of the legs held (any sleeve's) and of ``got``'s intents from
         the chain at ``T``, its index, and the delivery prices of this sleeve's expired legs;
-        whether there was a chain."""
+        whether there was a chain. ``whole=False``: only the quotes are needed (``chain_of``)."""
         underlying, sleeve = self.underlying, state.sleeves[self.s.id]
         chained = False
+        wanted = options_cycle.wanted_instruments(state, got.option_intents)
         try:
-            chain = self.market.cycle_chain(underlying, T)
-            got.option_quotes = _marks(chain, options_cycle.wanted_instruments(state, got.option_intents))
+            chain = self.market.cycle_chain(underlying, T) if whole else self.market.chain_of(underlying, T, wanted)
+            got.option_quotes = _marks(chain, wanted)
             if chain.index_price:
                 got.index_prices[underlying] = float(chain.index_price)
             chained = True

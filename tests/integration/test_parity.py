@@ -148,3 +148,11 @@ def test_the_replayed_daemon_trades_options_on_the_real_chains_as_the_backtester
     assert state["cash_usd"] == pytest.approx(net.initial_capital_usd + sum(
         (-(f["notional_usd"] + f["fee_usd"]) if f["side"] == "buy" else f["notional_usd"] - f["fee_usd"])
         for f in net.fills), rel=1e-12)
+
+
+
+def test_a_whole_config_replayed_together_fills_exactly_as_the_replayed_daemon(shared_data, tmp_path):
+    """On the real candles and chains (tests/integration/joint_parity.py says what is checked)."""
+    from tests.integration.joint_parity import check_joint_parity
+
+    check_joint_parity(tmp_path, {"source": "files", "root": str(shared_data / "ohlcv"), "options_root": ".."})
