@@ -85,8 +85,11 @@ def _regime(seed: int, symbol: str, n_days: int) -> np.ndarray:
     return np.exp(regime)
 
 
+@lru_cache(maxsize=16)
 def _block(seed: int, symbol: str, b: int) -> tuple[np.ndarray, ...]:
-    """Block ``b`` of the 5-minute path: (cumulative log return within the block, z, vol multiplier)."""
+    """Block ``b`` of the 5-minute path: (cumulative log return within the block, z, vol
+    multiplier, sigma), read-only. Memoised (16 blocks, ~8 MB at most): a replay asks the
+    block of its clock time for every price, hour after hour."""
     _, _, _, annual_vol = _profile(symbol)
     z = _rng(seed, symbol, "z", b).standard_normal((_BLOCK, 5))
     jumps_u = _rng(seed, symbol, "j", b).random(_BLOCK)
@@ -95,7 +98,10 @@ def _block(seed: int, symbol: str, b: int) -> tuple[np.ndarray, ...]:
     vol_mult = _regime(seed, symbol, int(day_of[-1]) + 1)[day_of]
     sigma = annual_vol * np.sqrt(BASE_MS / _YEAR_MS) * vol_mult
     jumps = np.where(jumps_u < 0.0004, z[:, 4] * 0.02, 0.0)
-    return np.cumsum(sigma * z[:, 0] - 0.5 * sigma**2 + jumps), z, vol_mult, sigma
+    out = (np.cumsum(sigma * z[:, 0] - 0.5 * sigma**2 + jumps), z, vol_mult, sigma)
+    for a in out:
+        a.setflags(write=False)  # shared by every caller of the memo
+    return out
 
 
 @lru_cache(maxsize=4096)

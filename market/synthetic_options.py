@@ -76,6 +76,7 @@ class SyntheticOptions:
         self.seed = int(seed)
         self._spot = SyntheticSource(self.seed)
         self._last_now_ms: int | None = None
+        self._day_levels: dict[tuple[str, int], float] = {}
 
     # --- OptionsSource ---
 
@@ -191,8 +192,14 @@ class SyntheticOptions:
         return np.random.default_rng(np.random.SeedSequence(key))
 
     def _level_today(self, underlying: str, now_ms: int) -> float:
-        """The 30-day ATM vol of the UTC day of ``now_ms`` (set at its 00:00)."""
-        return float(self._levels(underlying, np.array([(now_ms // DAY_MS) * DAY_MS]))[0])
+        """The 30-day ATM vol of the UTC day of ``now_ms`` (set at its 00:00; memoised per day)."""
+        key = (underlying, now_ms // DAY_MS)
+        level = self._day_levels.get(key)
+        if level is None:
+            if len(self._day_levels) > 1024:
+                self._day_levels.clear()
+            level = self._day_levels[key] = float(self._levels(underlying, np.array([key[1] * DAY_MS]))[0])
+        return level
 
     def _smile(self, underlying: str, now_ms: int) -> tuple[float, float]:
         rng = self._day_rng(underlying, (now_ms // DAY_MS) * DAY_MS)
