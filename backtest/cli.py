@@ -94,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slippage-pct", type=float, help="slippage in percent (overrides the config)")
     p.add_argument("--source", choices=("files", "synthetic"), help="market data (default: the config's, or synthetic)")
     p.add_argument("--data-root", type=Path, help="the files source's folder (what download-data's --root wrote)")
-    p.add_argument("--seed", type=int, default=42, help="the synthetic market's seed (default 42)")
+    p.add_argument("--seed", type=int, help="the synthetic market's seed (default: the config's, else 42)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write every result (net and gross) as JSON")
     p.add_argument("--html", type=Path, metavar="OUT", help="write the HTML report (one file per strategy)")
     p.add_argument("--monte-carlo", type=_whole(0, MAX_PATHS, "a number of paths (0: off)"), default=0,
@@ -130,8 +130,11 @@ def _config(args: argparse.Namespace) -> Any:
                                f"{'it' if what == 'timeframe' else 'them'} there, or run without --config "
                                "(--strategy NAME --symbols ...)" for flag, what in ignored])
         config = load_config(args.config)
-        if args.source is not None or args.data_root is not None:
-            market = market_from_flags(args.source or "files", args.data_root, args.seed)
+        _check_market_flags(args, args.source or ("files" if args.data_root is not None else config.market.source))
+        if args.source is not None or args.data_root is not None or args.seed is not None:
+            market = market_from_flags(args.source or ("files" if args.data_root is not None else "synthetic"),
+                                       args.data_root, args.seed if args.seed is not None else
+                                       getattr(config.market, "seed", 42))
             config = config.model_copy(update={"market": parse_config(
                 {"market": market, "strategies": [s.model_dump() for s in config.strategies]},
                 base_dir=Path.cwd()).market})
@@ -143,7 +146,8 @@ def _config(args: argparse.Namespace) -> Any:
     if not args.symbols:
         raise ConfigError(["--symbols is needed without --config (e.g. --symbols BTC/USDT)"])
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    market = market_from_flags(args.source or "synthetic", args.data_root, args.seed)
+    _check_market_flags(args, args.source or "synthetic")
+    market = market_from_flags(args.source or "synthetic", args.data_root, 42 if args.seed is None else args.seed)
     timeframe = args.timeframe or "1h"
     capital = DEFAULT_CAPITAL_USD if args.capital is None else args.capital
     if args.mode == "compare" and not args.strategy:
@@ -157,6 +161,17 @@ def _config(args: argparse.Namespace) -> Any:
     else:
         doc = config_from_flags(args.strategy, symbols, timeframe, capital, market, params=args.params)
     return parse_config(doc, base_dir=Path.cwd()), Path.cwd()
+
+
+def _check_market_flags(args: argparse.Namespace, source: str) -> None:
+    """--seed is the synthetic market's and --data-root the files source's: one given for the
+    other market would be dropped without a word, so it is refused, naming what to do."""
+    if args.seed is not None and source != "synthetic":
+        raise ConfigError([f"--seed {args.seed} is the synthetic market's seed, and this run reads the {source} "
+                           "market; drop --seed, or add --source synthetic"])
+    if args.data_root is not None and source == "synthetic":
+        raise ConfigError([f"--data-root {args.data_root} is the files source's folder, and this run reads the "
+                           "synthetic market; drop --data-root, or use --source files"])
 
 
 def open_sources(config: Any, base: Path) -> tuple[Any, Any]:

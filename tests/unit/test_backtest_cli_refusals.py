@@ -51,6 +51,11 @@ WALK = [*FLAGS, "--days", "400", "--walk-forward", '{"fast": [10, 15]}']
     ([*FLAGS, "--days", "5", "--workers", "2", "--train-days", "9"],
      "--train-days, --workers only apply to a walk-forward; add --walk-forward GRID, or drop them"),
     ([*FLAGS, "--days", "5", "--dask-scheduler", "tcp://x:1"], "--dask-scheduler only applies to a walk-forward"),
+    (["backtest", "--source", "files", "--data-root", "d", "--strategy", "rsi", "--symbols", "BTC/USDT", "--seed", "3"],
+     "--seed 3 is the synthetic market's seed, and this run reads the files market; drop --seed, or add --source "
+     "synthetic"),
+    ([*FLAGS, "--days", "5", "--data-root", "d"], "--data-root d is the files source's folder, and this run reads "
+                                                  "the synthetic market; drop --data-root, or use --source files"),
 ])
 def test_a_bad_option_is_refused_with_exit_2_and_no_traceback(args, message, capsys):
     try:
@@ -119,3 +124,26 @@ def test_an_options_run_outside_the_chains_says_so(shared_data, capsys):
     err = capsys.readouterr().err
     assert ("covered_calls-btc: the BTC option chains run from 2025-12-30T17:31:15.944000Z to 2026-08-22T09:35:36.141000Z, "
             "after the end 2025-07-01T00:00:00Z of the run") in err, err
+
+
+def test_the_seed_of_a_config_run_is_the_configs_unless_seed_is_given(tmp_path, capsys):
+    """--source synthetic used to replace a synthetic config's seed by 42, and --seed alone was
+    dropped; a files config with --seed is refused."""
+    import json
+
+    strategies = [{"id": "a", "type": "spot", "script": "check_strategy.py", "args": ["rsi", "BTC/USDT", "1h"],
+                   "params": {"period": 5, "oversold": 40, "overbought": 60}, "capital": 800}]
+    config = write_config(tmp_path, strategies, checkers_dir=str(REPO / "checkers"),
+                          market={"source": "synthetic", "seed": 5})
+    runs = {}
+    for name, extra in (("config", []), ("source", ["--source", "synthetic"]), ("seed5", ["--seed", "5"]),
+                        ("seed6", ["--seed", "6"])):
+        out = tmp_path / f"run-{name}.json"
+        assert main(["backtest", "--config", str(config), "--start", "2026-01-01", "--end", "2026-01-08",
+                     "--json", str(out), *extra]) == 0, capsys.readouterr().err
+        runs[name] = json.loads(out.read_text())["reports"][0]["result"]["fills"]
+    assert runs["config"] and runs["config"] == runs["source"] == runs["seed5"] != runs["seed6"]
+    files = tmp_path / "files.json"
+    files.write_text(json.dumps({**json.loads(config.read_text()), "market": {"source": "files", "root": str(tmp_path)}}))
+    assert main(["backtest", "--config", str(files), "--days", "3", "--seed", "1"]) == 2
+    assert "--seed 1 is the synthetic market's seed, and this run reads the files market" in capsys.readouterr().err
