@@ -240,6 +240,9 @@ class StrategyConfig(_Model):
             )
         if v.lower() == "scheduler":
             raise ValueError("id 'scheduler' is taken: the scheduler's own log is scheduler.log; choose another id")
+        if v.lower() == "account":
+            raise ValueError("id 'account' is taken: it names the whole account in events, blocks, resets and the "
+                             "audit log (a strategy of that name would be mistaken for it); choose another id")
         return v
 
     @field_validator("script")

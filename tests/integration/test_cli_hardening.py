@@ -98,6 +98,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[Path], Path], list[str]]] = [
     ("empty host", lambda f: _config(f, status={"host": ""}), ["status.host: host ''"]),
     ("strategy id scheduler", lambda f: write_config(f, [spot("scheduler", "check_hold.py")]),
      ["strategies[0].id: id 'scheduler' is taken"]),
+    ("strategy id Account", lambda f: write_config(f, [spot("Account", "check_hold.py")]),
+     ["strategies[0].id: id 'account' is taken: it names the whole account"]),
     ("secret in params", _strategy_override(params={"api_key": SECRET_VALUE}),
      ["strategies[0].params.api_key: secrets must not be stored"]),
     ("secret at the top", lambda f: _config(f, password=SECRET_VALUE), ["password: secrets must not be stored"]),
