@@ -141,8 +141,9 @@ def _config(args: argparse.Namespace) -> Any:
         if args.strategy:
             from backtest.runner import find_strategy
 
-            config = config.model_copy(update={"strategies": [find_strategy(config, args.strategy)]})
-        return config, (args.config.resolve().parent)
+            picked = config.model_copy(update={"strategies": [find_strategy(config, args.strategy)]})
+            return picked, args.config.resolve().parent, config
+        return config, args.config.resolve().parent, None
     if not args.symbols:
         raise ConfigError(["--symbols is needed without --config (e.g. --symbols BTC/USDT)"])
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
@@ -160,7 +161,7 @@ def _config(args: argparse.Namespace) -> Any:
                            "or --mode compare for all of them"])
     else:
         doc = config_from_flags(args.strategy, symbols, timeframe, capital, market, params=args.params)
-    return parse_config(doc, base_dir=Path.cwd()), Path.cwd()
+    return parse_config(doc, base_dir=Path.cwd()), Path.cwd(), None
 
 
 def _check_market_flags(args: argparse.Namespace, source: str) -> None:
@@ -343,7 +344,7 @@ def _stdout_to_devnull() -> None:
 
 def _main(argv: list[str]) -> int:
     from backtest import data_span
-    from backtest.runner import check_capital, check_span, run, with_costs
+    from backtest.runner import check_capital, check_span, find_strategy, run, with_costs
     from scheduler.config import output_problem, write_output
 
     args = parser().parse_args(argv)
@@ -354,7 +355,7 @@ def _main(argv: list[str]) -> int:
         raise ConfigError([p for p in problems if p])
     if args.capital is not None:  # as a config's capital, before a config is built from it
         check_capital(args.capital)
-    config, base = _config(args)
+    config, base, picked_from = _config(args)
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
     source, options_source = open_sources(config, base)
@@ -388,6 +389,13 @@ def _main(argv: list[str]) -> int:
     else:  # one strategy, or compare mode: each strategy judged alone
         rows = [run(config, s, source, start_ms, end_ms, progress=_Progress(s.id), options_source=options_source)
                 for s in config.strategies]
+    if picked_from is not None:  # --strategy ID of a config of several: it was replayed alone, say so
+        from dataclasses import replace
+
+        from backtest import notes as run_notes
+
+        said = run_notes.alone(picked_from, find_strategy(picked_from, config.strategies[0].id))
+        rows = [(replace(net, notes=said + net.notes), replace(g, notes=said + g.notes)) for net, g in rows]
     extras, lines = _extras(args, config, source, rows, start_ms, end_ms)
     # the files first: a reader of the table that stops early (| head) must not cost them
     if args.json is not None:

@@ -129,7 +129,7 @@ class ClosedTrade:
 @dataclass(frozen=True)
 class BacktestResult:
     strategy_id: str
-    kind: Literal["spot", "options"]
+    kind: Literal["spot", "options", "account"]  # account: a joint run's sum of sleeves (backtest/joint.py)
     strategy: str  # the catalog name, e.g. "sma_crossover"
     symbols: tuple[str, ...]  # spot symbols, or the options underlying
     timeframe: str | None

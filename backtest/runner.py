@@ -181,7 +181,7 @@ def load_spot(source: MarketSource, s: StrategyConfig, start_ms: int, end_ms: in
     candles = source.fetch_candles(s.symbols[0], tf, now_ms=upto, limit=limit).closed_at(upto)
     candles_b = (source.fetch_candles(s.symbols[1], tf, now_ms=upto, limit=limit).closed_at(upto)
                  if len(s.symbols) > 1 else None)
-    if not len(candles) or int(candles.ts_ms[-1]) < start_ms:
+    if not len(candles) or int(candles.ts_ms[-1]) + bar <= start_ms:  # the newest candle closed before the start
         have = (f"the {limit} candles before the end run from {utc_from_ms(int(candles.ts_ms[0]))} to "
                 f"{utc_from_ms(int(candles.ts_ms[-1]))}" if len(candles) else "it has none before the end")
         raise DataError(f"{source.name}: no {s.symbols[0]} {tf} candles between the start {utc_from_ms(start_ms)} and the end "

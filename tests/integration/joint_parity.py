@@ -79,7 +79,7 @@ def check_joint_parity(tmp_path: Path, market: dict[str, Any]) -> None:
     spec = config.market.model_dump()
     end_ms = START_MS + CYCLES * HOUR
     source, options = open_source(spec), open_options_source(spec)
-    results = replay_together(config, source, options, START_MS, end_ms)
+    *results, account = replay_together(config, source, options, START_MS, end_ms)
     state = json.loads((tmp_path / "state.json").read_text())
     for result in results:
         daemon_fills = [t for t in logged if t["strategy_id"] == result.strategy_id]
@@ -89,6 +89,14 @@ def check_joint_parity(tmp_path: Path, market: dict[str, Any]) -> None:
             result.initial_capital_usd + sum((-(f["notional_usd"] + f["fee_usd"]) if f["side"] == "buy"
                                               else f["notional_usd"] - f["fee_usd"]) for f in result.fills),
             rel=1e-12, abs=1e-9), result.strategy_id
+    assert account.strategy_id == "account" and account.kind == "account"
+    assert sorted(json.dumps(f, sort_keys=True) for f in account.fills) == \
+        sorted(json.dumps(f, sort_keys=True) for r in results for f in r.fills)
+    final = sum(s["cash_usd"] for s in state["sleeves"].values())  # + the marked positions, from the daemon's /status
+    assert account.final_equity_usd == pytest.approx(final + sum(
+        p["quantity"] * p["mark_price"] for s in state["sleeves"].values() for p in s["positions"].values()) + sum(
+        (1 if p["side"] == "long" else -1) * p["quantity"] * p["mark_usd"] for s in state["sleeves"].values()
+        for p in s["option_positions"]), rel=1e-9)
     traded = {r.strategy_id for r in results if r.fills}
     assert traded == {sid for sid, *_ in STRATEGIES}, f"every strategy must trade for the comparison to mean something: {traded}"
     # alone, a 2,000 USD sleeve's 1.5 % cap is 30 USD; together the account's is ~1,590: other fills

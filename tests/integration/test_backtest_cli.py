@@ -25,11 +25,13 @@ def test_backtest_from_flags_on_the_synthetic_market_writes_json(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "sma_crossover-btc" in result.stdout and "sma_crossover-eth" in result.stdout
     doc = json.loads(out.read_text())
-    assert len(doc["reports"]) == 2
+    # two strategies (one per symbol), replayed together: their rows, then the account's
+    assert [r["result"]["strategy_id"] for r in doc["reports"]] == ["sma_crossover-btc", "sma_crossover-eth", "account"]
     for entry in doc["reports"]:
         net, gross = BacktestResult.from_json(entry["result"]), BacktestResult.from_json(entry["gross"]["result"])
         assert entry["metrics"] and entry["costs"] is not None
-        assert net.costs == {"fee_pct": 0.2, "slippage_pct": 0.1} and net.initial_capital_usd == 500
+        assert net.costs == {"fee_pct": 0.2, "slippage_pct": 0.1}
+        assert net.initial_capital_usd == (1000 if net.strategy_id == "account" else 500)
         assert gross.costs == {"fee_pct": 0.0, "slippage_pct": 0.0}
         assert net.fills and net.fees_usd > 0 and net.source == "synthetic"
         assert net.final_equity_usd < gross.final_equity_usd  # the same trades, minus their costs

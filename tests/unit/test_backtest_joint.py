@@ -44,7 +44,7 @@ def test_one_strategy_replayed_together_is_its_own_replay():
     source = SyntheticSource(7)
     market = runner.load_spot(source, s, START, END, config.runner.candles_limit)
     alone = runner.replay_spot(config, s, market, START, END, reference=True)
-    [together] = replay_together(config, source, None, START, END)
+    together, account = replay_together(config, source, None, START, END)
     assert together.fills and together.fills == alone.fills
     assert list(together.equity.values) == list(alone.equity.values)
     assert together.notes == alone.notes
@@ -55,7 +55,7 @@ def test_each_sleeve_of_a_joint_replay_is_judged_on_the_account_and_marked_on_it
     2,000 USD account: the joint fills are bigger; the 4h strategy's equity is taken every 4 h."""
     config = _config([SMA, RSI], risk={"max_position_pct": 10})
     source = SyntheticSource(7)
-    sma, rsi = replay_together(config, source, None, START, END)
+    sma, rsi, account = replay_together(config, source, None, START, END)
     alone = runner.run(config, config.strategies[0], source, START, END, with_gross=False)[0]
     assert sma.fills and rsi.fills
     assert max(f["notional_usd"] for f in alone.fills if f["side"] == "buy") <= 100 + 1e-6
@@ -64,6 +64,15 @@ def test_each_sleeve_of_a_joint_replay_is_judged_on_the_account_and_marked_on_it
     steps = {int(b) - int(a) for a, b in zip(rsi.equity.times[1:], rsi.equity.times[2:], strict=False)}
     assert steps == {4 * HOUR}
     assert any("replayed together" in n for n in sma.notes) and sma.notes == rsi.notes
+    # the account: the sum of the sleeves, every hour; all the fills and round trips
+    assert account.strategy_id == "account" and account.initial_capital_usd == 2000 and account.bar_ms == HOUR
+    assert account.final_equity_usd == pytest.approx(sma.final_equity_usd + rsi.final_equity_usd, rel=1e-12)
+    assert len(account.fills) == len(sma.fills) + len(rsi.fills) and len(account.trades) == len(sma.trades) + len(
+        rsi.trades)
+    assert account.fees_usd == pytest.approx(sma.fees_usd + rsi.fees_usd)
+    values = dict(zip([int(t) for t in sma.equity.times], sma.equity.values, strict=True))
+    for t, v in zip(rsi.equity.times[-5:], rsi.equity.values[-5:], strict=True):  # at the 4h ticks both are taken
+        assert float(account.equity.values[list(account.equity.times).index(t)]) == pytest.approx(v + values[int(t)])
 
 
 def test_the_account_kill_switch_trips_on_the_sum_of_the_sleeves_and_blocks_every_one():
@@ -72,7 +81,7 @@ def test_the_account_kill_switch_trips_on_the_sum_of_the_sleeves_and_blocks_ever
     import re
 
     config = _config([SMA, {**RSI, "args": ["rsi", "BTC/USDT", "4h"]}], risk={"portfolio_kill_pct": 1})
-    results = replay_together(config, SyntheticSource(7), None, START, END)
+    *results, _ = replay_together(config, SyntheticSource(7), None, START, END)
     tripped = []
     for r in results:
         [note] = [n for n in r.notes if "with PORTFOLIO_KILL_SWITCH" in n]
@@ -108,7 +117,7 @@ def test_an_options_strategy_in_a_joint_replay_needs_an_options_source():
     with pytest.raises(ConfigError, match="needs an options source"):
         replay_together(config, SyntheticSource(7), None, START, END)
     jan = 1_767_225_600_000  # 2026-01-01, a year of synthetic DVOL behind it for the rank
-    sma, vmr = replay_together(config, SyntheticSource(7), SyntheticOptions(7), jan, jan + 5 * DAY)
+    sma, vmr, _ = replay_together(config, SyntheticSource(7), SyntheticOptions(7), jan, jan + 5 * DAY)
     assert vmr.kind == "options" and vmr.fills and {f["strategy_id"] for f in vmr.fills} == {"vmr"}
 
 
@@ -126,3 +135,27 @@ def test_the_cli_replays_a_config_together_in_run_mode_and_alone_in_compare_mode
     assert "replayed alone" in out and "replayed together" not in out
     run_notes = [r["result"]["notes"] for r in json.loads((tmp_path / "run.json").read_text())["reports"]]
     assert all(any("replayed together" in n for n in notes) for notes in run_notes)
+
+
+def test_a_strategy_that_cannot_be_replayed_stops_the_joint_run_naming_it():
+    """A range inside one 1d bar holds no whole bar of the 1d strategy (it once said there were
+    no candles at all): the error names that strategy and how to replay the others."""
+    config = _config([SMA, {**SMA, "id": "daily", "args": ["sma_crossover", "BTC/USDT", "1d"]}])
+    day = START + 10 * DAY
+    with pytest.raises(ConfigError) as e:
+        replay_together(config, SyntheticSource(7), None, day + 3 * HOUR, day + 20 * HOUR)
+    assert e.value.problems[0].startswith("daily: the run from ") and "holds no whole 1d bar" in e.value.problems[0]
+    assert "replay the others one at a time with --strategy ID" in e.value.problems[-1]
+
+
+def test_one_strategy_picked_from_a_config_of_several_says_it_was_replayed_alone(tmp_path):
+    doc = {"market": {"source": "synthetic", "seed": 7},
+           "strategies": [{"type": "spot", "script": "check_strategy.py", "capital": 1000, **s} for s in (SMA, RSI)]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "one.json"
+    assert main(["backtest", "--config", str(path), "--strategy", "sma", "--start", "2026-01-01", "--end",
+                 "2026-01-05", "--json", str(out)]) == 0
+    [report] = json.loads(out.read_text())["reports"]
+    assert report["result"]["notes"][0].startswith("sma is replayed alone: its 1,000.00 USD sleeve is the whole")
+    assert report["gross"]["result"]["notes"][0] == report["result"]["notes"][0]
