@@ -1,4 +1,5 @@
-"""The joint replay's parity with the daemon (backtest/joint.py), on any market: four
+"""The replayed daemon (``replay_daemon``, for every parity test), and the joint replay's
+parity with it (backtest/joint.py), on any market: four
 strategies (1h spot run every hour, 1h spot every 2 hours, a daily options one) in one account
 whose position cap (1.5 % of the account, the options leg's marks included) binds on the sum of
 the sleeves, and far harder on one alone. The daemon, replayed hour by hour with its real fetch
@@ -42,6 +43,27 @@ def _daemon(config: Any, path: Path, folder: Path, clock: ManualClock) -> Daemon
     return d
 
 
+def replay_daemon(config: Any, path: Path, folder: Path, first_cycle_ms: int, step_ms: int, cycles: int,
+                  reload_every: int) -> list[dict[str, Any]]:
+    """The daemon itself over history: ``cycles`` cycles of a ManualClock from ``first_cycle_ms``,
+    ``step_ms`` apart, the real fetch step and checker processes; every ``reload_every`` cycles
+    its state saved, the daemon gone, a new one reloading it. The trade log it wrote."""
+    clock = ManualClock(datetime.fromtimestamp(first_cycle_ms / 1000, tz=UTC))
+    daemon = _daemon(config, path, folder, clock)
+    try:
+        for cycle in range(1, cycles + 1):
+            report = daemon.run_cycle()
+            assert report is not None and not report.failed, f"cycle {cycle}: {report}"
+            if cycle % reload_every == 0:
+                daemon.close()
+                daemon = _daemon(config, path, folder, clock)
+            clock.advance(step_ms / 1000)
+    finally:
+        daemon.close()
+    lines = (folder / "state.trades.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def check_joint_parity(tmp_path: Path, market: dict[str, Any]) -> None:
     from backtest.joint import replay_together
     from market.sources import open_options_source, open_source
@@ -63,19 +85,7 @@ def check_joint_parity(tmp_path: Path, market: dict[str, Any]) -> None:
         seeded.sleeves[sid] = new_sleeve(sid, kind, capital)
     seeded.sleeves["vmr-btc"].last_run_at = utc_from_ms(START_MS)
     save_state(tmp_path / "state.json", seeded)
-    clock = ManualClock(datetime.fromtimestamp((START_MS + HOUR) / 1000, tz=UTC))
-    daemon = _daemon(config, path, tmp_path, clock)
-    try:
-        for cycle in range(1, CYCLES + 1):
-            report = daemon.run_cycle()
-            assert report is not None and not report.failed, f"cycle {cycle}: {report}"
-            if cycle % 25 == 0:  # state saved, the daemon gone, a new one reloads it
-                daemon.close()
-                daemon = _daemon(config, path, tmp_path, clock)
-            clock.advance(HOUR / 1000)
-    finally:
-        daemon.close()
-    logged = [json.loads(x) for x in (tmp_path / "state.trades.jsonl").read_text().splitlines() if x.strip()]
+    logged = replay_daemon(config, path, tmp_path, START_MS + HOUR, HOUR, CYCLES, reload_every=25)
     spec = config.market.model_dump()
     end_ms = START_MS + CYCLES * HOUR
     source, options = open_source(spec), open_options_source(spec)

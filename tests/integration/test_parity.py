@@ -13,15 +13,13 @@ own rules (sizing, stops, drawdown, loss streak) are the config's.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from backtest import runner  # noqa: E402
-from scheduler.clock import ManualClock  # noqa: E402
 from scheduler.config import load_config  # noqa: E402
-from scheduler.daemon import Daemon  # noqa: E402
+from tests.integration.joint_parity import replay_daemon  # noqa: E402
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
@@ -51,34 +49,10 @@ def _write_config(folder: Path, shared_data: Path) -> Path:
     return path
 
 
-def _daemon(config, path: Path, folder: Path, clock: ManualClock) -> Daemon:
-    d = Daemon(config, path, clock=clock, state_path=folder / "state.json", log_dir=folder / "logs",
-               stdout_logs=False)
-    d.open()
-    return d
-
-
-def _replay_daemon(config, path: Path, folder: Path) -> list[dict]:
-    clock = ManualClock(datetime.fromtimestamp((START_MS + HOUR) / 1000, tz=UTC))
-    daemon = _daemon(config, path, folder, clock)
-    try:
-        for cycle in range(1, CYCLES + 1):
-            report = daemon.run_cycle()
-            assert report is not None and not report.failed, f"cycle {cycle}: {report}"
-            if cycle % RELOAD_EVERY == 0:  # state saved, the daemon gone, a new one reloads it
-                daemon.close()
-                daemon = _daemon(config, path, folder, clock)
-            clock.advance(HOUR / 1000)
-    finally:
-        daemon.close()
-    lines = (folder / "state.trades.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def test_the_replayed_daemon_fills_exactly_as_the_backtester(shared_data, tmp_path):
     path = _write_config(tmp_path, shared_data)
     config = load_config(path)
-    logged = _replay_daemon(config, path, tmp_path)
+    logged = replay_daemon(config, path, tmp_path, START_MS + HOUR, HOUR, CYCLES, RELOAD_EVERY)
     end_ms = START_MS + CYCLES * HOUR
     from market.files_source import FilesSource
 
@@ -120,19 +94,8 @@ def test_the_replayed_daemon_trades_options_on_the_real_chains_as_the_backtester
     path = tmp_path / "config.json"
     path.write_text(json.dumps(doc))
     config = load_config(path)
-    clock = ManualClock(datetime.fromtimestamp((OPTIONS_START_MS + DAY + 10 * HOUR) / 1000, tz=UTC))
-    daemon = _daemon(config, path, tmp_path, clock)
-    try:
-        for cycle in range(1, OPTIONS_DAYS + 1):
-            report = daemon.run_cycle()
-            assert report is not None and not report.failed, f"cycle {cycle}: {report}"
-            if cycle % 5 == 0:
-                daemon.close()
-                daemon = _daemon(config, path, tmp_path, clock)
-            clock.advance(DAY / 1000)
-    finally:
-        daemon.close()
-    logged = [json.loads(x) for x in (tmp_path / "state.trades.jsonl").read_text().splitlines() if x.strip()]
+    logged = replay_daemon(config, path, tmp_path, OPTIONS_START_MS + DAY + 10 * HOUR, DAY, OPTIONS_DAYS,
+                           reload_every=5)
     s = config.strategies[0]
     end_ms = OPTIONS_START_MS + (OPTIONS_DAYS + 1) * DAY
     spec = config.market.model_dump()
