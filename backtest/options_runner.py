@@ -30,7 +30,7 @@ from typing import Any
 from backtest import notes
 from backtest.result import BacktestResult, ClosedTrade
 from backtest.runner import StepInputs, slippage_usd
-from market.base import MarketSource
+from market.base import MarketSource, stale_limit
 from scheduler import engine_rules, options_cycle
 from scheduler.config import Config, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError, ExchangeError, GoTraderError
@@ -101,10 +101,10 @@ class CheckerMarket:
         return self.options.fetch_dvol(underlying, start_ms=start_ms, end_ms=end_ms)
 
 
-def _checker_doc(s: StrategyConfig, underlying: str, market: CheckerMarket, sleeve: Any, now_ms: int
-                 ) -> tuple[Any, str | None]:
+def _checker_doc(s: StrategyConfig, underlying: str, market: CheckerMarket, sleeve: Any, now_ms: int,
+                 max_stale: int) -> tuple[Any, str | None]:
     """The checker's document at ``now_ms``, validated as the daemon validates it, and None; or
-    None and why, when the check would fail."""
+    None and why, when the check would fail (``max_stale``: the market's ``max_stale_candles``)."""
     from checkers import common
     from checkers.check_options import decide, read_positions
     from options.params import validate_params
@@ -115,7 +115,7 @@ def _checker_doc(s: StrategyConfig, underlying: str, market: CheckerMarket, slee
     doc: dict[str, Any] = {"strategy": s.strategy_name, "underlying": underlying, "signal": 0, "spot_price": None,
                            "actions": [], "iv_rank": None, "timestamp": common.iso_ms(now_ms)}
     try:
-        doc.update(decide(s.strategy_name, underlying, params, positions, spot_held, market, now_ms))
+        doc.update(decide(s.strategy_name, underlying, params, positions, spot_held, market, now_ms, max_stale))
     except (GoTraderError, ValueError) as e:
         return None, str(e) or type(e).__name__  # the check fails: this cycle has no intent for the strategy
     return OptionsSignal.model_validate(json.loads(json.dumps(common._clean(doc), allow_nan=False))), None
@@ -206,7 +206,7 @@ class OptionsLeg:
         T, s, underlying, market = self.ticks[k], self.s, self.underlying, self.market
         sleeve = state.sleeves[s.id]
         now = utc_from_ms(T)
-        signal, failure = _checker_doc(s, underlying, market, sleeve, T)
+        signal, failure = _checker_doc(s, underlying, market, sleeve, T, stale_limit(self.config.market))
         self.tally.checked()
         if failure is not None:
             self.tally.check_failed(T, failure)

@@ -12,7 +12,8 @@ It is the live engine replayed (issue 10, README "Backtesting"):
 - the order goes to ``engine.step`` at the ticker: the open of the candle starting at T
   (``SpotIntent.price``, ``price_at`` = T), with the config's slippage and fee, sizing,
   stops and risk rules, all from scheduler/engine_rules.py;
-- every tick marks the position at that ticker (the last close when no candle starts at T)
+- every tick marks the position at that ticker (the last close when no candle starts at T,
+  as in an outage of the data, where an order goes at that close as of its close time)
   and passes the bar that just closed for the protective stops (the engine fills at the
   stop, or at the open when the bar gapped through it).
 
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from backtest import notes, skip
 from backtest.result import BacktestResult, ClosedTrade, Curve
 from backtest.signals import Decisions, decisions
-from market.base import Candles, MarketSource
+from market.base import Candles, MarketSource, stale_limit
 from scheduler import engine_rules
 from scheduler.config import Config, ExchangeFees, ExecutionConfig, StrategyConfig
 from scheduler.engine.errors import ConfigError, DataError
@@ -308,21 +309,26 @@ class SpotLeg:
             decided = decisions(s.strategy_name, candles, s.params, market.candles_b,
                                 limit=config.runner.candles_limit, first=max(0, first_bar - 1), per_bar=per_bar)
         self.decided = decided
-        # the price at each tick: the ticker (the open of the candle starting then), else the last close
+        # the price at each tick, the replayed daemon's ticker (market.files_source.fetch_quotes):
+        # the open of the candle starting then, as of the tick; in an outage of the data (none
+        # starts then) the last close, as of its close; no order price once that candle opened
+        # more than max_stale_candles bars before (the position stays marked at it)
         safe_at = np.minimum(at, len(candles) - 1)
-        self.ticker = np.where(starts, candles.open[safe_at], np.nan)
         self.newest = newest = np.maximum(last_closed, 0)
         self.mark_px = np.where(starts, candles.open[safe_at], candles.close[newest])
         self.mark_at = np.where(starts, ticks, close_ms[newest])
-        # a check of candles more than 2 bars behind the clock fails (market.base.check_fresh)
-        self.fresh = fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= 2)
+        stale = stale_limit(config.market)
+        quoted = starts | ((last_closed >= 0) & ((ticks - candles.ts_ms[newest]) // bar_ms <= stale))
+        self.ticker = np.where(quoted, self.mark_px, np.nan)
+        # a check of candles more than max_stale_candles bars behind the clock fails (market.base.check_fresh)
+        self.fresh = fresh = (last_closed >= 0) & ((ticks - bar_ms - candles.ts_ms[newest]) // bar_ms <= stale)
         self.every = every = _due_every(config.interval_for(s), bar_ms)
         self.due = due = np.zeros(len(ticks), dtype=bool)
         due[::every] = True
         self.sig = np.where(due & fresh, decided.signal[newest], 0).astype(np.int8)
         # a bar is passed for the stops at the tick it closes at
         self.new_bar = (last_closed >= 0) & (close_ms[newest] == ticks)
-        self.tally = _check_tally(candles, decided, ticks, due, fresh, last_closed)
+        self.tally = _check_tally(candles, decided, ticks, due, fresh, last_closed, stale)
         self.tally.raise_if_nothing_decided(s.id, int(ticks[0]), int(ticks[-1]))
         self.rules = engine_rules.sleeve_rules(config, s)
         self.fills: list[dict[str, Any]] = []
@@ -345,17 +351,19 @@ class SpotLeg:
         """The checker's decision priced as the daemon prices it (scheduler/execution.py): a
         hold keeps the checker's price (the last close, at its close time); a buy or sell goes
         at the ticker (the open of the candle starting at the tick, as of the tick), none when
-        no candle starts then, and a strategy's stop keeps its distance from the price. ``now``:
-        the tick's time."""
+        in an outage of the data at the last close as of its close (the engine refuses it once
+        older than ``max_quote_age``), none once the data is stale; a strategy's stop keeps its
+        distance from the price. ``now``: the tick's time."""
         sid, sym, candles, decided = self.s.id, self.symbol, self.market.candles, self.decided
         signal, close, stop = int(decided.signal[i]), float(candles.close[i]), float(decided.stop[i])
         stop = stop if math.isfinite(stop) else None
         if signal == 0:
             return SpotIntent(sid, sym, 0, close, utc_from_ms(int(self.close_ms[i])), stop)
-        if not self.starts[k]:
-            return SpotIntent(sid, sym, signal, None, utc_from_ms(int(self.close_ms[i])), None)
         price = float(self.ticker[k])
-        return SpotIntent(sid, sym, signal, price, now, stop * price / close if stop is not None else None)
+        if not math.isfinite(price):
+            return SpotIntent(sid, sym, signal, None, utc_from_ms(int(self.close_ms[i])), None)
+        at = now if self.starts[k] else utc_from_ms(int(self.mark_at[k]))
+        return SpotIntent(sid, sym, signal, price, at, stop * price / close if stop is not None else None)
 
     def inputs(self, k: int, state: State) -> StepInputs:
         """Tick ``k``'s intent (when the strategy is due and its candles fresh), the mark of its
@@ -440,7 +448,7 @@ def _clamp_to_data(s: StrategyConfig, market: SpotMarket, start_ms: int) -> tupl
 
 
 def _check_tally(candles: Candles, decided: Decisions, ticks: np.ndarray, due: np.ndarray, fresh: np.ndarray,
-                 last_closed: np.ndarray) -> notes.Tally:
+                 last_closed: np.ndarray, stale_limit: int) -> notes.Tally:
     """The checks of the due ticks and those that failed: stale candles (the daemon's
     ``check_fresh``) or the checker's own DataError on that bar."""
     from market.base import check_fresh
@@ -450,9 +458,9 @@ def _check_tally(candles: Candles, decided: Decisions, ticks: np.ndarray, due: n
     stale = np.flatnonzero(due & ~fresh)
     if len(stale):
         k = int(stale[0])
-        reason = "the candles are more than 2 bars behind the clock"
+        reason = f"the candles are more than {stale_limit} bars behind the clock"
         try:
-            check_fresh(candles.head(max(int(last_closed[k]) + 1, 0)), int(ticks[k]))
+            check_fresh(candles.head(max(int(last_closed[k]) + 1, 0)), int(ticks[k]), stale_limit)
         except DataError as e:
             reason = str(e)
         tally.check_failed(int(ticks[k]), reason, len(stale))

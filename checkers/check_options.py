@@ -187,17 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         positions, spot_held = read_positions(raw, "the positions argument" if from_argv else "the positions on stdin")
         if args.spot_held is not None:
             spot_held = check_spot_held(args.spot_held, "--spot-held")
+        from market.base import stale_limit
+
         source = keep(common.open_market(args, options=True))
-        doc.update(decide(args.strategy, args.underlying, params, positions, spot_held, source, now_ms))
+        doc.update(decide(args.strategy, args.underlying, params, positions, spot_held, source, now_ms,
+                          stale_limit(common.market_spec(args))))
     return 0
 
 
 def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str, Any]], spot_held: float,
-           source: Any, now_ms: int) -> dict[str, Any]:
-    """Read the cycle's market for one decision and propose; the document's fields."""
-    from market.base import check_fresh
+           source: Any, now_ms: int, max_stale: int | None = None) -> dict[str, Any]:
+    """Read the cycle's market for one decision and propose; the document's fields. Candles
+    more than ``max_stale`` bars behind the clock (the market's ``max_stale_candles``; None:
+    the default) fail the check."""
+    from market.base import MAX_STALE_CANDLES, check_fresh
     from options.strategies import StrategyInputs, propose, roc_last_two
 
+    stale = MAX_STALE_CANDLES if max_stale is None else max_stale
     chain = source.fetch_option_chain(underlying, now_ms=now_ms)
     spot = chain.index_price
     spot_source = "index"
@@ -216,7 +222,7 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
         nonlocal daily
         if daily is None:
             candles = source.fetch_candles(f"{underlying}/USDT", "1d", now_ms=now_ms, limit=DAILY_BARS)
-            check_fresh(candles, now_ms)
+            check_fresh(candles, now_ms, stale)
             daily = candles
         return daily
 
@@ -234,7 +240,7 @@ def decide(strategy: str, underlying: str, params: Any, positions: list[dict[str
     roc_now = roc_prev = None
     if strategy == "momentum_options":
         c4h = source.fetch_candles(f"{underlying}/USDT", "4h", now_ms=now_ms, limit=max(60, params.roc_period + 2))
-        check_fresh(c4h, now_ms)
+        check_fresh(c4h, now_ms, stale)
         roc = roc_last_two(c4h.close, params.roc_period)
         roc_now, roc_prev = roc if roc is not None else (None, None)
     realized = None

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.symbol_b:
         doc["symbol_b"] = args.symbol_b
     with common.reporting(doc) as keep:
-        from market.base import check_fresh
+        from market.base import check_fresh, stale_limit
         from strategies.catalog import CATALOG, validate_params
 
         now_ms = common.now_ms(args)
@@ -52,27 +52,30 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.strategy} takes no second symbol; remove {args.symbol_b!r} (parameter "
                              "overrides go in --params '{...}')")
         source = keep(common.open_market(args))
+        max_stale = stale_limit(common.market_spec(args))
 
         def closed(symbol: str):  # never the forming candle, whatever the source
             candles = source.fetch_candles(symbol, args.timeframe, now_ms=now_ms, limit=common.candles_limit())
             return candles.closed_at(now_ms)
 
         candles = closed(args.symbol)
-        check_fresh(candles, now_ms)  # before the second symbol is fetched: the first error wins
+        check_fresh(candles, now_ms, max_stale)  # before the second symbol is fetched: the first error wins
         candles_b = closed(args.symbol_b) if args.symbol_b else None
-        doc.update(decide(args.strategy, candles, params, candles_b, now_ms))
+        doc.update(decide(args.strategy, candles, params, candles_b, now_ms, max_stale))
     return 0
 
 
-def decide(strategy: str, candles: Any, params: Mapping[str, Any], candles_b: Any, now_ms: int) -> dict[str, Any]:
+def decide(strategy: str, candles: Any, params: Mapping[str, Any], candles_b: Any, now_ms: int,
+           max_stale: int | None = None) -> dict[str, Any]:
     """The checker's decision at ``now_ms`` from the candles closed by then (the fields of its
     document). The daemon's checker and the backtester (backtest/signals.py) both call this,
-    so a replay decides exactly as the live checker: stale candles fail (DataError), the
-    price is the last closed close, a buy carries the strategy's protective stop."""
+    so a replay decides exactly as the live checker: candles more than ``max_stale`` bars
+    behind the clock (the market's ``max_stale_candles``; None: the default) fail (DataError), the price is the
+    last closed close, a buy carries the strategy's protective stop."""
     import strategies
-    from market.base import check_fresh
+    from market.base import MAX_STALE_CANDLES, check_fresh
 
-    check_fresh(candles, now_ms)
+    check_fresh(candles, now_ms, MAX_STALE_CANDLES if max_stale is None else max_stale)
     result = strategies.evaluate(strategy, candles, params, candles_b)
     stop = result.indicators.get("stop_price") if result.signal == 1 else None
     out: dict[str, Any] = {

@@ -7,9 +7,9 @@ never filled. A price that could not be had is absent or ``None``, never 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -120,7 +120,18 @@ class Candles:
         )
 
 
-def check_fresh(candles: Candles, now_ms: int, max_missing: int = 2) -> None:
+#: how many candles the newest closed one may lag the clock, unless the market says otherwise
+MAX_STALE_CANDLES = 2
+
+
+def stale_limit(spec: Any) -> int:
+    """A market spec's ``max_stale_candles`` (a config's ``market`` as a dict or a spec model);
+    ``MAX_STALE_CANDLES`` for a market that has none (the synthetic one never lags)."""
+    value = spec.get("max_stale_candles") if isinstance(spec, Mapping) else getattr(spec, "max_stale_candles", None)
+    return MAX_STALE_CANDLES if value is None else int(value)
+
+
+def check_fresh(candles: Candles, now_ms: int, max_missing: int = MAX_STALE_CANDLES) -> None:
     """Raise DataError when the newest closed candle is older than it should be.
 
     Fresh means the last candle is the last one that had closed at ``now_ms``,

@@ -219,10 +219,13 @@ class FilesSource:
                 for s, q in self.fetch_quotes(symbols, now_ms=now_ms).items()}
 
     def fetch_quotes(self, symbols: Sequence[str], *, now_ms: int) -> dict[str, Quote | None]:
-        """What a replayed daemon's ticker says at ``now_ms``: the OPEN of the candle whose
-        open time is the last one <= ``now_ms`` (the candle starting at the clock time, the
-        one a backtest fills at), on the finest timeframe on file for the symbol, with
-        bid = ask = last = that open (no spread is invented) as of that open time.
+        """What a replayed daemon's ticker says at ``now_ms``: the last price known then, on
+        the finest timeframe on file for the symbol, with bid = ask = last (no spread is
+        invented). That is the OPEN of the newest candle opened at or before ``now_ms`` (the
+        candle starting at the clock time, the one a backtest fills at; or the one forming
+        then) as of its open time; in an outage of the data, when that candle has closed and
+        none opened since, its CLOSE as of its close time (never its open: that is older
+        than the close a checker decided on).
 
         A timeframe whose newest such candle opened more than ``max_stale_candles`` candles
         before the one due at ``now_ms`` (the file stops too early) is passed over for the
@@ -238,11 +241,12 @@ class FilesSource:
                 n = int(np.searchsorted(arr[:, 0], now_ms, side="right"))
                 if n == 0:
                     continue
-                open_ms, price = int(arr[n - 1, 0]), float(arr[n - 1, 1])
-                tf_ms = timeframe_ms(tf)
+                open_ms, tf_ms = int(arr[n - 1, 0]), timeframe_ms(tf)
+                closed = open_ms + tf_ms <= now_ms
+                price = float(arr[n - 1, 4] if closed else arr[n - 1, 1])
                 if (now_ms - open_ms) // tf_ms > self.max_stale_candles or not (np.isfinite(price) and price > 0):
                     continue
-                out[s] = Quote.flat(price, open_ms)
+                out[s] = Quote.flat(price, open_ms + tf_ms if closed else open_ms)
                 break
         return out
 

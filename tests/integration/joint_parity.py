@@ -44,16 +44,17 @@ def _daemon(config: Any, path: Path, folder: Path, clock: ManualClock) -> Daemon
 
 
 def replay_daemon(config: Any, path: Path, folder: Path, first_cycle_ms: int, step_ms: int, cycles: int,
-                  reload_every: int) -> list[dict[str, Any]]:
+                  reload_every: int, *, failing: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
     """The daemon itself over history: ``cycles`` cycles of a ManualClock from ``first_cycle_ms``,
     ``step_ms`` apart, the real fetch step and checker processes; every ``reload_every`` cycles
-    its state saved, the daemon gone, a new one reloading it. The trade log it wrote."""
+    its state saved, the daemon gone, a new one reloading it. The trade log it wrote. A cycle
+    whose checks fail must be one of ``failing`` (1-based), and those must fail."""
     clock = ManualClock(datetime.fromtimestamp(first_cycle_ms / 1000, tz=UTC))
     daemon = _daemon(config, path, folder, clock)
     try:
         for cycle in range(1, cycles + 1):
             report = daemon.run_cycle()
-            assert report is not None and not report.failed, f"cycle {cycle}: {report}"
+            assert report is not None and bool(report.failed) == (cycle in failing), f"cycle {cycle}: {report}"
             if cycle % reload_every == 0:
                 daemon.close()
                 daemon = _daemon(config, path, folder, clock)

@@ -110,6 +110,20 @@ def test_files_quote_the_open_of_the_finest_candle_starting_at_the_clock(files: 
     assert opened != float(rows.loc[start - HOUR, "close"])
 
 
+def test_files_quote_the_last_close_in_an_outage_of_the_data(files: FilesSource, shared_data: Path) -> None:
+    # BTC/USDT 1h has no 07:00 or 08:00 candle on 2021-09-29 (an exchange outage): through it
+    # the last price known is the 06:00 candle's close, as of 07:00; at 09:00 trading is back
+    rows = real_rows(shared_data, "BTC/USDT", "1h")
+    assert iso_ms("2021-09-29T07:00") not in rows.index and iso_ms("2021-09-29T08:00") not in rows.index
+    closed = float(rows.loc[iso_ms("2021-09-29T06:00"), "close"])
+    assert closed != float(rows.loc[iso_ms("2021-09-29T06:00"), "open"])
+    for now_ms in (iso_ms("2021-09-29T07:00"), iso_ms("2021-09-29T08:40")):
+        assert files.fetch_quotes(["BTC/USDT"], now_ms=now_ms) == {
+            "BTC/USDT": Quote(closed, closed, closed, iso_ms("2021-09-29T07:00"))}
+    reopened = float(rows.loc[iso_ms("2021-09-29T09:00"), "open"])
+    assert files.fetch_prices(["BTC/USDT"], now_ms=iso_ms("2021-09-29T09:00")) == {"BTC/USDT": reopened}
+
+
 def _copy(shared_data: Path, dest: Path, names: Sequence[str]) -> FilesSource:
     (dest / "binance").mkdir(parents=True)
     for name in names:
@@ -131,11 +145,12 @@ def test_files_fall_back_to_a_coarser_timeframe_and_refuse_a_stale_one(shared_da
     cut.reset_index().to_csv(tmp_path / "both" / "binance" / "BTC_USDT-1h.csv", index=False)
     assert both.fetch_quotes(["BTC/USDT"], now_ms=now_ms)["BTC/USDT"] == Quote(opened, opened, opened,
                                                                                 iso_ms("2024-02-01T00:00"))
-    # ... and 2 hours of lag (max_stale_candles) is still fresh
+    # ... and 2 hours of lag (max_stale_candles) is still fresh: the last price known is the
+    # close of the last candle, as of its close (not its open, which is older than that close)
     at_six = iso_ms("2024-02-01T06:59")
-    last_open = float(cut["open"].iloc[-1])
+    last_close = float(cut["close"].iloc[-1])
     assert both.fetch_quotes(["BTC/USDT"], now_ms=at_six)["BTC/USDT"] == Quote(
-        last_open, last_open, last_open, iso_ms("2024-02-01T04:00"))
+        last_close, last_close, last_close, iso_ms("2024-02-01T05:00"))
 
     first = int(hourly.index[0])
     assert _copy(shared_data, tmp_path / "h", ["BTC_USDT-1h.csv.gz"]).fetch_quotes(

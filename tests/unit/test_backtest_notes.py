@@ -182,3 +182,33 @@ def test_a_strategy_of_a_config_of_several_is_noted_as_replayed_alone():
     single = _spot({"args": ["sma_crossover", "BTC/USDT", "1h"]})
     assert not [n for n in runner.replay_spot(single, single.strategies[0], market, START, END).notes
                 if "replayed alone" in n]
+
+
+@pytest.mark.shared_data
+def test_the_markets_max_stale_candles_is_the_limit_for_the_checker_and_the_backtester(shared_data, tmp_path):
+    """BTC/USDT 1h has no candles from 12:00 to 16:00 on 2020-02-19. With the default limit (2
+    candles) the checks at 15:00, 16:00 and 17:00 fail as stale; with ``max_stale_candles: 5``
+    none does, in the checker run by hand as in the backtester (not the checker's own 2)."""
+    import subprocess
+    import sys
+
+    from market.sources import open_source
+
+    start, at_16 = 1_582_070_400_000, 1_582_070_400_000 + 16 * HOUR
+    checker = Path(__file__).resolve().parents[2] / "checkers" / "check_strategy.py"
+    for limit, fails in ((None, 3), (5, 0)):
+        market = {"source": "files", "root": str(shared_data / "ohlcv"),
+                  **({"max_stale_candles": limit} if limit is not None else {})}
+        config = _spot({"args": ["sma_crossover", "BTC/USDT", "1h"]}, market)
+        s = config.strategies[0]
+        got = runner.replay_spot(config, s, runner.load_spot(open_source(market), s, start, start + DAY, 500),
+                                 start, start + DAY)
+        failed = [n for n in got.notes if "checks failed" in n]
+        assert (failed[0].startswith(f"{fails} of 24 checks failed") if fails else not failed), (limit, got.notes)
+        path = tmp_path / f"config-{limit}.json"
+        path.write_text(json.dumps({"market": market, "strategies": []}))
+        run = subprocess.run([sys.executable, str(checker), "sma_crossover", "BTC/USDT", "1h", "--config", str(path),
+                              "--now-ms", str(at_16)], capture_output=True, text=True, timeout=60)
+        doc = json.loads(run.stdout)
+        assert (run.returncode != 0 and "stale" in doc["error"]) if fails else (run.returncode == 0 and
+                                                                               "error" not in doc), (limit, doc)
