@@ -24,6 +24,7 @@ from typing import Any
 from backtest.result import BacktestResult
 from scheduler.engine.errors import ConfigError
 from scheduler.engine.timeframes import DAY_MS, timeframe_ms
+from scheduler.flags import file_path
 
 
 def _date_ms(value: str) -> int:
@@ -95,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("files", "synthetic"), help="market data (default: the config's, or synthetic)")
     p.add_argument("--data-root", type=Path, help="the files source's folder (what download-data's --root wrote)")
     p.add_argument("--seed", type=int, help="the synthetic market's seed (default: the config's, else 42)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write every result (net and gross) as JSON")
-    p.add_argument("--html", type=Path, metavar="OUT", help="write the HTML report (one file per strategy)")
+    p.add_argument("--json", type=file_path, metavar="OUT", help="write every result (net and gross) as JSON")
+    p.add_argument("--html", type=file_path, metavar="OUT", help="write the HTML report (one file per strategy)")
     p.add_argument("--monte-carlo", type=_whole(0, MAX_PATHS, "a number of paths (0: off)"), default=0,
                    metavar="PATHS",
                    help="also: trade-order permutation and block bootstrap, PATHS paths each (5/50/95th percentiles)")
@@ -296,6 +297,12 @@ def _flag_problems(args: argparse.Namespace) -> list[str]:
     """Options given together that cannot both be honoured: each named, with what to do
     instead (rather than one of them silently dropped)."""
     problems = []
+    if args.json is not None and args.html is not None and args.json.resolve() == args.html.resolve():
+        problems.append(f"--json and --html both name {args.html}: one would overwrite the other; give each "
+                        "its own file")
+    if args.mode == "compare" and args.params is not None:
+        problems.append("--params does not apply to --mode compare (each strategy runs with its own defaults); "
+                        "drop it, or run one strategy (--strategy NAME --params ...)")
     if args.walk_forward is not None:
         for flag, given, instead in (
                 ("--html", args.html is not None, "the walk-forward writes its out-of-sample result with --json OUT"),
@@ -320,7 +327,8 @@ def main(argv: list[str]) -> int:
     after the files were written (they are written before anything is printed)."""
     try:
         code = _main(argv)
-        sys.stdout.flush()  # here, not at exit, where a broken pipe could only be reported
+        if sys.stdout is not None:  # None: started with stdout closed; the files were written
+            sys.stdout.flush()  # here, not at exit, where a broken pipe could only be reported
     except BrokenPipeError:
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
@@ -356,6 +364,15 @@ def _main(argv: list[str]) -> int:
     if args.capital is not None:  # as a config's capital, before a config is built from it
         check_capital(args.capital)
     config, base, picked_from = _config(args)
+    if all(s.type == "options" for s in config.strategies):  # flags no options fill reads: refused, not dropped
+        unused = [flag for flag, given in (("--fee-pct", args.fee_pct is not None),
+                                           ("--slippage-pct", args.slippage_pct is not None),
+                                           ("--timeframe", args.timeframe is not None)) if given]
+        if unused:
+            raise ConfigError([f"{', '.join(unused)}: {'it applies' if len(unused) == 1 else 'they apply'} to spot "
+                               "strategies only; an options strategy trades daily on the chain, at Deribit's fees "
+                               "and the quotes' bid and ask (the config's options section sets them): drop "
+                               f"{'it' if len(unused) == 1 else 'them'}"])
     config = with_costs(config, fee_pct=args.fee_pct, slippage_pct=args.slippage_pct,
                         capital=args.capital if args.config is not None else None)
     source, options_source = open_sources(config, base)

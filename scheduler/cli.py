@@ -31,7 +31,7 @@ from datetime import UTC
 from pathlib import Path
 
 from scheduler.engine.errors import ConfigError, GoTraderError
-from scheduler.flags import config_from_flags, market_from_flags
+from scheduler.flags import config_from_flags, file_path, market_from_flags
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -68,7 +68,7 @@ def _run_parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n{commands}\n\nExit status: 0 success, 2 configuration error, 1 any other failure.")
     _config_arg(p)
     p.add_argument("--once", action="store_true", help="run one cycle of every strategy, save, and exit")
-    p.add_argument("--state-file", type=Path, metavar="P", help="override the config's state_file")
+    p.add_argument("--state-file", type=file_path, metavar="P", help="override the config's state_file")
     p.add_argument("--log-dir", type=Path, metavar="D", help="override the config's log_dir")
     p.add_argument("--no-status-server", action="store_true", help="do not serve /status and /health")
     return p
@@ -172,7 +172,7 @@ def cmd_status(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="go-trader status", description="Print the /status document from the saved "
                                 "state (reads state.json; needs no running daemon).")
     _config_arg(p)
-    p.add_argument("--state-file", type=Path)
+    p.add_argument("--state-file", type=file_path)
     args = p.parse_args(argv)
     config = load_config(args.config)
     state_path, _ = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config), config)
@@ -253,7 +253,7 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
 
     p = argparse.ArgumentParser(prog=f"go-trader {prog}", description=description)
     _config_arg(p)
-    p.add_argument("--state-file", type=Path)
+    p.add_argument("--state-file", type=file_path)
     p.add_argument("--by", type=_text_arg("--by", BY_MAX_CHARS),
                    help="who is doing this, for the audit record (default: your user name)")
     if kind != "reconcile":
@@ -321,7 +321,7 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
         lock.release()
         daemon = Daemon(config, args.config, clock=SystemClock(), state_path=state_path,
                         log_dir=log_dir, stdout_logs=False)
-        daemon.open()
+        daemon.open(strict=kind != "reconcile")  # reconcile reports a difference, the rest refuse it
         from scheduler.control import error_text
 
         try:
@@ -396,7 +396,7 @@ def cmd_paper(argv: Sequence[str]) -> int:
     p.add_argument("--source", choices=("ccxt", "synthetic", "files"), default="ccxt",
                    help="market data: live Binance through ccxt (default), the synthetic market, or files")
     p.add_argument("--data-root", type=Path, help="the files source's folder (download-data's --root)")
-    p.add_argument("--state-file", type=Path, default=None, help="default: ./paper-state.json")
+    p.add_argument("--state-file", type=file_path, default=None, help="default: ./paper-state.json")
     p.add_argument("--log-dir", type=Path, default=None, help="default: ./paper-logs")
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
     p.add_argument("--no-status-server", action="store_true")

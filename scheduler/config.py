@@ -213,6 +213,10 @@ class RiskBasedSizing(_Model):
 Sizing = Annotated[FixedFractionSizing | FixedUsdSizing | RiskBasedSizing, Field(discriminator="mode")]
 
 
+#: the project's own checker of each strategy type (a checkers_dir of one's own may hold others)
+CHECKER_OF = {"spot": "check_strategy.py", "options": "check_options.py"}
+
+
 class StrategyConfig(_Model):
     id: str
     type: Literal["spot", "options"]
@@ -260,6 +264,11 @@ class StrategyConfig(_Model):
         if not _is_file(folder / v):
             known = sorted(p.name for p in folder.glob("check_*.py"))
             raise ValueError(f"no checker {v!r} in {folder}; available: {', '.join(known) or 'none'}")
+        kind = info.data.get("type")
+        if folder.resolve() == DEFAULT_CHECKERS_DIR.resolve() and kind in CHECKER_OF and v != CHECKER_OF[kind]:
+            raise ValueError(f"script {v!r} cannot run a {kind} strategy (it would fail on every check): a {kind} "
+                             f"strategy's checker is {CHECKER_OF[kind]}" + (
+                                 "; check_price.py only prints prices" if v == "check_price.py" else ""))
         return v
 
     @field_validator("args")
@@ -1120,6 +1129,10 @@ def check_startup(config: Config, config_path: Path, *, state_path: Path, log_di
         if os.path.lexists(where) and not where.is_dir():
             problems.append(f"market.root: {where} is not a folder; it must hold <exchange>/<BASE>_<QUOTE>-<tf>.csv "
                             "files (go-trader download-data writes them)")
+        elif not os.path.lexists(where):
+            problems.append(f"market.root: there is no folder {where}, so every check would fail; create it with "
+                            f"go-trader download-data --root {where} --symbols ... --since YYYY-MM-DD, or fix the "
+                            "path (a relative one is taken from the config's folder)")
     cache = getattr(config.market, "markets_cache", None)
     if isinstance(cache, str):
         place = _place_problem(resolve_path(config_path, cache), "market.markets_cache", "file", 16, 16)

@@ -69,7 +69,9 @@ from scheduler.state_store import (
     read_trade_log,
     refuse_links,
     repair_trade_log,
+    restore_hint,
     save_state,
+    trade_log_path,
     write_atomic,
 )
 from scheduler.status import build_status
@@ -158,9 +160,13 @@ class Daemon(ControlMixin):
         check_writable_folder(self.log_dir, "log")
         check_owner(self.state_path)
 
-    def open(self) -> None:
+    def open(self, *, strict: bool = True) -> None:
         """Take the lock, load and check state, open logs. Raises StateError to refuse to start;
-        a refusal writes nothing but the (empty) lock file."""
+        a refusal writes nothing but the (empty) lock file. ``strict`` also refuses a state that
+        cannot be traded on safely: books (cash, positions, counters) that differ from their
+        rebuild from the trade log (an edited or damaged state.json), and a strategy removed from
+        the config whose sleeve still holds positions (nothing would mark, settle or show
+        them). False only for ``reconcile``, which reports the books."""
         self.preflight()
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
@@ -171,6 +177,9 @@ class Daemon(ControlMixin):
             self.logs = Logs(self.log_dir, self.config.logging.max_bytes, self.config.logging.backups,
                              stdout=self._stdout_logs)
             self.state = self._sync_sleeves(loaded or State())
+            if strict:  # before anything is written: the log's repair, the new state
+                self._check_books(read_trade_log(self.state_path) + checked[0])
+                self._check_removed(self.state)
             self.notify.on_open(self.state)  # what a killed predecessor's delivery confirmed
             appended, torn = repair_trade_log(self.state_path, self.state, checked)  # new sleeves hold no fills
             if appended or torn:
@@ -190,6 +199,36 @@ class Daemon(ControlMixin):
             self.lock.release()
             raise
         self._publish()
+
+    def _check_books(self, trades: list[Trade]) -> None:
+        """StateError when the state's books are not the trade log's: trading on them would
+        trade on money and positions no fill made."""
+        diffs = risk.reconcile(self.state, trades, self.config.risk.reconcile_tolerance_usd)
+        if diffs:
+            shown = "; ".join(map(str, diffs[:5])) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+            raise StateError(f"state file {self.state_path} disagrees with its trade log "
+                             f"{trade_log_path(self.state_path)} ({len(diffs)} difference(s): {shown}): it was "
+                             "edited or damaged, and trading on it would trade on cash or positions no fill made; "
+                             f"nothing was changed (go-trader reconcile --config FILE lists them all); "
+                             f"{restore_hint(self.state_path)}")
+
+    def _check_removed(self, state: State) -> None:
+        """StateError when a strategy no longer in the config holds open positions: the daemon
+        would neither mark nor settle them (an option leg past its expiry), nor count them in
+        the account or /status, so a short option's liability would be hidden."""
+        configured = {s.id for s in self.config.strategies}
+        held = [(sid, sl) for sid, sl in sorted(state.sleeves.items())
+                if sid not in configured and (sl.positions or sl.option_positions)]
+        if held:
+            what = "; ".join(f"{sid}: " + ", ".join([*(f"{p.quantity:g} {sym}" for sym, p in sl.positions.items()),
+                                                    *(f"{p.side} {p.quantity:g} {p.instrument}"
+                                                      for p in sl.option_positions)]) for sid, sl in held)
+            ids = ", ".join(sid for sid, _ in held)
+            raise StateError(f"strategies removed from the config still hold open positions ({what}): go-trader "
+                             "would neither mark nor settle them, nor count them in the account or /status; "
+                             f"nothing was changed. Put {ids} back in the config, so that they are marked, "
+                             "settled and closed (spot: go-trader trade --config FILE --strategy ID close; "
+                             "option legs close by the strategy's exits or at expiry), and remove them once flat")
 
     def _remove_leftovers(self) -> None:
         """Cycle caches and temp files a killed predecessor left (only ever ours: we hold the lock)."""

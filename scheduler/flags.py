@@ -49,3 +49,16 @@ def config_from_flags(strategy: str, symbols: Sequence[str], timeframe: str, cap
     interval = interval_s or (timeframe_ms(timeframe) // 1000 if timeframe in TIMEFRAMES else 3600)
     return {"interval_seconds": interval, "state_file": state_file, "log_dir": log_dir, "market": market,
             "strategies": entries}
+
+
+def file_path(value: str) -> Path:
+    """An argparse type for an option that names a file: a path ending in a slash names a
+    folder (``Path`` would drop the slash and write a file of the folder's name), so it is
+    refused, saying so."""
+    import argparse
+    import os
+
+    if value.endswith(("/", os.sep)) or value in ("", ".", ".."):
+        raise argparse.ArgumentTypeError(f"{value!r} names a folder (it ends in a slash); give a file's name, "
+                                         "in that folder or another")
+    return Path(value)

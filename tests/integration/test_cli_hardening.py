@@ -241,3 +241,25 @@ def test_no_user_facing_text_mentions_project_internals() -> None:
         text = (REPO / module).read_text().lower()
         for word in ("backtester", "reference section", "the lead"):
             assert word not in text, (module, word)
+
+
+@pytest.mark.parametrize(("kind", "script", "args"), [
+    ("spot", "check_options.py", ["sma_crossover", "BTC/USDT", "1h"]),
+    ("spot", "check_price.py", ["sma_crossover", "BTC/USDT", "1h"]),
+    ("options", "check_strategy.py", ["vol_mean_reversion", "BTC"]),
+])
+def test_a_strategy_on_the_other_types_checker_is_refused(tmp_path: Path, kind: str, script: str, args: list) -> None:
+    doc = json.loads(write_config(tmp_path, []).read_text())
+    doc.pop("checkers_dir")  # the project's own checkers
+    doc["strategies"] = [{"id": "x", "type": kind, "script": script, "args": args, "capital": 1000}]
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    result = run("validate-config", "--config", str(tmp_path / "config.json"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"script {script!r} cannot run a {kind} strategy" in result.stderr, result.stderr
+
+
+def test_a_state_file_that_ends_in_a_slash_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    result = run("--config", str(config), "--once", "--state-file", f"{tmp_path}/x/")
+    assert result.returncode == 2 and "names a folder (it ends in a slash)" in result.stderr, result.stderr
+    assert not (tmp_path / "x").exists()

@@ -152,6 +152,17 @@ def test_reconcile_finds_a_corrupted_state(tmp_path: Path) -> None:
     assert any(d.startswith("alpha.cash_usd: state.json says") for d in out["differences"])
     assert any(d.startswith("beta.positions[BTC/USDT]") for d in out["differences"])
     assert "Reconciliation found 2 difference(s)" in (tmp_path / "logs" / "scheduler.log").read_text()
+    # the daemon, and a command that would change the books, refuse to start on them: nothing written
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "state.json.lock"}
+    for argv in (("--config", str(config), "--once"),
+                 ("trade", "--config", str(config), "--strategy", "alpha", "enter"),
+                 ("reset-kill-switch", "--config", str(config))):
+        refused = run_cli(*argv)
+        assert refused.returncode == 1, (argv, refused.stderr)
+        assert "disagrees with its trade log" in refused.stderr and "alpha.cash_usd" in refused.stderr, argv
+        assert "go-trader reconcile" in refused.stderr, argv
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "state.json.lock"}
+    assert after == before
 
 
 def test_a_trade_retried_with_its_request_id_is_answered_not_run_twice(tmp_path: Path) -> None:

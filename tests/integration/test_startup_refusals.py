@@ -78,3 +78,27 @@ def test_a_start_refused_after_the_logs_opened_leaves_no_file_open(tmp_path: Pat
     with pytest.raises(StateError, match="give the new strategy a new id"):
         d.open()
     assert open_logs() == []
+
+
+def test_a_strategy_removed_while_it_holds_a_position_refuses_the_start(tmp_path: Path) -> None:
+    """Its sleeve would be kept but not run: nothing would mark or close the position, and the
+    account and /status would leave it out. Once its sleeve is flat, removing it is fine."""
+    both = [spot("alpha", "check_hold.py"), spot("beta")]  # beta buys at once
+    config = write_config(tmp_path, both)
+    assert run_cli("--config", str(config), "--once").returncode == 0
+    assert state_doc(tmp_path)["sleeves"]["beta"]["positions"], "beta must hold a position for this test"
+    write_config(tmp_path, both[:1])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "state.json.lock"}
+    refused = run_cli("--config", str(config), "--once")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "removed from the config still hold open positions (beta:" in refused.stderr
+    assert "BTC/USDT" in refused.stderr and "Put beta back in the config" in refused.stderr
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "state.json.lock"}
+    assert after == before
+
+    write_config(tmp_path, both)  # put back, closed by hand, removed again
+    closed = run_cli("trade", "--config", str(config), "--strategy", "beta", "close")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert not state_doc(tmp_path)["sleeves"]["beta"]["positions"]
+    write_config(tmp_path, both[:1])
+    assert run_cli("--config", str(config), "--once").returncode == 0

@@ -56,6 +56,16 @@ WALK = [*FLAGS, "--days", "400", "--walk-forward", '{"fast": [10, 15]}']
      "synthetic"),
     ([*FLAGS, "--days", "5", "--data-root", "d"], "--data-root d is the files source's folder, and this run reads "
                                                   "the synthetic market; drop --data-root, or use --source files"),
+    ([*FLAGS, "--days", "5", "--json", "same.out", "--html", "same.out"],
+     "--json and --html both name same.out: one would overwrite the other"),
+    ([*FLAGS, "--days", "5", "--json", "reports/"], "argument --json: 'reports/' names a folder (it ends in a slash)"),
+    ([*FLAGS, "--days", "5", "--html", "reports/"], "argument --html: 'reports/' names a folder"),
+    (["backtest", "--source", "synthetic", "--mode", "compare", "--symbols", "BTC/USDT", "--days", "5", "--params",
+      '{"fast": 5}'], "--params does not apply to --mode compare"),
+    (["backtest", "--source", "synthetic", "--strategy", "vol_mean_reversion", "--symbols", "BTC", "--days", "5",
+      "--fee-pct", "1", "--slippage-pct", "1"], "--fee-pct, --slippage-pct: they apply to spot strategies only"),
+    (["backtest", "--source", "synthetic", "--strategy", "vol_mean_reversion", "--symbols", "BTC", "--days", "5",
+      "--timeframe", "1d"], "--timeframe: it applies to spot strategies only"),
 ])
 def test_a_bad_option_is_refused_with_exit_2_and_no_traceback(args, message, capsys):
     try:
@@ -65,6 +75,17 @@ def test_a_bad_option_is_refused_with_exit_2_and_no_traceback(args, message, cap
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err and "Traceback" not in err, err
+
+
+def test_a_closed_stdout_still_writes_the_files_and_exits_0(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    run = subprocess.run(f"{sys.executable} -m scheduler {' '.join(FLAGS)} --days 3 --json {out} >&-", shell=True,
+                         cwd=REPO, capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert out.read_text().startswith("{")
 
 
 def test_a_config_run_checks_the_capital_override(tmp_path, capsys):

@@ -310,6 +310,14 @@ def test_startup_refuses_market_root_that_is_a_file(tmp_path: Path, checkers: Pa
     assert problem.startswith(f"market.root: {tmp_path / 'data'} is not a folder")
 
 
+def test_startup_refuses_a_files_market_root_that_does_not_exist(tmp_path: Path, checkers: Path) -> None:
+    (problem,) = _startup_problems(tmp_path, checkers, _with("market", {"source": "files", "root": "nowhere"}))
+    assert problem.startswith(f"market.root: there is no folder {tmp_path / 'nowhere'}, so every check would fail")
+    assert "go-trader download-data --root" in problem
+    (tmp_path / "nowhere").mkdir()
+    assert _startup_problems(tmp_path, checkers, _with("market", {"source": "files", "root": "nowhere"})) == []
+
+
 def test_startup_refuses_markets_cache_that_is_a_folder(tmp_path: Path, checkers: Path) -> None:
     (tmp_path / "cache").mkdir()
     (problem,) = _startup_problems(tmp_path, checkers, _with("market", {"source": "ccxt", "markets_cache": "cache"}))
