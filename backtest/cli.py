@@ -12,7 +12,6 @@ Each run is the config's own strategy, fees, slippage, sizing, stops and risk ru
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from backtest.result import BacktestResult
 from scheduler.engine.errors import ConfigError
 from scheduler.engine.timeframes import DAY_MS, timeframe_ms
-from scheduler.flags import file_path
+from scheduler.flags import file_path, json_object
 
 
 def _date_ms(value: str) -> int:
@@ -84,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="with --config: one strategy id; without: a catalog or options strategy name")
     p.add_argument("--symbols", help="without --config: BTC/USDT[,ETH/USDT] (options: BTC or ETH)")
     p.add_argument("--timeframe", help="without --config (default 1h)")
-    p.add_argument("--params", type=json.loads, help="without --config: JSON parameter overrides")
+    p.add_argument("--params", type=json_object, help="without --config: JSON parameter overrides")
     p.add_argument("--mode", choices=("run", "compare"), default="run",
                    help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
     p.add_argument("--start", type=_date_ms, help="first day (UTC, YYYY-MM-DD); default: a year before the end")
@@ -103,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also: trade-order permutation and block bootstrap, PATHS paths each (5/50/95th percentiles)")
     p.add_argument("--lookahead-check", action="store_true",
                    help="also: check that each spot strategy's signals on truncated data equal those on the full data")
-    p.add_argument("--walk-forward", type=json.loads, metavar="GRID",
+    p.add_argument("--walk-forward", type=json_object, metavar="GRID",
                    help='instead: walk-forward over a parameter grid, e.g. \'{"fast": [10, 20], "slow": [50, 100]}\' '
                         "(one strategy); only out-of-sample figures are reported")
     p.add_argument("--train-days", type=_days, help="walk-forward training window (default 180)")
@@ -148,6 +147,13 @@ def _config(args: argparse.Namespace) -> Any:
     if not args.symbols:
         raise ConfigError(["--symbols is needed without --config (e.g. --symbols BTC/USDT)"])
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if not symbols or twice:
+        raise ConfigError([f"--symbols {args.symbols!r} " + (f"names {', '.join(twice)} twice; name each once"
+                                                              if twice else "names no symbol; give e.g. BTC/USDT")])
+    if args.mode == "compare" and not args.strategy and any("/" not in s for s in symbols):
+        raise ConfigError([f"--symbols {args.symbols}: --mode compare replays the spot catalog, on pairs such as "
+                           "BTC/USDT; an options strategy runs one at a time (--strategy NAME --symbols BTC)"])
     _check_market_flags(args, args.source or "synthetic")
     market = market_from_flags(args.source or "synthetic", args.data_root, 42 if args.seed is None else args.seed)
     timeframe = args.timeframe or "1h"
@@ -388,8 +394,12 @@ def _main(argv: list[str]) -> int:
     check_span(config.strategies, start_ms, end_ms)
     if start_ms >= end_ms:
         raise ConfigError([f"--start {_iso(start_ms)} is not before --end {_iso(end_ms)}"])
+    starts = data_span.data_start_ms(source, options_source, config)
+    if starts is not None and end_ms <= starts[0]:
+        raise ConfigError([f"the run ends at {_iso(end_ms)}, before the data begins: {starts[1]} start at "
+                           f"{_iso(starts[0])}; give a later --end (and --start), or fetch earlier data with "
+                           "go-trader download-data"])
     if args.walk_forward is not None:
-        starts = data_span.data_start_ms(source, options_source, config)
         source.close()
         notes = []
         if starts is not None and starts[0] > start_ms:  # windows before the data would be flat

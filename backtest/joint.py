@@ -159,13 +159,17 @@ def _account(config: Config, results: list[BacktestResult], book: list[tuple[int
     fills = sorted((f for r in results for f in r.fills), key=lambda f: int(f["at_ms"]))  # stable: a step's order
     trades = tuple(sorted((t for r in results for t in r.trades), key=lambda t: (t.exit_ms, t.entry_ms)))
     symbols = tuple(dict.fromkeys(sym for r in results for sym in r.symbols))
+    # the costs the sleeves ran with: one set when they share it, else each strategy's by its id
+    costs = dict(results[0].costs) if all(r.costs == results[0].costs for r in results) else {
+        f"{r.strategy_id}.{k}": v for r in results for k, v in r.costs.items()}
     return BacktestResult(
-        strategy_id=ACCOUNT, kind="account", strategy="(all strategies)", symbols=symbols, timeframe=None,
+        strategy_id=ACCOUNT, kind="account", strategy="(all strategies)", symbols=symbols,
+        timeframe=next((r.timeframe for r in results if r.bar_ms == bar_ms and r.timeframe), None),
         bar_ms=bar_ms, start_ms=start_ms, end_ms=end_ms, initial_capital_usd=capital,
         equity=Curve(grid, equity),
         exposure=tuple(exposure.tolist()), trades=trades, fills=tuple(fills),
         fees_usd=float(sum(r.fees_usd for r in results)), slippage_usd=float(sum(r.slippage_usd for r in results)),
-        costs=dict(results[0].costs), source=results[0].source,
+        costs=costs, source=results[0].source,
         notes=notes.together(config) + (f"the account's equity is the sum of the {len(results)} sleeves after each "
                                          f"step, taken every {_span(bar_ms)}",),
     )

@@ -289,11 +289,23 @@ class OptionsLeg:
             bar_ms=self.step_ms, start_ms=self.t0, end_ms=ticks[-1], initial_capital_usd=float(s.capital),
             equity=tuple(self.equity), exposure=tuple(self.exposure), trades=option_round_trips(fills),
             fills=tuple(fills), fees_usd=float(sum(f["fee_usd"] for f in fills)), slippage_usd=slippage_usd(fills),
-            params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "slippage_pct": o.no_side_spread_pct,
+            params=dict(s.params), costs={"fee_pct": o.fees.trade_pct, "no_side_spread_pct": o.no_side_spread_pct,
                                             "delivery_fee_pct": o.fees.delivery_pct},
             source=f"{self.spot.name}+{getattr(self.options, 'name', type(self.options).__name__)}",
-            notes=run_notes + self.data_notes + settle + self.tally.notes(),
+            notes=run_notes + self.data_notes + settle + self.tally.notes() + self._stale_note(),
         )
+
+    def _stale_note(self) -> tuple[str, ...]:
+        """Why orders were refused as stale on recorded chains, and what to do about it."""
+        from market.files_options import FilesOptions
+
+        if "STALE_QUOTE" not in self.tally.refused or not isinstance(self.options, FilesOptions):
+            return ()
+        return (f"the recorded chains are one snapshot a day, taken at varying times (03:00 to 17:00 UTC); on a day "
+                f"whose snapshot comes after the {utc_from_ms(self.ticks[0]).strftime('%H:%M')} UTC check, the "
+                f"check sees the day before's, older than options.max_quote_age_s "
+                f"({self.config.options.max_quote_age_s:g} s), and its orders are refused (STALE_QUOTE); to trade "
+                "on such chains, raise options.max_quote_age_s in the config (at most 86400: a chain more than a day old is always refused)",)
 
 
 def _clamp_to_data(s: StrategyConfig, options: Any, underlying: str, start_ms: int, end_ms: int

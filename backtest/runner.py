@@ -295,6 +295,7 @@ class SpotLeg:
         self.bar_ms = bar_ms = timeframe_ms(tf)
         candles, self.symbol = market.candles, s.symbols[0]
         start_ms, self.data_notes = _clamp_to_data(s, market, start_ms)
+        self.data_notes += _warmup_note(config, s)
         ticks, self.t0 = _ticks(start_ms, end_ms, tf)
         if not len(ticks):
             raise ConfigError([f"the run from {utc_from_ms(start_ms)} to {utc_from_ms(end_ms)} holds no whole {tf} "
@@ -445,6 +446,22 @@ def _clamp_to_data(s: StrategyConfig, market: SpotMarket, start_ms: int) -> tupl
     first_ms, symbol = max(firsts)
     return first_ms, (f"the {symbol} {s.timeframe or '1h'} data starts at {notes.when(first_ms)}, after the "
                       f"requested start {notes.when(start_ms)}: the run starts there",)
+
+
+def _warmup_note(config: Config, s: StrategyConfig) -> tuple[str, ...]:
+    """A note when the strategy's parameters need more closed candles for a signal than the
+    checker is given (``runner.candles_limit``): it holds on every bar, in the daemon too."""
+    from strategies.api import min_bars
+    from strategies.catalog import CATALOG
+
+    if s.strategy_name not in CATALOG:
+        return ()
+    need, have = min_bars(s.strategy_name, s.params), config.runner.candles_limit
+    if need <= have:
+        return ()
+    return (f"{s.strategy_name} with these parameters needs {need:,} closed candles for a signal, and the checker "
+            f"is given runner.candles_limit = {have:,}: it never leaves its warm-up, so it cannot trade (the daemon's "
+            "checker neither); shorten its windows, or raise runner.candles_limit (at most 1,000)",)
 
 
 def _check_tally(candles: Candles, decided: Decisions, ticks: np.ndarray, due: np.ndarray, fresh: np.ndarray,

@@ -52,14 +52,43 @@ def _range_of(name: str) -> tuple[float, float, bool] | None:
     return next((r for suffix, r in RANGES.items() if name.endswith("_" + suffix)), None)
 
 
-def _check_range(name: str, value: float) -> None:
+def _range_problem(name: str, value: float) -> str | None:
     r = _range_of(name)
     if r is None:
-        return
+        return None
     low, high, low_open = r
     if (value <= low if low_open else value < low) or value > high:
         bracket = "(" if low_open else "["
-        raise ValueError(f"{name} {value!r} is out of range; allowed {bracket}{low:g}, {high:g}]")
+        return f"{name} {value!r} is out of range; allowed {bracket}{low:g}, {high:g}]"
+    return None
+
+
+def _check_range(name: str, value: float) -> None:
+    problem = _range_problem(name, value)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _field_problem(name: str, kind: str, value: Any) -> str | None:
+    """What is wrong with one parameter's value, or None."""
+    if value is None and name == "quantity":
+        return None
+    if name == "max_positions":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"max_positions {value!r}; expected an int >= 1"
+        return _range_problem(name, value)
+    if kind == "str":
+        return None if isinstance(value, str) else f"{name} {value!r}; expected a string"
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{name} {value!r}; expected true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{name} {value!r}; expected a finite number"
+    positive = name.endswith(("moneyness", "dte_days")) or name in ("quantity", "dte_tolerance_days", "min_premium")
+    if positive and value <= 0:
+        return f"{name} {value!r}; expected a number > 0"
+    if name.endswith("rank") and not 0 <= value <= 100:
+        return f"{name} {value!r}; expected an IV rank in [0, 100]"
+    return _range_problem(name, value)
 
 
 def allowed_amounts(underlying: str) -> str:
@@ -117,32 +146,11 @@ class Params:
     rate: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name == "quantity":
-                continue
-            if f.name == "max_positions":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"max_positions {value!r}; expected an int >= 1")
-                _check_range(f.name, value)
-                continue
-            if f.type == "str":
-                if not isinstance(value, str):
-                    raise ValueError(f"{f.name} {value!r}; expected a string")
-                continue
-            if f.type == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError(f"{f.name} {value!r}; expected true or false")
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{f.name} {value!r}; expected a finite number")
-            positive = (f.name.endswith(("moneyness", "dte_days")) or f.name in (
-                "quantity", "dte_tolerance_days", "min_premium"))
-            if positive and value <= 0:
-                raise ValueError(f"{f.name} {value!r}; expected a number > 0")
-            if f.name.endswith("rank") and not 0 <= value <= 100:
-                raise ValueError(f"{f.name} {value!r}; expected an IV rank in [0, 100]")
-            _check_range(f.name, value)
+        # every field's problem at once (the cross-field checks of a subclass run on valid fields)
+        problems = [p for f in dataclasses.fields(self) if (p := _field_problem(f.name, str(f.type),
+                                                                               getattr(self, f.name)))]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -244,13 +252,24 @@ def validate_params(strategy: str, overrides: Mapping[str, Any] | None, underlyi
     overrides = dict(overrides or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"{strategy} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
-                         f"{', '.join(sorted(known))}")
+    problems = [f"{strategy} has no parameter {', '.join(map(repr, unknown))}; its parameters are "
+                f"{', '.join(sorted(known))}"] if unknown else []
+    overrides = {k: v for k, v in overrides.items() if k in known}  # the others' values are judged too
     types = {f.name: f.type for f in dataclasses.fields(cls)}
     for name, value in overrides.items():
-        if isinstance(value, int) and not isinstance(value, bool) and types[name].startswith("float"):
+        if isinstance(value, int) and not isinstance(value, bool) and str(types[name]).startswith("float"):
             overrides[name] = float(value)  # JSON's 5 is 5.0 here; an int field keeps its int
-    params = cls(**overrides)
+    try:
+        params = cls(**overrides)
+    except ValueError as e:
+        q = overrides.get("quantity")
+        if isinstance(q, float) and math.isfinite(q) and q > 0:  # judged with the rest, not only once they pass
+            try:
+                check_quantity(q, underlying)
+            except ValueError as bad_quantity:
+                problems.append(str(bad_quantity))
+        raise ValueError("; ".join([*problems, str(e)])) from None
+    if problems:
+        raise ValueError(problems[0])
     check_quantity(params.quantity, underlying)
     return params

@@ -31,7 +31,7 @@ from datetime import UTC
 from pathlib import Path
 
 from scheduler.engine.errors import ConfigError, GoTraderError
-from scheduler.flags import config_from_flags, file_path, market_from_flags
+from scheduler.flags import config_from_flags, file_path, json_object, market_from_flags
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -286,8 +286,10 @@ def _control(prog: str, description: str, kind: str, extra: Callable[[argparse.A
     except LockHeld:  # only a held lock means a running daemon; any other error says what it is
         token = os.environ.get(STATUS_TOKEN_ENV)
         if not token:
-            raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} (the daemon's token) "
-                                "so this command can be sent to it over HTTP") from None
+            raise GoTraderError(f"a running daemon holds {state_path}; set {STATUS_TOKEN_ENV} to the token it was "
+                                "started with, so this command can be sent to it over HTTP (a daemon started "
+                                "without one has its control endpoints off: restart it with the variable set, or "
+                                "stop it and run this command again to apply it directly)") from None
         host = "127.0.0.1" if config.status.host in ("0.0.0.0", "::") else config.status.host
         host = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
         path = next(k for k, v in CONTROL.items() if v == kind)
@@ -391,7 +393,7 @@ def cmd_paper(argv: Sequence[str]) -> int:
     p.add_argument("--capital", type=float, default=1000.0, help="USD per strategy (default 1000; an options strategy that sells "
                    "needs the initial margin of at least Deribit's minimum contract, 0.1 BTC or 1 ETH, "
                    "which can be more than that)")
-    p.add_argument("--params", type=json.loads, default=None, help="JSON object of parameter overrides")
+    p.add_argument("--params", type=json_object, default=None, help="JSON object of parameter overrides")
     p.add_argument("--interval", type=int, default=None, help="seconds between checks (default: the timeframe)")
     p.add_argument("--source", choices=("ccxt", "synthetic", "files"), default="ccxt",
                    help="market data: live Binance through ccxt (default), the synthetic market, or files")

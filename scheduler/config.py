@@ -617,6 +617,11 @@ class Config(_Model):
 # Loading with complete, path-qualified error messages
 
 
+def _in_order(problem: str) -> list[Any]:
+    """A sort key that puts strategies[3] before strategies[14] (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", problem)]
+
+
 def _key_text(key: Any) -> str:
     """A key as it appears in a JSON path: printable keys as they are, others as repr."""
     text = str(key)
@@ -646,6 +651,13 @@ def _error_loc(err: Mapping[str, Any]) -> tuple[Any, ...]:
     if len(loc) >= 3 and loc[-3] == "params" and loc[-1] in ("int", "float"):
         loc = loc[:-1]  # one problem per parameter, not one per member of `int | float`
     return loc
+
+
+def _text_branch_of_a_number(err: Mapping[str, Any]) -> bool:
+    """A parameter is a number or (options) a word: a value that is neither gets one error per
+    branch; the number's says it all, the word's ("should be a valid string") is noise."""
+    loc = err["loc"]
+    return len(loc) > 1 and loc[-1] == "str" and "params" in loc and not isinstance(err.get("input"), str)
 
 
 def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str:
@@ -680,6 +692,19 @@ def _describe(err: Mapping[str, Any], model_fields: dict[str, list[str]]) -> str
     elif err["type"] in _NUMBER_ERRORS and isinstance(got, (bool, str)):
         return f"{path}: {_not_a_number(got, _NUMBER_ERRORS[err['type']])}" + (
             f"; {_HINTS[field]}" if field in _HINTS else "")
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        return (f"{path}.{ctx.get('discriminator', 'source').strip(chr(39))}: {_clip(repr(ctx.get('tag')))} is not "
+                f"one of {ctx.get('expected_tags', 'the known kinds')}")
+    if err["type"] == "union_tag_not_found":
+        key = str((err.get("ctx") or {}).get("discriminator", "source")).strip("'")
+        return f"{path}.{key}: required key is missing; it says which kind of {path} this is" + (
+            " (synthetic, files or ccxt)" if path == "market" else "")
+    if err["type"] == "too_short" and isinstance(got, list) and not got:
+        return f"{path}: the list is empty; it needs at least one entry" + (
+            " (a strategy: see the config reference in the README)" if path == "strategies" else "")
+    if err["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{path}: expected an object {{...}} of settings, got {_clip(repr(got))}"
     # A value_error is ours, and its message already says the value when that helps.
     shown = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {_clip(repr(got))})"
     hint = f"; {_HINTS[field]}" if field in _HINTS and err["type"] != "value_error" else ""
@@ -794,10 +819,10 @@ def parse_config(raw: Any, *, base_dir: Path, checkers_dir: Path | None = None) 
     except ValidationError as e:
         # Nothing under a secret's key is described: its message would show the value.
         problems.extend(_describe(err, _FIELDS) for err in e.errors(include_url=False)
-                        if not _under(_path(_error_loc(err)), secrets))
+                        if not _under(_path(_error_loc(err)), secrets) and not _text_branch_of_a_number(err))
         config = None
     if problems:
-        raise ConfigError(sorted(dict.fromkeys(redact_secrets(p) for p in problems)))
+        raise ConfigError(sorted(dict.fromkeys(redact_secrets(p) for p in problems), key=_in_order))
     assert config is not None
     return config
 
@@ -968,7 +993,7 @@ def read_document(path: Path) -> dict[str, Any]:
     raw = _plain(raw, "", problems, bad_utf8 is not None)
     if problems:
         raise ConfigError(sorted(dict.fromkeys(f"{p} ({bad_utf8})" if bad_utf8 and "UTF-8" in p else p
-                                               for p in problems)))
+                                               for p in problems), key=_in_order))
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a JSON object, got {type(raw).__name__}"])
     return raw
@@ -1086,6 +1111,8 @@ def _kind_problem(path: Path, label: str, want: str, example: str | None = None)
         return f"{label}: {path} exists and is not a folder; choose a folder (it is created if missing)"
     if want == "file" and path.is_dir():
         return f"{label}: {path} is a folder; name a file in it, e.g. {path / (example or 'state.json')}"
+    if want == "file" and path.is_symlink() and not path.exists():
+        return f"{label}: {path} is a symbolic link to nothing ({os.readlink(path)}); name a real file"
     if want == "file" and not path.is_file():
         return f"{label}: {path} exists and is not a regular file (a device or a pipe?); name a file"
     return None

@@ -111,6 +111,7 @@ class CycleReport:
     events: list[Event] = field(default_factory=list)
     cpu_s: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
+    not_run: int = 0  # due, but not started: the scheduler was stopping (they run at the next start)
 
 
 def _fmt_usd(v: float | None) -> str:
@@ -502,10 +503,11 @@ class Daemon(ControlMixin):
         self._commit(new, events, cycle)
         duration = time.monotonic() - started
         total = self._total_value()
-        report = CycleReport(cycle, len(due), len(failed_ids), sum(e.kind == "fill" for e in events), duration,
-                             total, events, _cpu_seconds() - cpu0, failed_ids)
-        self._all_failed = (f"every check of cycle {cycle} failed ({len(due)} of {len(due)}); see the logs"
-                            if failed_ids and len(failed_ids) == len(due) else None)
+        not_run = sum(r.cancelled for r in results)
+        report = CycleReport(cycle, len(due) - not_run, len(failed_ids), sum(e.kind == "fill" for e in events),
+                             duration, total, events, _cpu_seconds() - cpu0, failed_ids, not_run)
+        self._all_failed = (f"every check of cycle {cycle} failed ({report.checked} of {report.checked}); see the "
+                            "logs" if failed_ids and len(failed_ids) == report.checked else None)
         self._log_cycle(report, events)
         self._last_cycle_mono = time.monotonic()
         self.counters.cycles += 1
@@ -535,6 +537,9 @@ class Daemon(ControlMixin):
         for s, result in zip(due, results, strict=True):
             log = self.logs.strategy(s.id)
             sleeve = state.sleeves[s.id]
+            if result.cancelled:  # not a failure: its last check and run time stay as they were
+                log.info("Not run: the scheduler is shutting down (it runs at the next start)")
+                continue
             for line in result.stderr.decode("utf-8", "replace").splitlines()[-20:]:
                 log.info(f"checker: {line[:500]}")
             if s.type == "spot":
@@ -543,8 +548,7 @@ class Daemon(ControlMixin):
             else:
                 verdict = judge(result, OptionsSignal, {"strategy": s.args[0], "underlying": s.args[1]},
                                 self.config.runner.timeout_s, self.config.runner.max_output_bytes)
-            if not result.cancelled:
-                sleeve.last_run_at = now  # ran (even if it failed): not again until its next interval
+            sleeve.last_run_at = now  # ran (even if it failed): not again until its next interval
             if isinstance(verdict, CheckFailure):
                 failed.append(s.id)
                 self.counters.check_failures[(s.id, verdict.error_class)] += 1
@@ -742,10 +746,12 @@ class Daemon(ControlMixin):
                 f"Total value: {_fmt_usd(r.total_value_usd)}")
         if r.failed:
             line += f" | {r.failed} failed: {', '.join(r.failed_ids)}"
+        if r.not_run:
+            line += f" | {r.not_run} not run (shutting down)"
         if blocked:
             line += f" | blocked: {', '.join(blocked)}"
         self.logs.scheduler.info(line)
-        self.logs.event("cycle", r.cycle, None, checked=r.checked, failed=r.failed, fills=r.fills,
+        self.logs.event("cycle", r.cycle, None, checked=r.checked, failed=r.failed, not_run=r.not_run, fills=r.fills,
                         seconds=round(r.duration_s, 3), cpu_s=round(r.cpu_s, 3), total_value_usd=r.total_value_usd,
                         blocked=blocked, failed_ids=r.failed_ids)
         self.notifier.status(line[:200])

@@ -62,3 +62,19 @@ def file_path(value: str) -> Path:
         raise argparse.ArgumentTypeError(f"{value!r} names a folder (it ends in a slash); give a file's name, "
                                          "in that folder or another")
     return Path(value)
+
+
+def json_object(value: str) -> dict:
+    """An argparse type for a JSON object option (--params, --walk-forward): what is wrong with
+    the text, in words, instead of json's own exception text."""
+    import argparse
+    import json
+
+    try:
+        doc = json.loads(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not JSON ({e}); give an object such as "
+                                         "'{\"fast\": 10}'") from None
+    if not isinstance(doc, dict):
+        raise argparse.ArgumentTypeError(f"{value!r} is JSON but not an object; give one such as '{{\"fast\": 10}}'")
+    return doc

@@ -24,7 +24,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -220,9 +220,21 @@ def _parse_state(raw: bytes, where: str) -> State:
     def no_constants(name: str) -> float:
         raise ValueError(f"{name} is not a number go-trader saves")
 
+    def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) < len(pairs):  # go-trader never writes a key twice: which value would be meant?
+            twice = next(k for i, (k, _) in enumerate(pairs) if any(k == j for j, _ in pairs[:i]))
+            raise ValueError(f"the key {twice!r} appears twice in one object")
+        return out
+
     try:
-        doc = json.loads(raw, parse_constant=no_constants)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = raw.decode("utf-8-sig")  # (a BOM an editor added is fine)
+    except UnicodeDecodeError as e:
+        raise StateError(f"{where} is corrupt (not UTF-8 text, as go-trader writes it: byte {raw[e.start]:#04x} "
+                         f"at offset {e.start})") from e
+    try:
+        doc = json.loads(text, parse_constant=no_constants, object_pairs_hook=once_each)
+    except json.JSONDecodeError as e:
         raise StateError(f"{where} is corrupt (not valid JSON: {e})") from e
     except (ValueError, RecursionError) as e:
         raise StateError(f"{where} is corrupt ({e})") from e

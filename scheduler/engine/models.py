@@ -293,6 +293,14 @@ class State(_State):
     outbox: list[OutboxMessage] = Field(default_factory=list)
     notify: NotifyState = Field(default_factory=NotifyState)
 
+    @model_validator(mode="after")
+    def _sleeves_named(self) -> State:
+        wrong = [(key, s.id) for key, s in self.sleeves.items() if key != s.id]
+        if wrong:
+            key, sid = wrong[0]
+            raise ValueError(f"sleeves[{key!r}] holds the sleeve of {sid!r}: a sleeve is kept under its own id")
+        return self
+
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring an older state document up to SCHEMA_VERSION (a pure function on the JSON)."""

@@ -24,8 +24,9 @@ clock, the network or files; everything comes in as arguments.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from scheduler.engine import fills, margin, risk
@@ -38,6 +39,13 @@ from scheduler.engine.risk import ACCOUNT, AccountRules
 from scheduler.engine.timeframes import timeframe_ms
 
 DEFAULT_RULES = MarketRules("*", amount_step=1e-8, min_amount=1e-8, min_notional_usd=5.0)
+
+
+@lru_cache(maxsize=256)
+def default_rules(symbol: str) -> MarketRules:
+    """``DEFAULT_RULES`` for a symbol whose market rules the source did not give (a refusal
+    names the symbol, not "*")."""
+    return replace(DEFAULT_RULES, symbol=symbol)
 Reason = Literal["signal", "stop", "drawdown_close", "manual"]  # the spot reasons
 SellReason = Literal["signal", "stop", "drawdown_close", "manual", "assignment"]  # a wheel's call delivers spot
 
@@ -271,7 +279,7 @@ class _Book:
             if cap <= 0:
                 return self._reject(sleeve, intent, cap_code, f"no room left under {cap_code} ({cap:.2f} USD)")
             budget, capped_by = cap * (1 + rules.costs.fee_rate), cap_code
-        market = self.market_rules.get(intent.symbol, DEFAULT_RULES)
+        market = self.market_rules.get(intent.symbol) or default_rules(intent.symbol)
         result = fills.buy(quote, budget, rules.costs, market)
         if isinstance(result, Rejected):
             code = capped_by if capped_by and result.code.startswith("BELOW_MIN") else result.code

@@ -81,3 +81,34 @@ def test_legs_that_expire_with_no_delivery_price_are_named_in_the_result(shared_
     assert "no delivery price" in net.notes[0]
     assert f"NOTE: {net.notes[0]}" in report.terminal_table(net)
     assert BacktestResult.from_json(net.to_json()).notes == net.notes
+
+
+@pytest.mark.shared_data
+def test_orders_refused_on_a_day_old_recorded_chain_say_why_and_what_to_do(shared_data):
+    """From January to May 2026, on days whose snapshot comes after the 10:00 check (04-22: the
+    check sees 04-21's, taken 10:26), the chain is older than options.max_quote_age_s (1 h):
+    STALE_QUOTE, and a note on the daily snapshots; raised to a day, only chains more than a day
+    old are refused."""
+    from market.files_options import FilesOptions
+    from market.files_source import FilesSource
+
+    doc = {"market": {"source": "files", "root": str(shared_data / "ohlcv")},
+           "strategies": [{"id": "o", "type": "options", "script": "check_options.py",
+                           "args": ["vol_mean_reversion", "BTC"], "capital": 1000}]}
+    start, end = 1_767_225_600_000, 1_767_225_600_000 + 135 * DAY  # 2026-01-01 .. 05-16
+    runs = []
+    for age in (None, 86_400):
+        config = parse_config(doc, base_dir=Path("."))
+        if age is not None:
+            config = config.model_copy(update={"options": config.options.model_copy(update={"max_quote_age_s": age})})
+        runs.append(runner.run(config, config.strategies[0], FilesSource(shared_data / "ohlcv"), start, end,
+                               options_source=FilesOptions(shared_data), with_gross=False)[0])
+    stale, day_old_ok = runs
+    assert any("refused by the engine with STALE_QUOTE" in n for n in stale.notes), stale.notes
+    assert any("one snapshot a day" in n and "raise options.max_quote_age_s" in n for n in stale.notes)
+
+    def refused(result):
+        return sum(int(n.split()[0]) for n in result.notes if "refused by the engine with STALE_QUOTE" in n)
+
+    assert refused(stale) >= 10 and refused(day_old_ok) < refused(stale) / 2, (stale.notes, day_old_ok.notes)
+    assert stale.costs["no_side_spread_pct"] == 5.0

@@ -164,3 +164,20 @@ def test_health_reports_a_stale_loop(tmp_path):
         assert doc["status"] == "stale" and "no cycle for" in doc["reason"]
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
+
+
+def test_checks_not_started_before_a_sigterm_are_not_failures(tmp_path):
+    """One check at a time: the second never starts when SIGTERM ends the first. It is not a
+    failed check: its last check and run time are left as they were, and it runs at the next start."""
+    config = write_config(tmp_path, [spot("slow", "check_hang.py"), spot("later")],
+                          runner={"timeout_s": 60, "shutdown_grace_s": 1, "max_concurrency": 1})
+    pidfile = tmp_path / "hang.pids"
+    with DaemonProcess(config, {"HANG_PIDFILE": str(pidfile)}) as d:
+        wait_for(lambda: len(pids_alive(pidfile)) == 2, what="the hanging checker and its child")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    state = state_doc(tmp_path)
+    assert state["sleeves"]["slow"]["last_check"]["ok"] is False
+    assert state["sleeves"]["later"]["last_check"] is None and state["sleeves"]["later"]["last_run_at"] is None
+    log = (tmp_path / "logs" / "scheduler.log").read_text()
+    assert "| 1 strategies checked |" in log and "| 1 failed: slow | 1 not run (shutting down)" in log, log

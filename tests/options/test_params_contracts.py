@@ -101,3 +101,17 @@ def test_implausible_quotes_are_dropped_with_their_reason() -> None:
     assert [d.split(":")[0] for d in dropped] == [q.instrument for q in bad]
     assert "mark 5 coin is not below 1 coin" in dropped[0] and "crossed quote: bid 0.5 > ask 0.01" in dropped[1]
     assert "strike / forward" in dropped[2]
+
+
+def test_every_parameter_problem_is_reported_at_once() -> None:
+    """A config with three bad values (and an unknown name) gets all of them in one message,
+    not one per run of validate-config."""
+    with pytest.raises(ValueError) as info:
+        validate_params("vol_mean_reversion", {"wat": 1, "quantity": 0.15, "call_moneyness": 9,
+                                               "target_dte_days": -1}, underlying="BTC")
+    text = str(info.value)
+    for part in ("no parameter 'wat'", "quantity 0.15 BTC is not a multiple", "call_moneyness 9.0 is out of range",
+                 "target_dte_days -1.0; expected a number > 0"):
+        assert part in text, (part, text)
+    with pytest.raises(ValueError, match=r"^vol_mean_reversion has no parameter 'wat'"):
+        validate_params("vol_mean_reversion", {"wat": 1})

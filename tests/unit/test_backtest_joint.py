@@ -66,6 +66,7 @@ def test_each_sleeve_of_a_joint_replay_is_judged_on_the_account_and_marked_on_it
     assert any("replayed together" in n for n in sma.notes) and sma.notes == rsi.notes
     # the account: the sum of the sleeves, every hour; all the fills and round trips
     assert account.strategy_id == "account" and account.initial_capital_usd == 2000 and account.bar_ms == HOUR
+    assert account.timeframe == "1h" and account.costs == sma.costs == rsi.costs  # the finest; costs shared
     assert account.final_equity_usd == pytest.approx(sma.final_equity_usd + rsi.final_equity_usd, rel=1e-12)
     assert len(account.fills) == len(sma.fills) + len(rsi.fills) and len(account.trades) == len(sma.trades) + len(
         rsi.trades)

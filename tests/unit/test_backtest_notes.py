@@ -212,3 +212,17 @@ def test_the_markets_max_stale_candles_is_the_limit_for_the_checker_and_the_back
         doc = json.loads(run.stdout)
         assert (run.returncode != 0 and "stale" in doc["error"]) if fails else (run.returncode == 0 and
                                                                                "error" not in doc), (limit, doc)
+
+
+def test_a_strategy_that_never_leaves_its_warm_up_says_so():
+    """sma_crossover 400/500 needs 501 closed candles; the checker is given 500 (runner.
+    candles_limit): it holds on every bar, and the result says why rather than looking flat."""
+    config = _spot({"args": ["sma_crossover", "BTC/USDT", "1h"], "params": {"fast": 400, "slow": 500}})
+    s = config.strategies[0]
+    market = runner.load_spot(SyntheticSource(7), s, START, START + 5 * DAY, config.runner.candles_limit)
+    got = runner.replay_spot(config, s, market, START, START + 5 * DAY)
+    assert not got.fills
+    assert any("needs 501 closed candles for a signal" in n and "runner.candles_limit = 500" in n for n in got.notes)
+    fine = _spot({"args": ["sma_crossover", "BTC/USDT", "1h"], "params": {"fast": 400, "slow": 499}})
+    s = fine.strategies[0]
+    assert not any("warm-up" in n for n in runner.replay_spot(fine, s, market, START, START + 5 * DAY).notes)

@@ -150,7 +150,17 @@ def test_every_repeat_of_an_id_is_reported_against_the_first(checkers: Path) -> 
 
 def test_at_least_one_strategy(checkers: Path) -> None:
     msg = only_problem(raw_config(strategies=[]), checkers)
-    assert msg.startswith("strategies: List should have at least 1 item")
+    assert msg.startswith("strategies: the list is empty; it needs at least one entry (a strategy")
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"market": {"source": "yahoo"}}, "market.source: 'yahoo' is not one of 'synthetic', 'files', 'ccxt'"),
+    ({"market": {"seed": 1}}, "market.source: required key is missing; it says which kind of market this is"),
+    ({"risk": 5}, "risk: expected an object {...} of settings, got 5"),
+    ({"market": "x"}, "market: expected an object {...} of settings, got 'x'"),
+])
+def test_a_wrong_kind_or_shape_of_section_is_said_in_words(checkers: Path, change: dict, problem: str) -> None:
+    assert only_problem(raw_config(**change), checkers).startswith(problem)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,6 +109,14 @@ def test_bad_document_is_a_config_error_naming_where(tmp_path: Path, name: str, 
         assert part in text, (part, text)
 
 
+def test_problems_are_listed_in_the_configs_order_numbers_as_numbers(tmp_path: Path) -> None:
+    doc = copy.deepcopy(VALID)
+    doc["strategies"] = [{**VALID["strategies"][0], "id": f"s{i}", "capital": -1 if i in (3, 14) else 1000}
+                         for i in range(15)]
+    problems = _problems_of_bytes(tmp_path, json.dumps(doc).encode())
+    assert [p.split(":")[0] for p in problems] == ["strategies[3].capital", "strategies[14].capital"]
+
+
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_bytes(codecs.BOM_UTF8 + _text().encode())
@@ -276,6 +284,13 @@ def test_startup_refuses_state_file_that_is_a_folder(tmp_path: Path, checkers: P
 def test_startup_refuses_a_device_as_state_file(tmp_path: Path, checkers: Path) -> None:
     (problem,) = _startup_problems(tmp_path, checkers, _with("state_file", "/dev/null"))
     assert problem.startswith("state_file: /dev/null exists and is not a regular file")
+
+
+def test_a_dangling_link_as_the_state_file_is_named_as_one(tmp_path: Path, checkers: Path) -> None:
+    (tmp_path / "link.json").symlink_to(tmp_path / "gone.json")
+    (problem,) = _startup_problems(tmp_path, checkers, _with("state_file", "link.json"))
+    assert problem == f"state_file: {tmp_path / 'link.json'} is a symbolic link to nothing ({tmp_path / 'gone.json'}); " \
+        "name a real file", problem
 
 
 def test_startup_refuses_a_file_where_a_folder_is_needed(tmp_path: Path, checkers: Path) -> None:

@@ -395,6 +395,7 @@ def test_step_rejects_below_min_notional_with_a_reason() -> None:
     events = run(state, [intent(1, 100.0)], rules_for(state), market=None)  # DEFAULT_RULES: min 5 USD
     rejected = only(events, "rejected")
     assert rejected.data["code"] == "BELOW_MIN_NOTIONAL"
+    assert f"below {rejected.data['symbol']}'s minimum notional 5.00 USD" in rejected.data["detail"]  # not "*"
     assert state.sleeves["s1"].cash_usd == 4.0
 
 

@@ -173,7 +173,21 @@ def test_empty_file_is_refused(path: Path) -> None:
 
 def test_non_utf8_file_is_refused(path: Path) -> None:
     msg = _refused(path, b"\xff\xfe{}")
-    assert msg.startswith(f"state file {path} is corrupt (not valid JSON: ")
+    assert msg.startswith(f"state file {path} is corrupt (not UTF-8 text, as go-trader writes it: byte 0xff at "
+                          "offset 0)")
+
+
+def test_a_key_given_twice_is_refused(path: Path) -> None:
+    text = sample_state().model_dump_json()
+    msg = _refused(path, ('{"cycle_count": 1, ' + text[1:]).encode())
+    assert msg.startswith(f"state file {path} is corrupt (the key 'cycle_count' appears twice in one object)")
+
+
+def test_a_sleeve_under_another_id_is_a_schema_violation(path: Path) -> None:
+    doc = json.loads(sample_state().model_dump_json())
+    doc["sleeves"]["other"] = doc["sleeves"].pop("s1")
+    msg = _refused(path, json.dumps(doc).encode())
+    assert "sleeves['other'] holds the sleeve of 's1'" in msg, msg
 
 
 def test_schema_violation_is_refused(path: Path) -> None:
