@@ -83,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="with --config: one strategy id; without: a catalog or options strategy name")
     p.add_argument("--symbols", help="without --config: BTC/USDT[,ETH/USDT] (options: BTC or ETH)")
     p.add_argument("--timeframe", help="without --config (default 1h)")
-    p.add_argument("--params", type=json_object, help="without --config: JSON parameter overrides")
+    p.add_argument("--params", type=json_object(), help="without --config: JSON parameter overrides")
     p.add_argument("--mode", choices=("run", "compare"), default="run",
                    help="compare: every strategy of the config, or every catalog strategy on --symbols, in one table")
     p.add_argument("--start", type=_date_ms, help="first day (UTC, YYYY-MM-DD); default: a year before the end")
@@ -102,7 +102,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also: trade-order permutation and block bootstrap, PATHS paths each (5/50/95th percentiles)")
     p.add_argument("--lookahead-check", action="store_true",
                    help="also: check that each spot strategy's signals on truncated data equal those on the full data")
-    p.add_argument("--walk-forward", type=json_object, metavar="GRID",
+    p.add_argument("--walk-forward", type=json_object("a JSON object of non-empty lists", '{"fast": [10, 20]}'),
+                   metavar="GRID",
                    help='instead: walk-forward over a parameter grid, e.g. \'{"fast": [10, 20], "slow": [50, 100]}\' '
                         "(one strategy); only out-of-sample figures are reported")
     p.add_argument("--train-days", type=_days, help="walk-forward training window (default 180)")

@@ -393,7 +393,7 @@ def cmd_paper(argv: Sequence[str]) -> int:
     p.add_argument("--capital", type=float, default=1000.0, help="USD per strategy (default 1000; an options strategy that sells "
                    "needs the initial margin of at least Deribit's minimum contract, 0.1 BTC or 1 ETH, "
                    "which can be more than that)")
-    p.add_argument("--params", type=json_object, default=None, help="JSON object of parameter overrides")
+    p.add_argument("--params", type=json_object(), default=None, help="JSON object of parameter overrides")
     p.add_argument("--interval", type=int, default=None, help="seconds between checks (default: the timeframe)")
     p.add_argument("--source", choices=("ccxt", "synthetic", "files"), default="ccxt",
                    help="market data: live Binance through ccxt (default), the synthetic market, or files")

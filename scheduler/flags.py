@@ -5,7 +5,7 @@ without importing the CLI (the CLI imports the backtester: that edge goes one wa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scheduler.engine.errors import ConfigError
@@ -64,17 +64,19 @@ def file_path(value: str) -> Path:
     return Path(value)
 
 
-def json_object(value: str) -> dict:
-    """An argparse type for a JSON object option (--params, --walk-forward): what is wrong with
-    the text, in words, instead of json's own exception text."""
+def json_object(what: str = "an object", example: str = '{"fast": 10}') -> Callable[[str], dict]:
+    """An argparse type for a JSON object option (--params; --walk-forward's grid): what is wrong
+    with the text, in words, instead of json's own exception text."""
     import argparse
     import json
 
-    try:
-        doc = json.loads(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{value!r} is not JSON ({e}); give an object such as "
-                                         "'{\"fast\": 10}'") from None
-    if not isinstance(doc, dict):
-        raise argparse.ArgumentTypeError(f"{value!r} is JSON but not an object; give one such as '{{\"fast\": 10}}'")
-    return doc
+    def parse(value: str) -> dict:
+        try:
+            doc = json.loads(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{value!r} is not JSON ({e}); give {what} such as '{example}'") from None
+        if not isinstance(doc, dict):
+            raise argparse.ArgumentTypeError(f"{value!r} is JSON but not an object; give {what} such as '{example}'")
+        return doc
+
+    return parse

@@ -141,10 +141,10 @@ def test_an_options_run_outside_the_chains_says_so(shared_data, capsys):
     err = capsys.readouterr().err
     assert ("--end 2026-11-30T00:00:00+00:00 is after the end of the data (2026-08-22T10:35:36.141000+00:00), where "
             "the BTC option chains of covered_calls-btc (the last taken at 2026-08-22T09:35:36.141000Z) end") in err, err
-    assert main([*args, "--start", "2025-06-01", "--end", "2025-07-01"]) == 1
+    assert main([*args, "--start", "2025-06-01", "--end", "2025-07-01"]) == 2
     err = capsys.readouterr().err
-    assert ("covered_calls-btc: the BTC option chains run from 2025-12-30T17:31:15.944000Z to 2026-08-22T09:35:36.141000Z, "
-            "after the end 2025-07-01T00:00:00Z of the run") in err, err
+    assert ("the run ends at 2025-07-01T00:00:00+00:00, before the data begins: the BTC option chains of "
+            "covered_calls-btc start at 2025-12-30T17:31:15.944000+00:00") in err, err
 
 
 def test_the_seed_of_a_config_run_is_the_configs_unless_seed_is_given(tmp_path, capsys):
