@@ -47,7 +47,7 @@ CATALOG: Mapping[str, StrategyInfo] = MappingProxyType({
               rsi_period=14, oversold=35, overbought=65, fast=12, slow=26, signal=9),
         _info("pairs_spread", "z-score of close/close_b crosses up through -entry / down through +exit",
               needs_second_symbol=True, lookback=30, entry_z=2.0, exit_z=0.5),
-        _info("edge70", "daily Donchian breakout: long above the 59-day high, short below the 21-day low",
+        _info("edge70", "Donchian breakout, made for 1d bars: long above the 59-bar high, exit below the 21-bar low",
               long_lookback=59, short_lookback=21, seed_bars=200, stop_pct=15.0),
     )
 })
@@ -102,6 +102,9 @@ def validate_params(name: str, overrides: Mapping[str, object] | None) -> dict[s
         for key in ("oversold", "overbought"):
             if key in params and not params[key] < 100:
                 problems.append(f"parameter {key!r} of {name} is an RSI level and must be < 100, got {params[key]!r}")
+        if "stop_pct" in params and not params["stop_pct"] < 100:
+            problems.append(f"parameter 'stop_pct' of {name} is how far below the entry its stop sits, in percent, "
+                            f"and must be < 100 (the stop would be at or below 0), got {params['stop_pct']!r}")
         if name in _AT_LEAST_TWO and params[_AT_LEAST_TWO[name]] < 2:
             key = _AT_LEAST_TWO[name]
             problems.append(f"parameter {key!r} of {name} must be >= 2 (a sample std needs two bars), got {params[key]!r}")

@@ -529,6 +529,9 @@ def test_params_override_accepted(checkers: Path) -> None:
      "sma_crossover needs fast < slow, got fast=60, slow=50"),
     (["rsi", "BTC/USDT", "1h"], {"overbought": 100},
      "parameter 'overbought' of rsi is an RSI level and must be < 100, got 100"),
+    (["edge70", "BTC/USDT", "1d"], {"stop_pct": 150},
+     "parameter 'stop_pct' of edge70 is how far below the entry its stop sits, in percent, and must be < 100 "
+     "(the stop would be at or below 0), got 150"),
     (["bollinger_bands", "BTC/USDT", "1h"], {"period": 1},
      "parameter 'period' of bollinger_bands must be >= 2 (a sample std needs two bars), got 1"),
 ])
