@@ -159,10 +159,13 @@ def reset_breaker(state: State, strategy_id: str, equity_usd: float | None, now:
     lifted = sorted(risk.blocks)
     risk.blocks.clear()
     risk.consecutive_losses = 0
-    if equity_usd is not None and "MAX_DRAWDOWN" in lifted:
+    rebased = equity_usd is not None and equity_usd > 0 and "MAX_DRAWDOWN" in lifted  # a peak is > 0
+    if rebased:
         risk.peak_equity_usd = equity_usd
     detail = (f"lifted {', '.join(lifted) or 'no active block'} on {strategy_id}; loss streak set to 0"
-              + (f"; drawdown peak rebased to {equity_usd:.2f} USD" if equity_usd is not None and "MAX_DRAWDOWN" in lifted else "")
+              + (f"; drawdown peak rebased to {equity_usd:.2f} USD" if rebased else "")
+              + (f"; drawdown peak kept: the equity {equity_usd:.2f} USD is no peak" if equity_usd is not None
+                 and equity_usd <= 0 and "MAX_DRAWDOWN" in lifted else "")
               + "; no position was opened or closed")
     return _audit(state, now, "reset_breaker", strategy_id, by, detail, before)
 

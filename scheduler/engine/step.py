@@ -432,8 +432,10 @@ def _phases(book: _Book, desk: OptionDesk, state: State, intents: Sequence[SpotI
         for b in risk.lift_expired(sleeve.risk.blocks, now):
             book.emit("unblock", sid, code=b.code)
             equity = sleeve_equity(sleeve)
-            if b.code == "MAX_DRAWDOWN" and equity is not None:
-                sleeve.risk.peak_equity_usd = equity  # a fresh start after the cool-off (see risk.py)
+            if b.code == "MAX_DRAWDOWN" and equity is not None and equity > 0:
+                # a fresh start after the cool-off (see risk.py); a sleeve worth nothing (an options
+                # one that owes cash) has no peak to start from: the old one stays, and it trips again
+                sleeve.risk.peak_equity_usd = equity
         book.check_stops(sleeve, bars or {})
         if sleeve.option_positions:
             desk.settle(sleeve)  # expiries and the theta harvest are exits: they always run

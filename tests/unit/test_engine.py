@@ -693,3 +693,23 @@ def test_a_step_leaves_no_cycle_for_the_collector() -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_a_sleeve_worth_nothing_keeps_its_peak_when_a_drawdown_block_ends_or_is_reset() -> None:
+    """An options sleeve can owe cash (equity <= 0). Its drawdown peak must stay > 0 (the schema's
+    rule, checked before every save): the cool-off's end and a reset keep the old peak."""
+    from scheduler.engine.risk import reset_breaker
+
+    state = State()
+    state.sleeves["o"] = new_sleeve("o", "options", 1000.0)
+    sleeve = state.sleeves["o"]
+    sleeve.cash_usd = -50.0
+    sleeve.risk.blocks["MAX_DRAWDOWN"] = Block(code="MAX_DRAWDOWN", detail="x", since=T0 - timedelta(days=2),
+                                              until=T0 - timedelta(hours=1))
+    step(state, [], {}, {"o": SleeveRules(costs=DEFAULT_COSTS, max_drawdown_pct=60.0)}, {}, T0, 1,
+         **_no_account_limits())
+    assert sleeve.risk.peak_equity_usd == 1000.0
+    State.model_validate(state.model_dump())  # what every save checks first
+    record = reset_breaker(state, "o", -50.0, T0, "test")
+    assert sleeve.risk.peak_equity_usd == 1000.0 and "drawdown peak kept" in record.detail
+    State.model_validate(state.model_dump())
