@@ -178,7 +178,10 @@ def cmd_status(argv: Sequence[str]) -> int:
     state_path, _ = _paths(argparse.Namespace(state_file=args.state_file, log_dir=None, config=args.config), config)
     _require_state(state_path, args.config)
     state = load_state(state_path) or State()
-    doc = build_status(state, config, {}, started_at=datetime.now(UTC), halted=None)
+    from scheduler.notify.service import NotifyService
+
+    notifications = NotifyService(config.notifications, state_path).status_of(state, live=False)
+    doc = build_status(state, config, {}, started_at=datetime.now(UTC), halted=None, notifications=notifications)
     print(json.dumps(doc, indent=2))
     return EXIT_OK
 

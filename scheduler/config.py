@@ -1042,10 +1042,26 @@ def notification_problems(config: Config, env: Mapping[str, str]) -> list[str]:
     if tg and n.enabled and not env.get(tg.token_env, "").strip():
         out.append(f"notifications.telegram: the environment variable {tg.token_env} (token_env) is not set; "
                    "set it to the bot token from @BotFather, or remove notifications.telegram")
-    if wh and not env.get(wh.url_env, "").startswith(("http://", "https://")):
+    url = env.get(wh.url_env, "") if wh else ""
+    if wh and not url.startswith(("http://", "https://")):
         out.append(f"notifications.webhook: the environment variable {wh.url_env} (url_env) is not set to an "
                    "http:// or https:// URL; set it to the webhook's URL, or remove notifications.webhook")
+    elif wh and _url_problem(url):
+        out.append(f"notifications.webhook: the environment variable {wh.url_env} (url_env) holds a malformed URL "
+                   f"({_url_problem(url)}; the URL is not shown: it is the credential); fix it")
     return out
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes an http(s) URL unusable (its host, its port), in words that do not quote it."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as e:
+        return str(e).split(":")[0]
+    return None if parts.hostname else "it names no host"
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -257,24 +257,37 @@ def parse_history_query(query: str) -> tuple[int | None, str | None]:
 
     ``since`` is ISO 8601 with a time zone (``2026-01-01T00:00:00Z``) or Unix milliseconds."""
     try:
-        params = parse_qs(query, strict_parsing=bool(query), max_num_fields=4)
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=4)
     except ValueError as e:
         raise ValueError(f"bad query string: {e}; use ?since=2026-01-01T00:00:00Z&strategy=ID") from None
     unknown = set(params) - {"since", "strategy"}
     if unknown:
         raise ValueError(f"unknown query parameter(s) {', '.join(sorted(unknown))[:100]}; use since and strategy")
+    for name, values in params.items():  # one value each: which of two would be meant?
+        if len(values) > 1:
+            raise ValueError(f"{name} is given {len(values)} times; give it once (leave out strategy for all)")
+        if not values[0]:
+            raise ValueError(f"{name} is given with no value; give one, or leave {name} out")
     since = params.get("since", [None])[-1]
     since_ms = None
     if since is not None:
         try:
             if since.isascii() and since.isdigit() and len(since) <= 16:  # isdigit alone takes '١٢'
                 since_ms = int(since)
+                if 0 < since_ms < 100_000_000_000:  # before 1973 in ms: Unix seconds, most likely
+                    raise ValueError(f"since {since} reads as Unix milliseconds, {since_ms / 1000:.0f} s after "
+                                     f"1970; for seconds, give {since}000")
             else:
                 t = datetime.fromisoformat(since.replace("Z", "+00:00"))
                 if t.tzinfo is None:
                     raise ValueError("no time zone")
                 since_ms = int(t.timestamp() * 1000)
-        except (ValueError, OverflowError):
+        except OverflowError:
+            raise ValueError(f"since must be ISO 8601 with a time zone (2026-01-01T00:00:00Z) or Unix ms, "
+                             f"got {since[:40]!r}") from None
+        except ValueError as e:
+            if str(e).startswith("since "):
+                raise
             raise ValueError(f"since must be ISO 8601 with a time zone (2026-01-01T00:00:00Z) or Unix ms, "
                              f"got {since[:40]!r}") from None
     return since_ms, params.get("strategy", [None])[-1]

@@ -56,8 +56,12 @@ def url_secrets(url: str) -> list[str]:
     """The secret-bearing pieces of a webhook URL, as a server may echo them: the URL, its
     path and query (raw, percent-decoded and percent-encoded) and any password. A webhook's
     secret is its path ("Cannot POST /hooks/<secret>" is a usual answer), not only the URL."""
-    parts = urllib.parse.urlsplit(url)
-    pieces = [url, parts.query, parts.password or ""]
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password or ""
+    except ValueError:  # a malformed URL (config checks refuse one): the whole of it is the secret
+        return [url] if len(url) >= 4 else []
+    pieces = [url, parts.query, password]
     if len(parts.path) > 1:
         pieces += [parts.path, parts.path.lstrip("/")]
         if parts.query:
@@ -140,7 +144,8 @@ def _send_part(dest: dict[str, Any], text: str, timeout_s: float) -> None:
         body = post_json(url, {"chat_id": dest["chat_id"], "text": text, "disable_web_page_preview": True},
                          timeout_s, [dest["token"]])
         if body.get("ok") is not True:
-            raise SendError(f"the Bot API did not confirm the message: {str(body)[:200]}")
+            # scrubbed before it is cut: an answer may echo the request path, the token in it
+            raise SendError(_scrub(f"the Bot API did not confirm the message: {body}", [dest["token"]])[:240])
     else:
         post_json(dest["url"], {"content": text, "text": text}, timeout_s, url_secrets(dest["url"]))
 
@@ -225,7 +230,8 @@ def poll_once(t: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     except SendError as e:
         return {"updates": [], "error": str(e), "retry_after_s": e.retry_after_s}
     if body.get("ok") is not True or not isinstance(body.get("result"), list):
-        return {"updates": [], "error": f"getUpdates did not answer ok: {str(body)[:200]}", "retry_after_s": None}
+        return {"updates": [], "error": _scrub(f"getUpdates did not answer ok: {body}", [t["token"]])[:240],
+                "retry_after_s": None}
     updates = [x for u in body["result"] if isinstance(u, dict) and (x := _update(u))]
     return {"updates": updates, "error": None, "retry_after_s": None}
 

@@ -47,8 +47,17 @@ def signed_usd(v: float) -> str:
     return f"{'+' if v >= 0 else '-'}${abs(v):,.2f}"
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 def _fill_line(sid: str, d: dict[str, Any]) -> str:
-    text = f"{sid}: {d['side'].upper()} {quantity(d['quantity'])} {d['symbol']} @ {price(d['fill_price'])}"
+    option = d.get("option")
+    if isinstance(option, dict) and option.get("premium_coin") is not None:  # as Deribit quotes it: in coin
+        at = f"{quantity(option['premium_coin'])} {option.get('underlying', '')} ({usd(d['fill_price'])} a contract)"
+    else:
+        at = price(d["fill_price"])
+    text = f"{sid}: {d['side'].upper()} {quantity(d['quantity'])} {d['symbol']} @ {at}"
     if d.get("realized_pnl_usd") is not None:
         text += f", P&L {signed_usd(d['realized_pnl_usd'])}"
     text += f" (fee {usd(d.get('fee_usd', 0.0))}"
@@ -127,11 +136,11 @@ def summary_message(state: State, strategy_ids: Iterable[str], now: datetime) ->
     for sid in ids:
         sl = state.sleeves[sid]
         eq = sleeve_equity(sl)
-        held = ", ".join(sorted(sl.positions)) + (f", {len(sl.option_positions)} option legs"
-                                                  if sl.option_positions else "")
+        held = ", ".join([*sorted(sl.positions),
+                          *([_count(len(sl.option_positions), "option leg")] if sl.option_positions else [])])
         line = (f"• {sid}: {usd(eq)}" + (f" ({signed_usd(eq - sl.initial_capital_usd)})" if eq is not None else "")
-                + f", {sl.trade_count} trades, realized {signed_usd(sl.realized_pnl_usd)}"
-                + (f", holding {held}" if held.strip(", ") else ""))
+                + f", {_count(sl.trade_count, 'trade')}, realized {signed_usd(sl.realized_pnl_usd)}"
+                + (f", holding {held}" if held else ""))
         if sl.risk.blocks:
             line += f", BLOCKED: {', '.join(sl.risk.blocks)}"
         lines.append(line)

@@ -72,6 +72,8 @@ class DestinationRuntime:
     """What a destination's deliveries did in this process (not saved: a restart retries at once)."""
 
     errors: int = 0
+    #: the failures in a row that set the backoff: not the rate limits (429), which say their wait
+    backoff_errors: int = 0
     failed_total: int = 0
     last_error: str | None = None
     last_error_at: datetime | None = None
@@ -384,7 +386,9 @@ class NotifyService:
         rt.errors += 1
         rt.failed_total += 1
         rt.last_error, rt.last_error_at = error, datetime.now(UTC)
-        wait = retry_after_s if retry_after_s is not None else min(BACKOFF_MAX_S, 2.0 ** (rt.errors - 1))
+        if retry_after_s is None:
+            rt.backoff_errors += 1
+        wait = retry_after_s if retry_after_s is not None else min(BACKOFF_MAX_S, 2.0 ** (rt.backoff_errors - 1))
         rt.next_attempt_mono = time.monotonic() + wait
 
     def _fold(self, daemon: Daemon) -> None:
@@ -412,7 +416,7 @@ class NotifyService:
                     self._failed(name, str(r["error"])[:500], r.get("retry_after_s"))
                     log.warning(f"Notifications: {name}: {r['error']}"[:600])
                 elif r is not None:
-                    self.runtime[name].errors = 0
+                    self.runtime[name].errors = self.runtime[name].backoff_errors = 0
             for st in {id(s): s for s in (daemon.state, daemon._unsaved) if s is not None}.values():
                 self._bound(st)
         if self._poll is not None and not self._poll.thread.is_alive():
@@ -425,7 +429,7 @@ class NotifyService:
                 self._failed("poll", error, result.get("retry_after_s"), self.poll_runtime)
                 log.warning(f"Telegram commands: getUpdates failed: {error}"[:600])
             else:
-                self.poll_runtime.errors = 0
+                self.poll_runtime.errors = self.poll_runtime.backoff_errors = 0
             self.bot_username = result.get("bot_username") or self.bot_username
             updates = [commands.Update.from_json(u) for u in result.get("updates", [])]
             if updates:
@@ -454,19 +458,30 @@ class NotifyService:
 
     # -- /status ------------------------------------------------------------------------------
     def status(self, daemon: Daemon) -> dict[str, Any]:
-        state, now = self._target(daemon), time.monotonic()
+        return self.status_of(self._target(daemon))
+
+    def status_of(self, state: State, *, live: bool = True) -> dict[str, Any]:
+        """/status's ``notifications``: the outbox and each destination's cursor from ``state``;
+        with ``live`` False (``go-trader status``, no daemon) the delivery errors, which only a
+        running daemon knows, are null."""
+        now = time.monotonic()
         out: dict[str, Any] = {"enabled": self.enabled, "outbox_messages": len(state.outbox),
                                "dropped": state.notify.dropped, "max_messages": self.config.max_messages,
                                "destinations": {}}
+        if not live:
+            out["note"] = "read from the saved state: delivery errors are known to a running daemon only"
         for name, broadcast in self.destinations.items():
             rt, c = self.runtime[name], outbox.cursor(state, name)
             out["destinations"][name] = {
                 "pending": len(outbox.pending(state, name, broadcast)), "delivered_total": c.delivered_total,
-                "failed_total": rt.failed_total, "consecutive_errors": rt.errors, "last_error": rt.last_error,
-                "last_error_at": rt.last_error_at.isoformat() if rt.last_error_at else None,
-                "next_attempt_in_s": round(max(0.0, rt.next_attempt_mono - now), 1) if rt.errors else 0.0}
+                **({"failed_total": rt.failed_total, "consecutive_errors": rt.errors, "last_error": rt.last_error,
+                    "last_error_at": rt.last_error_at.isoformat() if rt.last_error_at else None,
+                    "next_attempt_in_s": round(max(0.0, rt.next_attempt_mono - now), 1) if rt.errors else 0.0}
+                   if live else dict.fromkeys(("failed_total", "consecutive_errors", "last_error", "last_error_at",
+                                               "next_attempt_in_s")))}
         tg = self.config.telegram
         if tg and tg.commands:
-            out["commands"] = {"offset": state.notify.telegram_offset, "last_error": self.poll_runtime.last_error,
-                               "consecutive_errors": self.poll_runtime.errors}
+            out["commands"] = {"offset": state.notify.telegram_offset,
+                               "last_error": self.poll_runtime.last_error if live else None,
+                               "consecutive_errors": self.poll_runtime.errors if live else None}
         return out

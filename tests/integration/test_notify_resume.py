@@ -76,3 +76,21 @@ def test_a_failing_channel_shows_in_status_and_metrics_at_once(tmp_path: Path, f
                       if line.startswith("go_trader_notifications_failed_total{"))
         assert f'destination="telegram:{CHAT}"' in metric and float(metric.rsplit(" ", 1)[1]) >= 2
         fake.faults.clear()
+
+
+def test_the_status_command_shows_the_saved_outbox(tmp_path: Path, fake: FakeTelegram) -> None:
+    """``go-trader status`` (no daemon) prints the notifications block from state.json: the
+    queued messages and each destination's pending count, not "enabled": false."""
+    from tests.integration.harness import run_cli
+
+    fake.fail(*[Fault(500)] * 1000)
+    with running(tmp_path, telegram(fake)) as d:
+        say(d, "one", "two")
+    out = run_cli("status", "--config", str(tmp_path / "config.json"),
+                  env={"GO_TRADER_TELEGRAM_TOKEN": fake.token})
+    assert out.returncode == 0, out.stderr
+    notifications = json.loads(out.stdout)["notifications"]
+    queued = len(outbox_of(tmp_path))  # the two, and what the start queued
+    assert queued >= 2 and notifications["enabled"] is True and notifications["outbox_messages"] == queued
+    dest = notifications["destinations"][f"telegram:{CHAT}"]
+    assert dest["pending"] == queued and dest["consecutive_errors"] is None and "running daemon" in notifications["note"]

@@ -216,3 +216,5 @@ def test_the_start_checks_name_the_missing_variable_never_a_value(tmp_path: Path
     problems = notification_problems(config, {"HOOK": "not-a-url"})
     assert len(problems) == 2 and "GO_TRADER_TELEGRAM_TOKEN" in problems[0] and "not-a-url" not in problems[1]
     assert notification_problems(config, {"GO_TRADER_TELEGRAM_TOKEN": "1:x", "HOOK": "https://h/1"}) == []
+    (bad,) = notification_problems(config, {"GO_TRADER_TELEGRAM_TOKEN": "1:x", "HOOK": "http://[::1/hooks/SECRET"})
+    assert "holds a malformed URL (Invalid IPv6 URL" in bad and "SECRET" not in bad, bad

@@ -4,6 +4,7 @@ by name; Telegram commands addressed to another bot are not run."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -119,3 +120,19 @@ def test_without_a_known_username_a_named_trade_is_refused_with_the_way_out(text
 def test_parse_keeps_the_addressee() -> None:
     assert parse("/Close@Other_Bot  BTC  x\n") == Command("close", ["BTC", "x"], "Other_Bot")
     assert parse("/status") == Command("status", [], None) and parse("status") is None and parse(None) is None
+
+
+@pytest.mark.parametrize(("query", "problem"), [
+    ("strategy=a&strategy=b", "strategy is given 2 times; give it once"),
+    ("since=", "since is given with no value"),
+    ("strategy=", "strategy is given with no value"),
+    ("since=1796597700", "since 1796597700 reads as Unix milliseconds, 1796598 s after 1970; for seconds, give "
+                         "1796597700000"),
+])
+def test_a_history_query_that_would_be_read_wrongly_is_refused(query: str, problem: str) -> None:
+    from scheduler.http_status import parse_history_query
+
+    with pytest.raises(ValueError, match="^" + re.escape(problem)):
+        parse_history_query(query)
+    assert parse_history_query("since=0&strategy=a") == (0, "a")
+    assert parse_history_query("since=1796597700000") == (1_796_597_700_000, None)
